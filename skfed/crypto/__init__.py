@@ -1,0 +1,1 @@
+"""Cryptographic building blocks. Crypto knows nothing of learning; import from submodules."""

@@ -1,0 +1,19 @@
+"""Message-passing runtime: parties are roles that only exchange messages."""
+
+from .local import LocalRuntime, PartyContext, ProtocolTimeout, RoleError, run_roles
+from .transcript import KINDS, Message, Transcript
+from .wire import WireFormatError, decode, encode
+
+__all__ = [
+    "KINDS",
+    "LocalRuntime",
+    "Message",
+    "PartyContext",
+    "ProtocolTimeout",
+    "RoleError",
+    "Transcript",
+    "WireFormatError",
+    "decode",
+    "encode",
+    "run_roles",
+]

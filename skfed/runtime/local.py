@@ -1,0 +1,206 @@
+"""In-process runtime: every role runs in its own thread with in-memory queues.
+
+Roles never share objects: each message is serialised with the wire format on
+``send`` and rebuilt on ``recv``, exactly as a network transport would do.
+"""
+
+import threading
+import time
+from collections import defaultdict, deque
+
+from .transcript import KINDS, Transcript
+from .wire import decode, encode
+
+__all__ = ["PartyContext", "LocalRuntime", "RoleError", "ProtocolTimeout", "run_roles"]
+
+DEFAULT_TIMEOUT = 600.0
+
+
+class RoleError(RuntimeError):
+    """A role failed; ``party`` names it and ``__cause__`` is the original error."""
+
+    def __init__(self, party, error):
+        super().__init__(f"party {party!r} failed: {type(error).__name__}: {error}")
+        self.party = party
+        self.error = error
+
+
+class ProtocolTimeout(TimeoutError):
+    """A role waited for a message that never came."""
+
+
+class _Aborted(Exception):
+    """Raised inside a waiting role when another role has failed."""
+
+
+class _Mailroom:
+    """Shared state of one run: queues, transcript, liveness."""
+
+    def __init__(self, parties, transcript, keep_payloads, timeout):
+        self.parties = tuple(parties)
+        self.transcript = transcript
+        self.keep_payloads = keep_payloads
+        self.timeout = timeout
+        self.cond = threading.Condition()
+        self.queues = defaultdict(deque)
+        self.finished = set()
+        self.failed = None
+
+
+class PartyContext:
+    """What a role sees of the world: its own name and a channel to the others.
+
+    Parameters are set by the runtime; role functions only call the methods.
+
+    Attributes
+    ----------
+    party : str
+        The name of the party running the role.
+    parties : tuple of str
+        Every party taking part in the run.
+    """
+
+    def __init__(self, party, mailroom):
+        self.party = party
+        self._room = mailroom
+
+    @property
+    def parties(self):
+        return self._room.parties
+
+    def send(self, to, tag, payload, kind="plain"):
+        """Send ``payload`` to party ``to`` under ``tag``.
+
+        ``kind`` declares how the payload is protected and is recorded in the
+        transcript: ``"ciphertext"``, ``"masked"``, ``"public_key"`` or
+        ``"plain"`` (only for values the protocol declares public).
+        """
+        room = self._room
+        if to not in room.parties or to == self.party:
+            raise ValueError(f"{self.party!r} cannot send to {to!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        data = encode(payload)
+        with room.cond:
+            room.transcript.record(self.party, to, tag, kind, len(data),
+                                   data if room.keep_payloads else None)
+            room.queues[(self.party, to, tag)].append(data)
+            room.cond.notify_all()
+
+    def broadcast(self, receivers, tag, payload, kind="plain"):
+        """Send the same payload to every party in ``receivers``."""
+        for to in receivers:
+            self.send(to, tag, payload, kind=kind)
+
+    def recv(self, frm, tag, timeout=None):
+        """Wait for the next message from ``frm`` under ``tag`` and decode it."""
+        room = self._room
+        if frm not in room.parties or frm == self.party:
+            raise ValueError(f"{self.party!r} cannot receive from {frm!r}")
+        timeout = room.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        key = (frm, self.party, tag)
+        with room.cond:
+            while not room.queues[key]:
+                if room.failed is not None:
+                    raise _Aborted()
+                if frm in room.finished:
+                    raise ProtocolTimeout(
+                        f"{self.party!r} waits for {tag!r} from {frm!r}, "
+                        f"which has finished without sending it"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ProtocolTimeout(
+                        f"{self.party!r} waited {timeout:.0f} s for {tag!r} from {frm!r}"
+                    )
+                room.cond.wait(min(remaining, 1.0))
+            data = room.queues[key].popleft()
+        return decode(data)
+
+    def gather(self, senders, tag):
+        """Receive one message under ``tag`` from each of ``senders``, in order."""
+        return [self.recv(s, tag) for s in senders]
+
+
+class LocalRuntime:
+    """Runs every role of a protocol in this process, one thread per party.
+
+    Parameters
+    ----------
+    timeout : float, default=600
+        Seconds a role may wait for a message before failing.
+    keep_payloads : bool, default=False
+        Keep each message's serialised payload in the transcript (for audits
+        and privacy tests).
+
+    Examples
+    --------
+    >>> from skfed.runtime import LocalRuntime
+    >>> def alice(ctx):
+    ...     ctx.send("bob", "greeting", "hello")
+    ...     return ctx.recv("bob", "reply")
+    >>> def bob(ctx):
+    ...     msg = ctx.recv("alice", "greeting")
+    ...     ctx.send("alice", "reply", msg.upper())
+    >>> results, transcript = LocalRuntime().run({"alice": alice, "bob": bob})
+    >>> results["alice"], len(transcript)
+    ('HELLO', 2)
+    """
+
+    def __init__(self, timeout=DEFAULT_TIMEOUT, keep_payloads=False):
+        self.timeout = timeout
+        self.keep_payloads = keep_payloads
+
+    def run(self, roles, transcript=None):
+        """Run ``roles`` (a mapping party name -> callable(ctx)) to completion.
+
+        Returns
+        -------
+        results : dict
+            Each party's return value.
+        transcript : Transcript
+            Every message sent during the run.
+
+        Raises
+        ------
+        RoleError
+            The first role that failed, naming its party.
+        """
+        transcript = Transcript() if transcript is None else transcript
+        room = _Mailroom(list(roles), transcript, self.keep_payloads, self.timeout)
+        results, errors = {}, {}
+
+        def target(name, fn):
+            ctx = PartyContext(name, room)
+            try:
+                results[name] = fn(ctx)
+            except _Aborted:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - surfaced below
+                with room.cond:
+                    errors[name] = exc
+                    if room.failed is None:
+                        room.failed = name
+            finally:
+                with room.cond:
+                    room.finished.add(name)
+                    room.cond.notify_all()
+
+        threads = [threading.Thread(target=target, args=(n, f), name=f"skfed-{n}",
+                                    daemon=True) for n, f in roles.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if room.failed is not None:
+            first = room.failed
+            # A timeout caused by another party's failure is a symptom; report the cause.
+            raise RoleError(first, errors[first]) from errors[first]
+        return results, transcript
+
+
+def run_roles(roles, runtime=None, transcript=None):
+    """Run ``roles`` with ``runtime`` (default: a new :class:`LocalRuntime`)."""
+    runtime = LocalRuntime() if runtime is None else runtime
+    return runtime.run(roles, transcript=transcript)

@@ -1,0 +1,131 @@
+"""The transcript: a record of every message that crossed a party boundary."""
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+KINDS = ("ciphertext", "masked", "public_key", "plain")
+
+__all__ = ["KINDS", "Message", "Transcript"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message as seen on the wire.
+
+    Attributes
+    ----------
+    sender, receiver : str
+        Party names.
+    tag : str
+        What the message is, in the protocol's words (``"update"``, ``"d"``...).
+    kind : {"ciphertext", "masked", "public_key", "plain"}
+        How the payload is protected. ``plain`` is only used for values the
+        protocol declares public.
+    nbytes : int
+        Size of the serialised payload.
+    seq : int
+        Position in the global order of sends.
+    payload : bytes or None
+        The serialised payload, kept only when the runtime was asked to
+        (``keep_payloads=True``), so tests can inspect what left a party.
+    """
+
+    sender: str
+    receiver: str
+    tag: str
+    kind: str
+    nbytes: int
+    seq: int = 0
+    payload: bytes | None = field(default=None, repr=False, compare=False)
+
+    def decoded(self):
+        """Decode the kept payload (requires ``keep_payloads=True``)."""
+        from .wire import decode
+
+        if self.payload is None:
+            raise ValueError("payload was not kept; run with keep_payloads=True")
+        return decode(self.payload)
+
+
+class Transcript:
+    """Ordered list of :class:`Message` records with summaries.
+
+    Examples
+    --------
+    >>> from skfed.runtime import Transcript
+    >>> t = Transcript()
+    >>> t.record("a", "b", "x", "plain", 10)
+    >>> t.summary()
+    [{'sender': 'a', 'receiver': 'b', 'messages': 1, 'bytes': 10, 'kinds': 'plain'}]
+    """
+
+    def __init__(self, messages=()):
+        self.messages = list(messages)
+
+    def record(self, sender, receiver, tag, kind, nbytes, payload=None):
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        self.messages.append(
+            Message(sender, receiver, tag, kind, int(nbytes), len(self.messages), payload)
+        )
+
+    def __iter__(self):
+        return iter(self.messages)
+
+    def __len__(self):
+        return len(self.messages)
+
+    def __getitem__(self, i):
+        return self.messages[i]
+
+    def __repr__(self):
+        return f"Transcript({len(self)} messages, {self.total_bytes()} bytes)"
+
+    def filter(self, *, sender=None, receiver=None, tag=None, kind=None):
+        """Return the messages matching every given field."""
+        return [
+            m for m in self.messages
+            if (sender is None or m.sender == sender)
+            and (receiver is None or m.receiver == receiver)
+            and (tag is None or m.tag == tag)
+            and (kind is None or m.kind == kind)
+        ]
+
+    def total_bytes(self, *, sender=None, receiver=None):
+        return sum(m.nbytes for m in self.filter(sender=sender, receiver=receiver))
+
+    def extend(self, other):
+        """Append another transcript's messages (e.g. from several runs)."""
+        for m in other:
+            self.record(m.sender, m.receiver, m.tag, m.kind, m.nbytes, m.payload)
+
+    def summary(self):
+        """Per-link totals: one row per (sender, receiver) pair.
+
+        Returns
+        -------
+        rows : list of dict
+            Keys ``sender``, ``receiver``, ``messages``, ``bytes`` and
+            ``kinds`` (the protection kinds used on that link).
+        """
+        links = OrderedDict()
+        for m in self.messages:
+            row = links.setdefault(
+                (m.sender, m.receiver),
+                {"sender": m.sender, "receiver": m.receiver, "messages": 0,
+                 "bytes": 0, "kinds": set()},
+            )
+            row["messages"] += 1
+            row["bytes"] += m.nbytes
+            row["kinds"].add(m.kind)
+        rows = []
+        for row in links.values():
+            row["kinds"] = ",".join(k for k in KINDS if k in row["kinds"])
+            rows.append(row)
+        return rows
+
+    def to_frame(self):
+        """The per-link summary as a :class:`pandas.DataFrame`."""
+        import pandas as pd
+
+        return pd.DataFrame(self.summary())

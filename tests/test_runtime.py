@@ -1,0 +1,180 @@
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from skfed.runtime import (
+    LocalRuntime,
+    ProtocolTimeout,
+    RoleError,
+    Transcript,
+    WireFormatError,
+    decode,
+    encode,
+)
+
+scalars = (st.none() | st.booleans() | st.integers() | st.text()
+           | st.binary() | st.floats(allow_nan=False))
+arrays = hnp.arrays(
+    dtype=st.sampled_from([np.float64, np.float32, np.int64, np.int8, np.bool_, np.uint64]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+)
+payloads = st.recursive(
+    scalars | arrays,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=12,
+)
+
+
+def _equal(a, b):
+    if isinstance(a, np.ndarray):
+        return (isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
+                and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_equal, a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+@settings(max_examples=200, deadline=None)
+@given(payloads)
+def test_wire_round_trip(obj):
+    assert _equal(obj, decode(encode(obj)))
+
+
+@given(st.lists(st.integers(min_value=-(2**4096), max_value=2**4096), max_size=20))
+def test_wire_big_int_arrays(values):
+    arr = np.array(values + [0], dtype=object)
+    back = decode(encode(arr))
+    assert back.dtype == object and list(back) == list(arr)
+
+
+@pytest.mark.parametrize("bad", [object(), {1: 2}, np.array(["a"]),
+                                 np.array([1.5, "x"], dtype=object), {1.5}])
+def test_wire_refuses_unsafe_types(bad):
+    with pytest.raises(WireFormatError):
+        encode(bad)
+
+
+def test_wire_never_pickles():
+    data = encode({"w": np.arange(3.0)})
+    assert b"numpy" not in data and not data.startswith(b"\x80")
+    with pytest.raises(WireFormatError):
+        decode(pickle.dumps({"w": 1}))
+
+
+@settings(max_examples=100, deadline=None)
+@given(payloads, st.data())
+def test_wire_rejects_truncation_and_corruption(obj, data):
+    raw = encode(obj)
+    cut = data.draw(st.integers(0, len(raw) - 1))
+    with pytest.raises(WireFormatError):
+        decode(raw[:cut])
+    with pytest.raises(WireFormatError):
+        decode(raw + b"\x00")
+
+
+def test_wire_rejects_huge_length_fields():
+    # a list claiming 2**60 elements must fail fast, not allocate
+    raw = b"SKF1L" + (2**60).to_bytes(8, "big")
+    with pytest.raises(WireFormatError):
+        decode(raw)
+
+
+def test_runtime_runs_roles_and_records_transcript():
+    def server(ctx):
+        total = sum(ctx.gather(["a", "b"], "x"))
+        ctx.broadcast(["a", "b"], "total", total)
+        return total
+
+    def client(value):
+        def role(ctx):
+            ctx.send("server", "x", value, kind="masked")
+            return ctx.recv("server", "total")
+        return role
+
+    rt = LocalRuntime(keep_payloads=True)
+    results, tr = rt.run({"server": server, "a": client(2), "b": client(5)})
+    assert results == {"server": 7, "a": 7, "b": 7}
+    assert len(tr) == 4
+    assert {(m.sender, m.receiver, m.kind) for m in tr.filter(tag="x")} == {
+        ("a", "server", "masked"), ("b", "server", "masked")}
+    assert tr.filter(tag="total")[0].decoded() == 7
+    rows = {(r["sender"], r["receiver"]): r for r in tr.summary()}
+    assert rows[("a", "server")]["messages"] == 1
+    assert rows[("server", "a")]["bytes"] == len(encode(7))
+    assert tr.total_bytes() == sum(m.nbytes for m in tr)
+
+
+def test_runtime_messages_are_copies():
+    arr = np.zeros(3)
+
+    def alice(ctx):
+        ctx.send("bob", "arr", arr)
+        arr[0] = 99.0  # mutating after send must not change what bob gets
+        ctx.send("bob", "go", 1)
+
+    def bob(ctx):
+        got = ctx.recv("alice", "arr")
+        ctx.recv("alice", "go")
+        return got
+
+    results, _ = LocalRuntime().run({"alice": alice, "bob": bob})
+    assert results["bob"][0] == 0.0
+
+
+def test_runtime_surfaces_failure_with_party_name():
+    def good(ctx):
+        return ctx.recv("bad", "never")
+
+    def bad(ctx):
+        raise ValueError("boom")
+
+    with pytest.raises(RoleError, match="party 'bad' failed: ValueError: boom") as info:
+        LocalRuntime(timeout=30).run({"good": good, "bad": bad})
+    assert info.value.party == "bad"
+
+
+def test_runtime_detects_a_message_that_never_comes():
+    def waiter(ctx):
+        return ctx.recv("quiet", "hello")
+
+    def quiet(ctx):
+        return None
+
+    with pytest.raises(RoleError, match="finished without sending"):
+        LocalRuntime(timeout=30).run({"waiter": waiter, "quiet": quiet})
+
+
+def test_runtime_times_out():
+    def a(ctx):
+        return ctx.recv("b", "x")
+
+    def b(ctx):
+        return ctx.recv("a", "y")
+
+    with pytest.raises(RoleError) as info:
+        LocalRuntime(timeout=0.3).run({"a": a, "b": b})
+    assert isinstance(info.value.error, ProtocolTimeout)
+
+
+def test_send_validates_kind_and_peer():
+    def a(ctx):
+        with pytest.raises(ValueError, match="kind"):
+            ctx.send("b", "x", 1, kind="secret")
+        with pytest.raises(ValueError, match="cannot send"):
+            ctx.send("nobody", "x", 1)
+        return True
+
+    results, _ = LocalRuntime().run({"a": a, "b": lambda ctx: None})
+    assert results["a"] is True
+
+
+def test_transcript_rejects_unknown_kind():
+    with pytest.raises(ValueError):
+        Transcript().record("a", "b", "t", "encrypted-ish", 3)
