@@ -1,0 +1,35 @@
+"""The one place where every estimator's common-check test instances are built.
+
+Each family adds its section; ``tests/test_common.py`` feeds the list to
+``parametrize_with_checks``. Instances use small, insecure keys (the test
+suite sets ``SKFED_ALLOW_INSECURE_KEYS=1``) and few iterations so the
+common checks stay fast.
+"""
+
+
+def _horizontal():
+    from skfed import FederatedSGDClassifier, FederatedSGDRegressor
+
+    return [
+        FederatedSGDClassifier(n_rounds=5, random_state=0),
+        FederatedSGDRegressor(n_rounds=5, random_state=0),
+    ]
+
+
+# -- vertical ------------------------------------------------------------------
+
+
+# -- transfer ------------------------------------------------------------------
+
+
+SECTIONS = [_horizontal]
+
+
+def test_instances():
+    """Every estimator instance to run the scikit-learn common checks on."""
+    return [est for section in SECTIONS for est in section()]
+
+
+def expected_failed_checks(estimator):
+    """Checks that cannot apply to an estimator, each with its reason."""
+    return getattr(estimator, "_skfed_expected_failed_checks", dict)()
