@@ -1,10 +1,15 @@
 """skfed: scikit-learn compatible federated learning."""
 
+from .compare import compare_with_centralised
+from .horizontal import FederatedSGDClassifier, FederatedSGDRegressor
 from .topology import HorizontalTopology, VerticalTopology
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "FederatedSGDClassifier",
+    "FederatedSGDRegressor",
+    "compare_with_centralised",
     "HorizontalTopology",
     "VerticalTopology",
 ]

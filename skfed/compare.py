@@ -6,8 +6,7 @@ import numpy as np
 from sklearn.base import clone, is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
-from sklearn.utils import indexable
-from sklearn.utils.validation import _safe_indexing
+from sklearn.utils import _safe_indexing, indexable
 
 __all__ = ["compare_with_centralised", "centralised_twin"]
 

@@ -1,0 +1,164 @@
+"""Protected upload (client side) and secure sum (server side).
+
+Three protections, one interface, so the learning roles do not care which is
+used:
+
+* ``"masking"``: pairwise-mask secure aggregation over Z_{2**64}
+  (:mod:`skfed.crypto.secagg`). The server learns only the sum.
+* ``"paillier"``: the article's option. One client (the key holder) makes a
+  Paillier key pair and shares the private key with the other clients,
+  sealed under pairwise X25519-derived keys, so the relaying server never
+  sees it. Clients upload packed ciphertexts of their fixed-point updates;
+  the server multiplies them (adds the plaintexts) and the key holder
+  decrypts only the aggregate.
+* ``None``: plain uploads, for comparison and debugging only.
+
+Every secure sum has a running index that both sides count identically; it
+separates the masks of different sums, so no mask is ever reused.
+"""
+
+import math
+
+import numpy as np
+
+from ..crypto.secagg import FixedPointRing, MaskingClient, new_session_id, ring_sum
+from ..runtime.wire import decode, encode
+
+__all__ = ["ClientAggregation", "ServerAggregation", "PROTECTIONS"]
+
+PROTECTIONS = ("masking", "paillier", None)
+
+
+def _slot_bits(n_clients):
+    # 64-bit ring values plus headroom so the slot sum of n_clients terms never carries.
+    return 64 + max(1, math.ceil(math.log2(n_clients + 1)))
+
+
+class ClientAggregation:
+    """A client's half of the protocol: key agreement, then protected uploads."""
+
+    def __init__(self, ctx, server, clients, protection, key_size=2048, n_jobs=None):
+        self.ctx, self.server, self.clients = ctx, server, list(clients)
+        self.protection = protection
+        self.ring = FixedPointRing(n_summands=len(self.clients))
+        self.key_size, self.n_jobs = key_size, n_jobs
+        self.index = 0
+        self.masker = None
+        self.public_key = self.private_key = None
+        self.key_holder = self.clients[0]
+
+    def setup(self):
+        if self.protection is None:
+            return
+        ctx = self.ctx
+        self.masker = MaskingClient(ctx.party)
+        ctx.send(self.server, "agree_public_key", self.masker.public_bytes(), kind="public_key")
+        relayed = ctx.recv(self.server, "agree_public_keys")
+        self.masker.agree(relayed["keys"], relayed["session"])
+        if self.protection == "paillier":
+            self._share_paillier_key()
+
+    def _share_paillier_key(self):
+        from phe import paillier as phe_paillier
+
+        from ..crypto.paillier import generate_keypair, public_key_from_wire, public_key_to_wire
+
+        ctx = self.ctx
+        if ctx.party == self.key_holder:
+            pk, sk = generate_keypair(self.key_size)
+            secret = encode({"p": int(sk.p), "q": int(sk.q)})
+            ctx.send(self.server, "paillier_public_key", public_key_to_wire(pk),
+                     kind="public_key")
+            for peer in self.masker.peers:
+                ctx.send(self.server, "sealed_private_key",
+                         {"to": peer, "sealed": self.masker.seal(peer, secret, "paillier")},
+                         kind="ciphertext")
+        else:
+            pk = public_key_from_wire(ctx.recv(self.server, "paillier_public_key"))
+            sealed = ctx.recv(self.server, "sealed_private_key")
+            parts = decode(self.masker.open(self.key_holder, sealed, "paillier"))
+            sk = phe_paillier.PaillierPrivateKey(pk, parts["p"], parts["q"])
+            if sk.p * sk.q != pk.n:
+                raise ValueError("the shared Paillier private key does not match the public key")
+        self.public_key, self.private_key = pk, sk
+
+    def upload(self, values, tag):
+        """Send one protected vector; take part in decrypting the aggregate."""
+        values = np.asarray(values, dtype=np.float64).ravel()
+        self.index += 1
+        ctx = self.ctx
+        if self.protection is None:
+            ctx.send(self.server, tag, values, kind="plain")
+            return
+        encoded = self.ring.encode(values)
+        if self.protection == "masking":
+            ctx.send(self.server, tag, self.masker.mask(encoded, self.index), kind="masked")
+            return
+        from ..crypto.paillier import PackedCiphertexts, pack_encrypt
+
+        packed = pack_encrypt(self.public_key, encoded, _slot_bits(len(self.clients)),
+                              n_jobs=self.n_jobs)
+        ctx.send(self.server, tag, packed.to_wire(), kind="ciphertext")
+        if ctx.party == self.key_holder:
+            total = PackedCiphertexts.from_wire(
+                self.public_key, ctx.recv(self.server, tag + "_encrypted_sum"))
+            sums = total.decrypt(self.private_key, values.size)
+            ring = np.array([int(s) % 2**64 for s in sums], dtype=np.uint64)
+            # Only the aggregate is revealed, as with masking.
+            ctx.send(self.server, tag + "_sum", ring, kind="plain")
+
+
+class ServerAggregation:
+    """The server's half: relays keys and learns only sums."""
+
+    def __init__(self, ctx, clients, protection):
+        self.ctx, self.clients = ctx, list(clients)
+        self.protection = protection
+        self.ring = FixedPointRing(n_summands=len(self.clients))
+        self.index = 0
+        self.public_key = None
+        self.key_holder = self.clients[0]
+
+    def setup(self):
+        if self.protection is None:
+            return
+        ctx = self.ctx
+        keys = dict(zip(self.clients, ctx.gather(self.clients, "agree_public_key")))
+        ctx.broadcast(self.clients, "agree_public_keys",
+                      {"keys": keys, "session": new_session_id()}, kind="public_key")
+        if self.protection == "paillier":
+            from ..crypto.paillier import public_key_from_wire
+
+            wire_pk = ctx.recv(self.key_holder, "paillier_public_key")
+            self.public_key = public_key_from_wire(wire_pk)
+            others = [c for c in self.clients if c != self.key_holder]
+            ctx.broadcast(others, "paillier_public_key", wire_pk, kind="public_key")
+            for _ in others:
+                msg = ctx.recv(self.key_holder, "sealed_private_key")
+                if msg.get("to") not in others:
+                    raise ValueError("sealed key addressed to an unknown client")
+                ctx.send(msg["to"], "sealed_private_key", msg["sealed"], kind="ciphertext")
+
+    def secure_sum(self, tag, size):
+        """Receive every client's protected vector under ``tag``; return the sum."""
+        self.index += 1
+        ctx = self.ctx
+        uploads = ctx.gather(self.clients, tag)
+        if self.protection is None:
+            return np.sum([np.asarray(u, dtype=np.float64) for u in uploads], axis=0)
+        if self.protection == "masking":
+            for u in uploads:
+                if not isinstance(u, np.ndarray) or u.dtype != np.uint64 or u.shape != (size,):
+                    raise ValueError(f"malformed masked upload under {tag!r}")
+            return self.ring.decode(ring_sum(uploads))
+        from ..crypto.paillier import PackedCiphertexts
+
+        parts = [PackedCiphertexts.from_wire(self.public_key, u) for u in uploads]
+        total = parts[0]
+        for p in parts[1:]:
+            total = total + p
+        ctx.send(self.key_holder, tag + "_encrypted_sum", total.to_wire(), kind="ciphertext")
+        ring = ctx.recv(self.key_holder, tag + "_sum")
+        if not isinstance(ring, np.ndarray) or ring.dtype != np.uint64 or ring.shape != (size,):
+            raise ValueError(f"malformed decrypted aggregate under {tag!r}")
+        return self.ring.decode(ring)
