@@ -3,6 +3,8 @@
 from .compare import compare_with_centralised
 from .horizontal import FederatedSGDClassifier, FederatedSGDRegressor
 from .topology import HorizontalTopology, VerticalTopology
+from .vertical import VerticalLinearRegression, VerticalLogisticRegression
+from .vertical.alignment import align_dataframes, align_samples
 
 __version__ = "0.1.0.dev0"
 
@@ -12,4 +14,8 @@ __all__ = [
     "compare_with_centralised",
     "HorizontalTopology",
     "VerticalTopology",
+    "VerticalLinearRegression",
+    "VerticalLogisticRegression",
+    "align_dataframes",
+    "align_samples",
 ]

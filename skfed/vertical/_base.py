@@ -1,0 +1,188 @@
+"""What the two vertical linear estimators share: validation, split, protocol run."""
+
+import warnings
+from functools import partial
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..crypto.paillier import check_key_size
+from ..runtime import LocalRuntime
+from ..topology import VerticalTopology
+from . import roles
+
+__all__ = ["BaseVerticalLinear"]
+
+
+def _make_runtime():
+    """The runtime the vertical estimators run their roles with.
+
+    A module-level hook rather than a parameter, so the public signature stays
+    the one a scikit-learn user expects; tests replace it to keep payloads.
+    """
+    return LocalRuntime()
+
+
+class BaseVerticalLinear(BaseEstimator):
+    """Common machinery; subclasses define the task and the output layout."""
+
+    _task = None  # "linear" or "logistic"
+
+    _parameter_constraints: dict = {
+        "topology": [VerticalTopology, None],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "fit_intercept": ["boolean"],
+        "solver": [StrOptions({"gd", "adam"})],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "encryption": [StrOptions({"paillier"}), None],
+        "key_size": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, topology=None, *, alpha=0.0, fit_intercept=True, solver="gd",
+                 learning_rate=0.1, max_iter=100, tol=1e-4, batch_size=None,
+                 encryption="paillier", key_size=2048, n_jobs=None, random_state=None,
+                 verbose=0):
+        self.topology = topology
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.tol = tol
+        self.batch_size = batch_size
+        self.encryption = encryption
+        self.key_size = key_size
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- validation and split -----------------------------------------------
+    def _resolve_topology(self, n_features):
+        """The topology and each party's column indices, checked before any message."""
+        topology = self.topology
+        if topology is None:
+            if n_features < 2:
+                raise ValueError(
+                    f"{type(self).__name__} got 1 feature(s) (n_features = 1): the "
+                    "default topology splits the columns in halves between 'guest' "
+                    "and 'host' and needs at least 2; pass a VerticalTopology"
+                )
+            topology = VerticalTopology.halves(n_features)
+        feature_names = getattr(self, "feature_names_in_", None)
+        columns = topology.resolve(feature_names=feature_names, n_features=n_features)
+        if not topology.feature_parties:
+            raise ValueError(
+                "a vertical protocol needs at least one feature party besides the "
+                f"label party {topology.label_party!r}"
+            )
+        return topology, columns
+
+    def _fit_protocol(self, X, Y):
+        """Validate what is left, run the training protocol, keep each party's model."""
+        n_samples, n_features = X.shape
+        topology, columns = self._resolve_topology(n_features)
+        if self.batch_size is not None and self.batch_size > n_samples:
+            raise ValueError(
+                f"batch_size={self.batch_size} is larger than the number of rows "
+                f"({n_samples}); use batch_size=None for full-batch training"
+            )
+        if self.encryption is not None:
+            check_key_size(self.key_size)
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        hosts = tuple(topology.feature_parties)
+        cfg = roles.VerticalConfig(
+            task=self._task, label_party=topology.label_party, hosts=hosts,
+            arbiter=topology.arbiter, n_samples=n_samples, alpha=float(self.alpha),
+            fit_intercept=bool(self.fit_intercept), solver=self.solver,
+            learning_rate=float(self.learning_rate), max_iter=int(self.max_iter),
+            tol=None if self.tol is None else float(self.tol),
+            batch_size=None if self.batch_size is None else int(self.batch_size),
+            encryption=self.encryption, key_size=int(self.key_size), n_jobs=self.n_jobs,
+            verbose=int(self.verbose),
+        )
+        guest = topology.label_party
+        # Each role gets only its own columns (copies: roles share no objects).
+        role_fns = {
+            guest: partial(roles.guest_fit, X=X[:, columns[guest]].copy(), Y=Y.copy(),
+                           cfg=cfg, seed=int(seed)),
+            **{h: partial(roles.host_fit, X=X[:, columns[h]].copy(), cfg=cfg) for h in hosts},
+            topology.arbiter: partial(roles.arbiter_fit, cfg=cfg),
+        }
+        results, transcript = _make_runtime().run(role_fns)
+
+        info = results[topology.arbiter]
+        W_guest = results[guest]
+        if self.fit_intercept:
+            W_guest, intercept = W_guest[:-1], W_guest[-1]
+        else:
+            intercept = np.zeros(W_guest.shape[1])
+        K = W_guest.shape[1]
+        coef = np.zeros((K, n_features))
+        by_party = {}
+        for party in (guest, *hosts):
+            W = W_guest if party == guest else results[party]
+            coef[:, columns[party]] = W.T
+            by_party[party] = W.T.copy()
+        self.topology_ = topology
+        self._columns = columns
+        self.transcript_ = transcript
+        self.loss_curve_ = list(info["loss_curve"])
+        self.n_iter_ = int(info["n_iter"])
+        if self.tol is not None and not info["converged"]:
+            warnings.warn(
+                f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
+                f"epochs (last loss change above tol={self.tol}); increase max_iter or "
+                "learning_rate, or standardise the features",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return coef, intercept, by_party
+
+    def _validate_X_predict(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=np.float64, reset=False)
+
+    def _scores(self, X):
+        """Collaborative prediction: hosts send partial scores, the label party adds them.
+
+        Returns the (n_samples, K) scores assembled at the label party.
+        """
+        X = self._validate_X_predict(X)
+        topology, columns = self.topology_, self._columns
+        guest, hosts = topology.label_party, tuple(topology.feature_parties)
+        coef_by_party = self._coef_matrices()
+        role_fns = {
+            guest: partial(roles.guest_predict, X=X[:, columns[guest]].copy(),
+                           W=coef_by_party[guest], hosts=hosts,
+                           fit_intercept=self.fit_intercept),
+            **{h: partial(roles.host_predict, X=X[:, columns[h]].copy(),
+                          W=coef_by_party[h], label_party=guest) for h in hosts},
+        }
+        results, _ = _make_runtime().run(role_fns)
+        return results[guest]
+
+    def _coef_matrices(self):
+        """Each party's weights as the (n_own_features [+ 1], K) matrix its role uses."""
+        out = {}
+        intercept = np.atleast_1d(np.asarray(self.intercept_, dtype=np.float64))
+        guest = self.topology_.label_party
+        for party, coef in self.coef_by_party_.items():
+            W = np.atleast_2d(np.asarray(coef, dtype=np.float64)).T
+            if party == guest and self.fit_intercept:
+                W = np.vstack([W, intercept[None, :]])
+            out[party] = W
+        return out
+
+    def _skfed_expected_failed_checks(self):
+        return {}

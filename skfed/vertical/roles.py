@@ -1,0 +1,465 @@
+"""Role functions of the vertical linear protocols (one per kind of party).
+
+The parties are
+
+* the **label party** ("guest"): some feature columns and the labels;
+* one or more **feature parties** ("hosts"): other feature columns;
+* the **arbiter**: holds the Paillier private key, no data and no model.
+
+One mini-batch ``B`` of training, for a model with ``K`` outputs (``K = 1``
+for regression and binary classification, one column per class for
+one-vs-rest), reads like the step table of Hardy et al. (2017)::
+
+    arbiter -> all     public key                                (once)
+    guest   -> hosts   batch seed, K                             (once, plain)
+    host k  -> guest   [[u_k]] = [[X_k[B] W_k]]                  ciphertext
+    guest              [[d]] = s * sum_k [[u_k]] + (s u_G - c y)  s, c: 1, 1 (linear)
+                                                                  or 1/4, 1/2 (Taylor
+                                                                  logistic, y in {-1, 1})
+    guest   -> hosts   re-randomised [[d]]                       ciphertext
+    party p            [[G_p]] = X_p[B]^T [[d]]   (multi-exponentiation)
+    host k  -> guest   re-randomised [[u_k . d + |B| alpha ||W_k||^2]]   ciphertext
+    party p -> arbiter [[G_p + R_p]]  (R_p statistically hides G_p)     masked
+    arbiter -> party p G_p + R_p                                  masked
+    party p            g_p = G_p / |B| + alpha W_p; own optimizer step
+    guest   -> arbiter [[loss]]                                  ciphertext
+    arbiter -> all     stop?                                     (per epoch, plain)
+
+The loss needs no ciphertext multiplication: with ``v_G = u_G - y``
+(linear) or ``u_G - 2y`` (logistic), ``sum(d^2) = v_G . d + sum_k u_k . d``
+and the Taylor log-loss is ``K(log 2 - 1/2) + (v_G . d + sum_k u_k . d)/(2|B|)``
+per row, so every party contributes a plaintext-times-ciphertext inner
+product, folded into the same multi-exponentiation as its gradient.
+
+Roles only talk through ``ctx``; the estimator hands each one its own slice of
+the data and an immutable configuration. With ``encryption=None`` the same
+messages flow in the clear (kind ``plain``), for debugging and for exact
+comparison with centralised gradient descent.
+"""
+
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "VerticalConfig",
+    "guest_fit",
+    "host_fit",
+    "arbiter_fit",
+    "guest_predict",
+    "host_predict",
+    "epoch_batches",
+    "batch_sizes",
+]
+
+# Statistical hiding of masked gradients: the mask is this many bits larger
+# than the largest value the gradient can take (at least 40 is required).
+MASK_SIGMA_BITS = 80
+# Extra fractional bits of the fixed scale at which gradients and loss terms
+# leave a party (above the scale of [[d]]); covers plaintext factors down to
+# about 2**-30 in magnitude, and the loss's extra 1/(2|B|) factor.
+GRADIENT_EXTRA_BITS = 62
+LOSS_EXTRA_BITS = 142
+
+# Epochs without improvement (by at least ``tol``) before declaring convergence.
+N_ITER_NO_CHANGE = 5
+
+
+@dataclass(frozen=True)
+class VerticalConfig:
+    """Hyper-parameters every party agreed on before the run (all public)."""
+
+    task: str                      # "linear" or "logistic"
+    label_party: str
+    hosts: tuple
+    arbiter: str
+    n_samples: int
+    alpha: float
+    fit_intercept: bool
+    solver: str
+    learning_rate: float
+    max_iter: int
+    tol: float | None
+    batch_size: int | None
+    encryption: str | None
+    key_size: int
+    n_jobs: int | None
+    verbose: int
+
+
+# -- shared pieces: batches and optimizers ------------------------------------
+
+def batch_sizes(n_samples, batch_size):
+    """Sizes of the mini-batches of one epoch (public: a function of n and the size)."""
+    if batch_size is None or batch_size >= n_samples:
+        return [n_samples]
+    return [min(batch_size, n_samples - start) for start in range(0, n_samples, batch_size)]
+
+
+def epoch_batches(rng, n_samples, batch_size):
+    """Row indices of each mini-batch of one epoch.
+
+    Every data party calls this with a generator seeded by the shared batch
+    seed, so all of them select the same rows without further messages. A
+    full batch keeps the rows in order and draws nothing from ``rng``.
+    """
+    if batch_size is None or batch_size >= n_samples:
+        return [np.arange(n_samples)]
+    perm = rng.permutation(n_samples)
+    return [perm[start:start + batch_size] for start in range(0, n_samples, batch_size)]
+
+
+class _GD:
+    """Plain gradient descent with a constant step."""
+
+    def __init__(self, learning_rate):
+        self.learning_rate = learning_rate
+
+    def step(self, w, g):
+        return w - self.learning_rate * g
+
+
+class _Adam:
+    """Adam (Kingma & Ba 2015); its state stays with the party that owns ``w``."""
+
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+
+    def __init__(self, learning_rate):
+        self.learning_rate = learning_rate
+        self.t = 0
+        self.m = self.v = None
+
+    def step(self, w, g):
+        if self.m is None:
+            self.m, self.v = np.zeros_like(w), np.zeros_like(w)
+        self.t += 1
+        self.m = self.beta1 * self.m + (1 - self.beta1) * g
+        self.v = self.beta2 * self.v + (1 - self.beta2) * g * g
+        m_hat = self.m / (1 - self.beta1 ** self.t)
+        v_hat = self.v / (1 - self.beta2 ** self.t)
+        return w - self.learning_rate * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+def _optimizer(cfg):
+    return _Adam(cfg.learning_rate) if cfg.solver == "adam" else _GD(cfg.learning_rate)
+
+
+def _with_ones(X):
+    return np.hstack([X, np.ones((X.shape[0], 1))])
+
+
+# -- the two ways of protecting values ---------------------------------------
+#
+# Roles are written once; a codec decides how a value is protected. The
+# Paillier codec encrypts; the plain codec sends the same messages in the
+# clear. Data parties hold a public-key codec; only the arbiter can decrypt.
+
+class _PlainCodec:
+    """``encryption=None``: identity protection, messages of kind ``plain``."""
+
+    kind_ct = kind_masked = kind_key = "plain"
+
+    def public_key_message(self):
+        return None
+
+    def encrypt(self, a):
+        return np.array(a, dtype=np.float64)
+
+    def obfuscate(self, c):
+        return c
+
+    def matmul(self, M, c):
+        return M @ c
+
+    def affine(self, c, scale, offset):
+        return c * scale + offset
+
+    def trace_rows(self, c, start):
+        # sum_j c[start + j, j]: the inner products u . d folded into the matmul
+        k = c.shape[1]
+        return np.asarray([np.trace(c[start:start + k])])
+
+    def publish(self, c, base_scale, extra_bits):
+        return c
+
+    def mask(self, c):
+        return c, None
+
+    def unmask(self, received, mask):
+        return np.asarray(received, dtype=np.float64)
+
+    def to_wire(self, c):
+        return c
+
+    def from_wire(self, obj):
+        return np.asarray(obj, dtype=np.float64)
+
+    # arbiter side
+    def decrypt(self, c):
+        return np.asarray(c, dtype=np.float64)
+
+    def decrypt_masked(self, c):
+        return c
+
+
+class _PaillierCodec:
+    """Paillier encryption through :mod:`skfed.crypto.paillier`."""
+
+    kind_ct, kind_masked, kind_key = "ciphertext", "masked", "public_key"
+
+    def __init__(self, public_key, private_key=None, n_jobs=None):
+        from ..crypto import paillier
+
+        self._p = paillier
+        self.public_key = public_key
+        self._private_key = private_key
+        self.n_jobs = n_jobs
+
+    @classmethod
+    def generate(cls, key_size, n_jobs):
+        from ..crypto import paillier
+
+        pk, sk = paillier.generate_keypair(n_length=key_size)
+        return cls(pk, sk, n_jobs)
+
+    @classmethod
+    def from_public_message(cls, obj, n_jobs):
+        from ..crypto import paillier
+
+        return cls(paillier.public_key_from_wire(obj), None, n_jobs)
+
+    def public_key_message(self):
+        return self._p.public_key_to_wire(self.public_key)
+
+    def encrypt(self, a):
+        return self._p.EncryptedArray.encrypt(self.public_key, np.asarray(a, dtype=np.float64),
+                                              n_jobs=self.n_jobs)
+
+    def obfuscate(self, c):
+        return c.obfuscate(n_jobs=self.n_jobs)
+
+    def matmul(self, M, c):
+        return c.rmatmul(M, n_jobs=self.n_jobs)
+
+    def affine(self, c, scale, offset):
+        out = c if scale == 1 else c.multiply(scale, n_jobs=self.n_jobs)
+        # Always add an array of the ciphertexts' shape (the engine's encoder
+        # works on arrays).
+        return out + np.broadcast_to(np.asarray(offset, dtype=np.float64), out.shape)
+
+    def trace_rows(self, c, start):
+        k = c.shape[1]
+        total = c[start, 0]
+        for j in range(1, k):
+            total = total + c[start + j, j]
+        return total.reshape(1)
+
+    def publish(self, c, base_scale, extra_bits):
+        # A product's scale follows the magnitude of its plaintext factor;
+        # lift it to a scale fixed by the protocol so it reveals nothing.
+        return c.rescale(max(c.scale_bits, base_scale + extra_bits), n_jobs=self.n_jobs)
+
+    def mask(self, c):
+        masked, mask = c.add_random_mask(sigma_bits=MASK_SIGMA_BITS, n_jobs=self.n_jobs)
+        return masked, (mask, masked.scale_bits)
+
+    def unmask(self, received, secret):
+        mask, scale_bits = secret
+        return self._p.decode_masked(received, mask, scale_bits, sigma_bits=MASK_SIGMA_BITS)
+
+    def to_wire(self, c):
+        return c.to_wire()
+
+    def from_wire(self, obj):
+        return self._p.EncryptedArray.from_wire(self.public_key, obj, n_jobs=self.n_jobs)
+
+    def decrypt(self, c):
+        return c.decrypt(self._private_key, n_jobs=self.n_jobs)
+
+    def decrypt_masked(self, c):
+        return c.decrypt_encoded(self._private_key, n_jobs=self.n_jobs)
+
+
+def _data_party_codec(ctx, cfg):
+    msg = ctx.recv(cfg.arbiter, "public_key")
+    if cfg.encryption is None:
+        return _PlainCodec()
+    return _PaillierCodec.from_public_message(msg, cfg.n_jobs)
+
+
+# -- fit ----------------------------------------------------------------------
+
+def arbiter_fit(ctx, cfg):
+    """Arbiter: generates the key pair, decrypts masked gradients and the loss.
+
+    Holds no data and no model state. Returns the loss curve, the number of
+    epochs and whether the loss converged.
+    """
+    if cfg.encryption is None:
+        codec = _PlainCodec()
+    else:
+        codec = _PaillierCodec.generate(cfg.key_size, cfg.n_jobs)
+    parties = (cfg.label_party, *cfg.hosts)
+    ctx.broadcast(parties, "public_key", codec.public_key_message(), kind=codec.kind_key)
+    sizes = batch_sizes(cfg.n_samples, cfg.batch_size)
+    loss_curve, converged = [], False
+    best_loss, no_improvement = np.inf, 0
+    for epoch in range(cfg.max_iter):
+        epoch_loss = 0.0
+        for size in sizes:
+            for p in parties:
+                masked = codec.from_wire(ctx.recv(p, "gradient"))
+                ctx.send(p, "gradient", codec.decrypt_masked(masked), kind=codec.kind_masked)
+            loss = codec.decrypt(codec.from_wire(ctx.recv(cfg.label_party, "loss")))
+            epoch_loss += float(np.sum(loss)) * size / cfg.n_samples
+        loss_curve.append(epoch_loss)
+        if cfg.verbose:
+            print(f"Iteration {epoch + 1}, loss = {epoch_loss:.8f}", file=sys.stdout,
+                  flush=True)
+        # scikit-learn's SGD rule: converged after N_ITER_NO_CHANGE epochs in a
+        # row without improving the best loss by tol (one flat epoch is not
+        # enough: Adam's loss can pause before falling again).
+        if cfg.tol is not None:
+            no_improvement = no_improvement + 1 if epoch_loss > best_loss - cfg.tol else 0
+            best_loss = min(best_loss, epoch_loss)
+            converged = no_improvement >= N_ITER_NO_CHANGE
+        finite = bool(np.isfinite(epoch_loss))
+        stop = converged or epoch + 1 == cfg.max_iter or not finite
+        ctx.broadcast(parties, "stop", bool(stop))
+        if stop:
+            break
+    return {"loss_curve": loss_curve, "n_iter": len(loss_curve), "converged": converged}
+
+
+def _masked_gradient_step(ctx, cfg, codec, enc_grad, W, optimizer, n_batch, penalised):
+    """Mask [[G]], let the arbiter decrypt it, unmask, add the L2 term, step."""
+    masked, mask = codec.mask(enc_grad)
+    ctx.send(cfg.arbiter, "gradient", codec.to_wire(masked), kind=codec.kind_masked)
+    G = codec.unmask(ctx.recv(cfg.arbiter, "gradient"), mask).reshape(W.shape)
+    grad = G / n_batch
+    if cfg.alpha:
+        grad = grad + cfg.alpha * W * penalised[:, None]
+    return optimizer.step(W, grad)
+
+
+def guest_fit(ctx, X, Y, cfg, seed):
+    """Label party: assembles the residual [[d]] and the encrypted loss.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_own_features)
+    Y : ndarray of shape (n_samples, K)
+        Targets: values (linear) or +-1 one-vs-rest codes (logistic).
+    seed : int
+        The label party's private randomness, from which it draws the
+        mini-batch seed it shares with the hosts.
+
+    Returns
+    -------
+    W : ndarray of shape (n_own_features + fit_intercept, K)
+        Its own coefficients (intercept last).
+    """
+    codec = _data_party_codec(ctx, cfg)
+    batch_seed = int(np.random.RandomState(seed).randint(np.iinfo(np.int32).max))
+    K = Y.shape[1]
+    ctx.broadcast(cfg.hosts, "batch_seed", batch_seed)
+    ctx.broadcast(cfg.hosts, "n_outputs", K)
+    Xb = _with_ones(X) if cfg.fit_intercept else X
+    penalised = np.ones(Xb.shape[1])
+    if cfg.fit_intercept:
+        penalised[-1] = 0.0
+    W = np.zeros((Xb.shape[1], K))
+    optimizer = _optimizer(cfg)
+    rng = np.random.default_rng(batch_seed)
+    logistic = cfg.task == "logistic"
+    s, c = (0.25, 0.5) if logistic else (1.0, 1.0)
+    const = K * (math.log(2.0) - 0.5) if logistic else 0.0
+    for _ in range(cfg.max_iter):
+        for idx in epoch_batches(rng, cfg.n_samples, cfg.batch_size):
+            Xk, Yk, nb = Xb[idx], Y[idx], len(idx)
+            u = Xk @ W
+            enc_u = None
+            for h in cfg.hosts:
+                part = codec.from_wire(ctx.recv(h, "u"))
+                enc_u = part if enc_u is None else enc_u + part
+            enc_d = codec.affine(enc_u, s, s * u - c * Yk)
+            # Re-randomise before forwarding: otherwise a host could divide its
+            # own [[u_k]] out of [[d]] and read the guest's residuals.
+            ctx.broadcast(cfg.hosts, "d", codec.to_wire(codec.obfuscate(enc_d)),
+                          kind=codec.kind_ct)
+            v = u - (2.0 if logistic else 1.0) * Yk
+            prod = codec.matmul(np.vstack([Xk.T, v.T]), enc_d)
+            enc_S = codec.trace_rows(prod, Xb.shape[1])
+            for h in cfg.hosts:
+                enc_S = enc_S + codec.from_wire(ctx.recv(h, "loss_term"))
+            reg = nb * cfg.alpha * float(np.sum((W * penalised[:, None]) ** 2))
+            enc_loss = codec.affine(enc_S, 1.0 / (2 * nb), const + reg / (2 * nb))
+            base = enc_d.scale_bits if hasattr(enc_d, "scale_bits") else 0
+            enc_loss = codec.publish(enc_loss, base, LOSS_EXTRA_BITS)
+            grad = codec.publish(prod[:Xb.shape[1]], base, GRADIENT_EXTRA_BITS)
+            W_new = _masked_gradient_step(ctx, cfg, codec, grad, W, optimizer, nb, penalised)
+            ctx.send(cfg.arbiter, "loss", codec.to_wire(enc_loss), kind=codec.kind_ct)
+            W = W_new
+        if ctx.recv(cfg.arbiter, "stop"):
+            break
+    return W
+
+
+def host_fit(ctx, X, cfg):
+    """Feature party: encrypts its partial scores, computes its own gradient.
+
+    Returns
+    -------
+    W : ndarray of shape (n_own_features, K)
+        Its own coefficients; nobody else ever sees them.
+    """
+    codec = _data_party_codec(ctx, cfg)
+    batch_seed = ctx.recv(cfg.label_party, "batch_seed")
+    K = int(ctx.recv(cfg.label_party, "n_outputs"))
+    W = np.zeros((X.shape[1], K))
+    penalised = np.ones(X.shape[1])
+    optimizer = _optimizer(cfg)
+    rng = np.random.default_rng(batch_seed)
+    d_own = X.shape[1]
+    for _ in range(cfg.max_iter):
+        for idx in epoch_batches(rng, cfg.n_samples, cfg.batch_size):
+            Xk, nb = X[idx], len(idx)
+            u = Xk @ W
+            ctx.send(cfg.label_party, "u", codec.to_wire(codec.encrypt(u)), kind=codec.kind_ct)
+            enc_d = codec.from_wire(ctx.recv(cfg.label_party, "d"))
+            prod = codec.matmul(np.vstack([Xk.T, u.T]), enc_d)
+            reg = nb * cfg.alpha * float(np.sum(W ** 2))
+            base = enc_d.scale_bits if hasattr(enc_d, "scale_bits") else 0
+            term = codec.affine(codec.trace_rows(prod, d_own), 1.0, reg)
+            term = codec.publish(term, base, GRADIENT_EXTRA_BITS)
+            # Derived from the guest's own ciphertexts: re-randomise, or the
+            # guest could search for the host's small plaintext exponents.
+            ctx.send(cfg.label_party, "loss_term", codec.to_wire(codec.obfuscate(term)),
+                     kind=codec.kind_ct)
+            grad = codec.publish(prod[:d_own], base, GRADIENT_EXTRA_BITS)
+            W = _masked_gradient_step(ctx, cfg, codec, grad, W, optimizer, nb, penalised)
+        if ctx.recv(cfg.arbiter, "stop"):
+            break
+    return W
+
+
+# -- predict ------------------------------------------------------------------
+
+def host_predict(ctx, X, W, label_party):
+    """Feature party at prediction: sends its partial scores ``X_k W_k``.
+
+    This discloses the host's per-row partial scores to the label party (not
+    its features or coefficients); it is the price of a prediction that only
+    the label party can read.
+    """
+    ctx.send(label_party, "partial_score", X @ W)
+
+
+def guest_predict(ctx, X, W, hosts, fit_intercept):
+    """Label party at prediction: adds the hosts' partial scores to its own."""
+    scores = (_with_ones(X) if fit_intercept else X) @ W
+    for h in hosts:
+        scores = scores + np.asarray(ctx.recv(h, "partial_score"), dtype=np.float64)
+    return scores
