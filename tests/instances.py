@@ -17,12 +17,23 @@ def _horizontal():
 
 
 # -- vertical ------------------------------------------------------------------
+def _vertical():
+    from skfed import VerticalLinearRegression, VerticalLogisticRegression
+
+    # encryption=None runs the same protocol and messages in the clear: the
+    # checks fit dozens of times on hundreds of rows, which Paillier would make
+    # minutes long. tests/test_vertical.py runs the encrypted path.
+    return [
+        VerticalLinearRegression(encryption=None, random_state=0),
+        VerticalLogisticRegression(encryption=None, random_state=0),
+    ]
+
 
 
 # -- transfer ------------------------------------------------------------------
 
 
-SECTIONS = [_horizontal]
+SECTIONS = [_horizontal, _vertical]
 
 
 def test_instances():
