@@ -133,6 +133,12 @@ def _local_train(est, X, y, global_model, cfg, first):
     if not first:
         for name, value in global_model.items():
             setattr(est, name, value.reshape(np.shape(getattr(est, name))).copy())
+        if est.average:
+            # scikit-learn's averaged SGD keeps coef_/intercept_ as aliases of the
+            # averaged (or standard) arrays and writes through them; restore that.
+            src = "_average" if est.average <= est.t_ - 1 else "_standard"
+            est.coef_ = getattr(est, src + "_coef").reshape(est.coef_.shape)
+            est.intercept_ = getattr(est, src + "_intercept")
     kwargs = {"classes": np.asarray(cfg["classes"])} if cfg["task"] == "classification" else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
