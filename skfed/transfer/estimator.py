@@ -1,0 +1,490 @@
+"""FederatedTransferClassifier: secure federated transfer learning (Liu et al.)."""
+
+from functools import partial
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..crypto.paillier import check_key_size
+from ..runtime import LocalRuntime
+from ..topology import VerticalTopology
+from . import roles
+
+__all__ = ["FederatedTransferClassifier", "OverlapBaseline"]
+
+UNLABELLED = -1
+
+
+def _make_runtime():
+    """Runtime hook (module level so the public signature stays scikit-learn's;
+    tests replace it with ``LocalRuntime(keep_payloads=True)``)."""
+    return LocalRuntime()
+
+
+def _default_topology(n_features, who):
+    if n_features < 2:
+        raise ValueError(
+            f"{who} got 1 feature(s) (n_features = 1): the default topology gives "
+            "the first half of the columns to 'source' and the rest to 'target' and "
+            "needs at least 2; pass a VerticalTopology"
+        )
+    return VerticalTopology.halves(n_features, label_party="source", other="target")
+
+
+def _split_parties(topology, feature_names, n_features, who):
+    """Resolve a two-party topology: (source name, target name, columns)."""
+    if topology is None:
+        topology = _default_topology(n_features, who)
+    columns = topology.resolve(feature_names=feature_names, n_features=n_features)
+    if len(columns) != 2:
+        raise ValueError(
+            f"{who} needs a VerticalTopology with exactly two parties (the source "
+            f"{topology.label_party!r} and one target), got {len(columns)}: "
+            f"{list(columns)}"
+        )
+    src = topology.label_party
+    (tgt,) = [p for p in columns if p != src]
+    return topology, src, tgt, columns
+
+
+def _presence(X, cols, party):
+    """Rows the party holds: all of its columns present; partial NaN is an error."""
+    nan = np.isnan(X[:, cols])
+    held = ~nan.any(axis=1)
+    partial_rows = np.flatnonzero(nan.any(axis=1) & ~nan.all(axis=1))
+    if len(partial_rows):
+        raise ValueError(
+            f"party {party!r} has NaN inside its present columns in rows "
+            f"{partial_rows[:5].tolist()}{'...' if len(partial_rows) > 5 else ''}; "
+            "a row a party does not hold must be NaN in all of its columns, and a "
+            "row it holds must have none (impute missing values first)"
+        )
+    return held
+
+
+class FederatedTransferClassifier(ClassifierMixin, BaseEstimator):
+    """Secure federated transfer learning between a labelled source and a target.
+
+    Two parties hold different features (a :class:`~skfed.VerticalTopology`
+    with exactly two parties). The source A (``topology.label_party``) holds
+    labels; the target B shares only a small set of rows with A (the
+    *overlap*). Each party learns a representation network; B's rows are
+    classified by ``phi(u^B) = Phi^A u^B`` with ``Phi^A`` the label-weighted
+    mean of A's representations (Liu et al., "Secure Federated Transfer
+    Learning", arXiv 1812.03337). Training minimises the second-order Taylor
+    form of the logistic loss on the labelled overlap rows plus ``gamma``
+    times the alignment loss ``||u^A - u^B||^2`` on the overlap plus an L2
+    penalty; every cross-party term is exchanged under Paillier encryption
+    (each party its own key) and each gradient is masked before its owner's
+    peer decrypts it. See ``docs/transfer.rst`` for the protocol and what each
+    side learns.
+
+    Data convention: in ``X`` a row a party does not hold is NaN in all of
+    that party's columns; ``y = -1`` marks an unlabelled row. Labels are the
+    source's: a label on a row the source does not hold is not used by
+    ``fit`` (so evaluation labels for the target's rows may sit in ``y``).
+
+    Parameters
+    ----------
+    topology : VerticalTopology, default=None
+        Two parties; ``label_party`` is the source. None splits the columns
+        in halves between ``"source"`` and ``"target"``: with complete rows
+        every row is then in the overlap, so ordinary ``X, y`` work.
+    hidden_layer_sizes : tuple of int, default=(16,)
+        Hidden layers of both representation networks.
+    activation : {"identity", "logistic", "tanh", "relu"}, default="tanh"
+    representation_dim : int, default=8
+        Dimension ``d`` of the representations.
+    gamma : float, default=1.0
+        Weight of the alignment loss (mean over the overlap of
+        ``||u^A_i - u^B_i||^2``).
+    alpha : float, default=1e-4
+        L2 penalty on both networks' weights (``alpha / 2 * ||W||^2``).
+    solver : {"adam", "sgd"}, default="adam"
+        Each party runs its own optimizer on its own parameters.
+    learning_rate_init : float, default=0.01
+    momentum : float, default=0.9
+        Momentum of ``solver="sgd"``.
+    max_iter : int, default=100
+        Maximum number of epochs over the overlap.
+    tol : float, default=1e-4
+        Training stops when the loss has not improved by ``tol`` for
+        ``n_iter_no_change`` consecutive epochs.
+    n_iter_no_change : int, default=10
+    batch_size : int or "auto", default="auto"
+        Overlap rows per step; "auto" uses all of them (full batch).
+    encryption : {"paillier"} or None, default="paillier"
+        None sends the same messages unencrypted (for debugging and
+        comparison only).
+    key_size : int, default=2048
+        Paillier modulus bits; smaller keys need ``SKFED_ALLOW_INSECURE_KEYS=1``.
+    n_jobs : int, default=None
+        joblib workers for the encrypted arithmetic.
+    random_state : int, RandomState instance or None, default=None
+        Seeds both networks' initial weights and the batch order.
+    verbose : int, default=0
+        Print the loss after every epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` has string column names.
+    topology_ : VerticalTopology
+    source_model_ : dict
+        What stays at A: its network (``coefs``, ``intercepts``) and ``phi``
+        of shape (n_outputs, representation_dim).
+    target_model_ : dict
+        What stays at B: its network.
+    loss_curve_ : list of float
+        Training loss per epoch.
+    n_iter_ : int
+    n_overlap_ : int
+        Rows held by both parties.
+    transcript_ : Transcript
+        Every message of the last ``fit``.
+    predict_transcript_ : Transcript
+        Every message of the last prediction.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import make_classification
+    >>> from skfed import FederatedTransferClassifier, VerticalTopology
+    >>> X, y = make_classification(n_samples=120, n_features=6, random_state=0)
+    >>> X[:40, 3:] = np.nan            # rows only the source holds
+    >>> X[80:, :3] = np.nan            # rows only the target holds
+    >>> y_fit = y.copy(); y_fit[80:] = -1
+    >>> topo = VerticalTopology({"bank": [0, 1, 2], "shop": [3, 4, 5]},
+    ...                         label_party="bank")
+    >>> clf = FederatedTransferClassifier(topo, max_iter=5, key_size=512,
+    ...                                   random_state=0).fit(X, y_fit)
+    >>> clf.n_overlap_, clf.predict(X[80:]).shape
+    (40, (40,))
+    """
+
+    _parameter_constraints: dict = {
+        "topology": [VerticalTopology, None],
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "representation_dim": [Interval(Integral, 1, None, closed="left")],
+        "gamma": [Interval(Real, 0, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "solver": [StrOptions({"adam", "sgd"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "encryption": [StrOptions({"paillier"}), None],
+        "key_size": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, topology=None, *, hidden_layer_sizes=(16,), activation="tanh",
+                 representation_dim=8, gamma=1.0, alpha=1e-4, solver="adam",
+                 learning_rate_init=0.01, momentum=0.9, max_iter=100, tol=1e-4,
+                 n_iter_no_change=10, batch_size="auto", encryption="paillier",
+                 key_size=2048, n_jobs=None, random_state=None, verbose=0):
+        self.topology = topology
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.representation_dim = representation_dim
+        self.gamma = gamma
+        self.alpha = alpha
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.momentum = momentum
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.batch_size = batch_size
+        self.encryption = encryption
+        self.key_size = key_size
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    # -- fit --------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Run the training protocol between the source and the target.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Both parties' columns; NaN in all of a party's columns where it
+            does not hold the row.
+        y : array-like of shape (n_samples,)
+            The source's labels; -1 for unlabelled rows.
+
+        Returns
+        -------
+        self
+        """
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64,
+                             y_numeric=False)
+        check_classification_targets(y)
+        who = type(self).__name__
+        hidden = np.asarray(self.hidden_layer_sizes, dtype=int).ravel().tolist() \
+            if np.size(self.hidden_layer_sizes) else []
+        if any(h < 1 for h in hidden):
+            raise ValueError(f"hidden_layer_sizes must be positive, got {self.hidden_layer_sizes}")
+        topology, src, tgt, columns = _split_parties(
+            self.topology, getattr(self, "feature_names_in_", None), X.shape[1], who)
+        held_a = _presence(X, columns[src], src)
+        held_b = _presence(X, columns[tgt], tgt)
+        if not (held_a | held_b).all():
+            rows = np.flatnonzero(~(held_a | held_b))[:5].tolist()
+            raise ValueError(f"rows {rows} are held by neither party (all NaN)")
+        overlap = held_a & held_b
+        if not overlap.any():
+            raise ValueError(
+                f"no overlap rows: no row is held by both {src!r} and {tgt!r}; transfer "
+                "learning needs some shared rows to align the representations"
+            )
+        labelled = y != _unlabelled_like(y)
+        src_lab = labelled & held_a
+        if not src_lab.any():
+            if (labelled & held_b).any():
+                raise ValueError(
+                    f"labels are only on rows the target {tgt!r} holds; the labels must "
+                    f"be the source's ({src!r}, the topology's label_party)"
+                )
+            raise ValueError(f"the source {src!r} has no labelled rows (y = -1 everywhere)")
+        classes = np.unique(y[src_lab])
+        if len(classes) < 2:
+            raise ValueError(
+                f"the source's labelled rows contain a single class ({classes[0]!r}); "
+                "need at least 2 classes"
+            )
+        if self.encryption is not None:
+            check_key_size(self.key_size)
+        n_overlap = int(overlap.sum())
+        batch_size = None if self.batch_size == "auto" else int(self.batch_size)
+        if batch_size is not None and batch_size > n_overlap:
+            batch_size = None
+
+        self.classes_ = classes
+        K = 1 if len(classes) == 2 else len(classes)
+        y_src = y[src_lab]
+        if K == 1:
+            Y = np.where(y_src == classes[1], 1.0, -1.0)[:, None]
+        else:
+            Y = np.where(y_src[:, None] == classes[None, :], 1.0, -1.0)
+
+        rng = check_random_state(self.random_state)
+        seeds = rng.randint(np.iinfo(np.int32).max, size=3)
+        cfg = {
+            "source_name": src, "target_name": tgt,
+            "hidden_layer_sizes": hidden, "activation": self.activation,
+            "representation_dim": int(self.representation_dim),
+            "gamma": float(self.gamma), "alpha": float(self.alpha), "solver": self.solver,
+            "learning_rate_init": float(self.learning_rate_init),
+            "momentum": float(self.momentum), "max_iter": int(self.max_iter),
+            "tol": float(self.tol), "n_iter_no_change": int(self.n_iter_no_change),
+            "batch_size": batch_size, "batch_seed": int(seeds[0]),
+            "seed_source": int(seeds[1]), "seed_target": int(seeds[2]),
+            "encryption": self.encryption, "key_size": int(self.key_size),
+            "n_jobs": self.n_jobs, "verbose": int(self.verbose),
+        }
+        rows_a, rows_b = np.flatnonzero(held_a), np.flatnonzero(held_b)
+        ov = np.flatnonzero(overlap)  # the order both parties agree on
+        pos_a = np.searchsorted(rows_a, ov)
+        pos_b = np.searchsorted(rows_b, ov)
+        lab_a = np.searchsorted(rows_a, np.flatnonzero(src_lab))
+        fns = {
+            src: partial(roles.source, X=X[np.ix_(rows_a, columns[src])].copy(),
+                         labelled=lab_a, Y=Y, overlap=pos_a, cfg=dict(cfg)),
+            tgt: partial(roles.target, X=X[np.ix_(rows_b, columns[tgt])].copy(),
+                         overlap=pos_b, cfg=dict(cfg)),
+        }
+        results, transcript = _make_runtime().run(fns)
+        self.topology_ = topology
+        self._parties = (src, tgt, columns)
+        self._cfg = cfg
+        self.source_model_ = {k: results[src][k] for k in ("coefs", "intercepts", "phi")}
+        self.target_model_ = {k: results[tgt][k] for k in ("coefs", "intercepts")}
+        self.loss_curve_ = list(results[src]["loss_curve"])
+        self.n_iter_ = int(results[tgt]["n_iter"])
+        self.n_overlap_ = n_overlap
+        self.transcript_ = transcript
+        return self
+
+    # -- prediction ---------------------------------------------------------------
+    def decision_function(self, X):
+        """Scores ``Phi^A u^B`` of the target's rows, computed by the protocol.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The target's columns must be present; the source's may be NaN.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan",
+                          dtype=np.float64)
+        src, tgt, columns = self._parties
+        Xb = X[:, columns[tgt]]
+        if np.isnan(Xb).any():
+            rows = np.flatnonzero(np.isnan(Xb).any(axis=1))[:5].tolist()
+            raise ValueError(
+                f"prediction is for the target {tgt!r}'s rows: its columns have NaN in "
+                f"rows {rows}"
+            )
+        cfg = self._cfg
+        fns = {
+            src: partial(roles.source_predict, phi=self.source_model_["phi"], cfg=cfg),
+            tgt: partial(roles.target_predict, X=Xb.copy(), model=self.target_model_,
+                         cfg=cfg),
+        }
+        results, transcript = _make_runtime().run(fns)
+        self.predict_transcript_ = transcript
+        S = results[tgt]
+        return S[:, 0] if S.shape[1] == 1 else S
+
+    def predict_proba(self, X):
+        """Class probabilities: the logistic of the score (one-vs-rest normalised).
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        S = self.decision_function(X)
+        if S.ndim == 1:
+            p = 1.0 / (1.0 + np.exp(-np.clip(S, -500, 500)))
+            return np.column_stack([1 - p, p])
+        P = 1.0 / (1.0 + np.exp(-np.clip(S, -500, 500)))
+        return P / P.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Predicted class of each of the target's rows."""
+        S = self.decision_function(X)
+        idx = (S > 0).astype(int) if S.ndim == 1 else S.argmax(axis=1)
+        return self.classes_[idx]
+
+    # -- references ------------------------------------------------------------------
+    def make_centralised_twin(self, reference="target"):
+        """The reference a federation is measured against (unfitted).
+
+        Parameters
+        ----------
+        reference : {"target", "joined"}, default="target"
+            ``"target"``: "B alone", a logistic regression on the target's
+            columns of the labelled overlap rows (what B could fit if A only
+            shared the overlap's labels). ``"joined"``: a logistic regression
+            on both parties' columns of the labelled overlap rows; it needs
+            both parties' columns at prediction, so it is an upper reference
+            for held-out overlap-like rows (``benchmarks/bench_transfer.py``
+            also reports one trained on all rows with all columns).
+
+        Returns
+        -------
+        OverlapBaseline
+        """
+        if reference not in ("target", "joined"):
+            raise ValueError(f"reference must be 'target' or 'joined', got {reference!r}")
+        return OverlapBaseline(self.topology, features=reference)
+
+
+def _unlabelled_like(y):
+    return UNLABELLED if y.dtype.kind in "iuf" else object()
+
+
+class OverlapBaseline(ClassifierMixin, BaseEstimator):
+    """Logistic regression on the labelled overlap rows, centralised.
+
+    Parameters
+    ----------
+    topology : VerticalTopology, default=None
+        As for :class:`FederatedTransferClassifier`.
+    features : {"target", "joined"}, default="target"
+        Columns to use: the target's only ("B alone") or both parties'.
+    C : float, default=1.0
+        Inverse regularisation strength of the logistic regression.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfed.transfer import OverlapBaseline
+    >>> X = np.array([[0., 1.], [1., 0.], [np.nan, 1.], [2., 3.], [1., np.nan]])
+    >>> OverlapBaseline().fit(X, [0, 1, 0, 1, 1]).predict([[np.nan, 0.5]]).shape
+    (1,)
+    """
+
+    _parameter_constraints: dict = {
+        "topology": [VerticalTopology, None],
+        "features": [StrOptions({"target", "joined"})],
+        "C": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, topology=None, *, features="target", C=1.0):
+        self.topology = topology
+        self.features = features
+        self.C = C
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    def _cols(self, n_features):
+        _, src, tgt, columns = _split_parties(
+            self.topology, getattr(self, "feature_names_in_", None), n_features,
+            type(self).__name__)
+        if self.features == "target":
+            return columns[tgt]
+        return np.sort(np.concatenate([columns[src], columns[tgt]]))
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fit on rows with every used column present and a label (y != -1)."""
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
+        check_classification_targets(y)
+        cols = self._cols(X.shape[1])
+        _, src, tgt, columns = _split_parties(
+            self.topology, getattr(self, "feature_names_in_", None), X.shape[1],
+            type(self).__name__)
+        both = ~np.isnan(X[:, columns[src]]).any(axis=1) & \
+            ~np.isnan(X[:, columns[tgt]]).any(axis=1)
+        rows = both & (y != _unlabelled_like(y))
+        if len(np.unique(y[rows])) < 2:
+            raise ValueError("the labelled overlap rows need at least 2 classes")
+        self.cols_ = cols
+        self.estimator_ = LogisticRegression(C=self.C, max_iter=1000).fit(X[rows][:, cols],
+                                                                           y[rows])
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def _X(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan",
+                          dtype=np.float64)
+        return X[:, self.cols_]
+
+    def decision_function(self, X):
+        return self.estimator_.decision_function(self._X(X))
+
+    def predict_proba(self, X):
+        return self.estimator_.predict_proba(self._X(X))
+
+    def predict(self, X):
+        return self.estimator_.predict(self._X(X))

@@ -1,0 +1,334 @@
+"""Role functions of secure federated transfer learning (Liu et al., arXiv 1812.03337).
+
+Two parties: the *source* A holds features and labels, the *target* B holds
+other features; they share a small set of overlapping rows whose order both
+know (from a private set intersection). Each party owns a representation
+network (:class:`~skfed.transfer.networks.DenseNet`) and its own Paillier
+key pair. Notation (one training step on a batch ``b`` of overlap rows):
+
+* ``u^A_i``, ``u^B_i`` representations; ``Y`` (n, K) labels in {-1, +1}
+  (K = 1 for binary, one column per class for one-vs-rest);
+* ``Phi = Y_L^T U^A_L / N_L`` (K, d), over all of A's labelled rows;
+* scores ``S = U^B Phi^T``; ``w_i = 1`` on overlap rows A has labelled,
+  ``c = 1 / sum(w)``;
+* loss ``L = c sum_i w_i sum_k [log 2 - y_ik s_ik / 2 + s_ik^2 / 8]``
+  ``+ gamma / N_b sum_i ||u^A_i - u^B_i||^2 + alpha/2 (||W^A||^2 + ||W^B||^2)``.
+
+The second-order Taylor form makes every cross-party term linear in one
+party's values once the other's are fixed, so additive encryption suffices:
+
+* ``dL/dU^B = T + diag(w) U^B M + 2 gamma / N_b U^B`` with
+  ``T = -c/2 diag(w) Y Phi - 2 gamma / N_b U^A`` and ``M = c/4 Phi^T Phi``
+  (A encrypts T and M under *its* key; B adds its plaintext terms);
+* ``dL/dPhi = c (-1/2 (wY)^T U^B + 1/4 Phi Sigma)`` with the single d x d
+  sum ``Sigma = U^B^T diag(w) U^B`` kept in plaintext at B: B evaluates it on
+  ``[[Phi]]`` and on the labels ``[[wY]]`` A encrypted once per fit. This is
+  where FATE sent ``N_AB * d^2`` ciphertexts per epoch;
+* A's alignment gradient ``2 gamma / N_b (U^A - U^B)`` uses ``[[U^B]]``
+  under B's key.
+
+Each party pushes its encrypted output gradient through its own network
+(backprop is linear in the upstream gradient and the Jacobians are its own
+plaintext), adds a statistical mask to the encrypted parameter gradient and
+has the key owner decrypt it. Neither side ever decrypts a per-row quantity.
+
+What each side learns, per step: A learns ``dL/dPhi`` (K x d aggregate), its
+own parameter gradient and the loss value; B learns its own parameter
+gradient. Both learn public sizes, which overlap rows are labelled (as in the
+paper, B's loss is a sum over them) and the stopping decision.
+"""
+
+import numpy as np
+
+from ..crypto.paillier import (
+    EncryptedArray,
+    decode_masked,
+    generate_keypair,
+    public_key_from_wire,
+    public_key_to_wire,
+)
+from .networks import SGD, Adam, DenseNet, PlainOps, flatten_blocks
+
+__all__ = ["source", "target", "source_predict", "target_predict"]
+
+LOG2 = float(np.log(2.0))
+
+
+# -- encryption: the same messages with or without Paillier ------------------
+class _EncOps:
+    """``ops`` for :meth:`DenseNet.backward` on encrypted arrays."""
+
+    def __init__(self, n_jobs):
+        self.n_jobs = n_jobs
+
+    def matmul(self, X, e):
+        return e.rmatmul(X, n_jobs=self.n_jobs)
+
+    def matmul_right(self, e, W):
+        return e.matmul(W, n_jobs=self.n_jobs)
+
+    @staticmethod
+    def sum0(e):
+        return e.sum(axis=0)
+
+
+class _Channel:
+    """One party's view of the cryptography: its own key pair and the peer's key.
+
+    With ``encryption=None`` every "encryption" is the identity and every
+    message carries the plaintext, so the message sequence is identical and
+    the transcript shows what would be protected.
+    """
+
+    def __init__(self, ctx, peer, cfg):
+        self.ctx, self.peer = ctx, peer
+        self.paillier = cfg["encryption"] == "paillier"
+        self.n_jobs = cfg.get("n_jobs")
+        self.sigma_bits = 80
+        if self.paillier:
+            self.pk, self.sk = generate_keypair(cfg["key_size"])
+            ctx.send(peer, "public_key", public_key_to_wire(self.pk), kind="public_key")
+            self.peer_pk = public_key_from_wire(ctx.recv(peer, "public_key"))
+            self.ops = _EncOps(self.n_jobs)
+        else:
+            self.ops = PlainOps
+
+    @property
+    def kind(self):
+        return "ciphertext" if self.paillier else "plain"
+
+    def send_encrypted(self, tag, values):
+        """Encrypt under our own key and send."""
+        values = np.asarray(values, dtype=float)
+        if self.paillier:
+            payload = EncryptedArray.encrypt(self.pk, values, n_jobs=self.n_jobs).to_wire()
+        else:
+            payload = values
+        self.ctx.send(self.peer, tag, payload, kind=self.kind)
+
+    def send_derived(self, tag, enc):
+        """Send a value computed from the peer's ciphertexts back to the peer."""
+        payload = enc.obfuscate(n_jobs=self.n_jobs).to_wire() if self.paillier else enc
+        self.ctx.send(self.peer, tag, payload, kind=self.kind)
+
+    def recv_foreign(self, tag):
+        """Receive ciphertexts under the peer's key (we cannot decrypt them)."""
+        obj = self.ctx.recv(self.peer, tag)
+        return EncryptedArray.from_wire(self.peer_pk, obj, n_jobs=self.n_jobs) \
+            if self.paillier else np.asarray(obj, dtype=float)
+
+    def recv_own(self, tag):
+        """Receive ciphertexts under our key and decrypt them."""
+        obj = self.ctx.recv(self.peer, tag)
+        if self.paillier:
+            return EncryptedArray.from_wire(self.pk, obj).decrypt(self.sk, n_jobs=self.n_jobs)
+        return np.asarray(obj, dtype=float)
+
+    # masked decryption of a vector encrypted under the peer's key ------------
+    def send_masked(self, tag, blocks):
+        """Mask our encrypted gradient blocks and ask the peer to decrypt them."""
+        if not self.paillier:
+            self.ctx.send(self.peer, tag, flatten_blocks(blocks), kind="plain")
+            return None
+        flat = EncryptedArray.concatenate([b.ravel() for b in blocks])
+        # The product's scale depends on the magnitude of our plaintext
+        # factors; lift it to a multiple of 64 so it reveals almost nothing.
+        scale = -(-flat.scale_bits // 64) * 64
+        flat = flat.rescale(scale, n_jobs=self.n_jobs)
+        masked, mask = flat.add_random_mask(self.sigma_bits, n_jobs=self.n_jobs)
+        self.ctx.send(self.peer, tag, masked.to_wire(), kind="ciphertext")
+        return mask, scale
+
+    def serve_decrypt(self, tag):
+        """Decrypt the peer's masked values and return them (still masked)."""
+        obj = self.ctx.recv(self.peer, tag)
+        if self.paillier:
+            enc = EncryptedArray.from_wire(self.pk, obj)
+            ints = enc.decrypt_encoded(self.sk, n_jobs=self.n_jobs)
+            self.ctx.send(self.peer, tag + "_decrypted", ints, kind="masked")
+        else:
+            self.ctx.send(self.peer, tag + "_decrypted", obj, kind="plain")
+
+    def recv_unmasked(self, tag, state):
+        obj = self.ctx.recv(self.peer, tag + "_decrypted")
+        if not self.paillier:
+            return np.asarray(obj, dtype=float)
+        mask, scale = state
+        return decode_masked(obj, mask, scale, sigma_bits=self.sigma_bits)
+
+
+def _optimizer(cfg):
+    if cfg["solver"] == "adam":
+        return Adam(cfg["learning_rate_init"])
+    return SGD(cfg["learning_rate_init"], momentum=cfg["momentum"])
+
+
+def _batches(n_overlap, cfg, epoch):
+    """Both parties derive the same batches from the public seed."""
+    bs = cfg["batch_size"]
+    if bs is None or bs >= n_overlap:
+        return [np.arange(n_overlap)]
+    rng = np.random.RandomState((cfg["batch_seed"] + epoch) % (2**32))
+    perm = rng.permutation(n_overlap)
+    return [np.sort(perm[i:i + bs]) for i in range(0, n_overlap, bs)]
+
+
+def _net(n_in, cfg, seed):
+    sizes = [n_in, *cfg["hidden_layer_sizes"], cfg["representation_dim"]]
+    return DenseNet(sizes, cfg["activation"], np.random.RandomState(seed))
+
+
+# -- training ------------------------------------------------------------------
+def source(ctx, X, labelled, Y, overlap, cfg):
+    """Party A: features ``X`` (its rows), labels ``Y`` (K columns in {-1, +1})
+    on rows ``labelled``; ``overlap`` gives the position in ``X`` of each
+    overlap row, in the order both parties agreed on.
+
+    Returns the trained network's parameters and ``Phi`` (both stay at A).
+    """
+    ch = _Channel(ctx, cfg["target_name"], cfg)
+    gamma, alpha = cfg["gamma"], cfg["alpha"]
+    net = _net(X.shape[1], cfg, cfg["seed_source"])
+    theta, wmask = net.get_flat(), net.weight_mask()
+    opt = _optimizer(cfg)
+    n_lab = len(labelled)
+    # Overlap rows' labels (0 where A has none): encrypted once per fit.
+    lab_pos = {int(r): j for j, r in enumerate(labelled)}
+    w = np.array([int(r) in lab_pos for r in overlap], dtype=float)
+    Y_ov = np.zeros((len(overlap), Y.shape[1]))
+    for i, r in enumerate(overlap):
+        if int(r) in lab_pos:
+            Y_ov[i] = Y[lab_pos[int(r)]]
+    ctx.send(ch.peer, "labelled_overlap", w.astype(bool), kind="plain")
+    ch.send_encrypted("labels", Y_ov)
+
+    losses, best, stall = [], np.inf, 0
+    for epoch in range(cfg["max_iter"]):
+        epoch_loss = 0.0
+        batches = _batches(len(overlap), cfg, epoch)
+        for b in batches:
+            net.set_flat(theta)
+            U, acts = net.forward(X)
+            Phi = Y.T @ U[labelled] / n_lab
+            rows = overlap[b]
+            wb = w[b]
+            n_b, n_c = len(b), wb.sum()
+            c = 1.0 / n_c if n_c > 0 else 0.0
+            T = -0.5 * c * (wb[:, None] * Y_ov[b]) @ Phi - 2 * gamma / n_b * U[rows]
+            ch.send_encrypted("phi_t", Phi.T)
+            ch.send_encrypted("m", 0.25 * c * Phi.T @ Phi)
+            ch.send_encrypted("t", T)
+
+            # Alignment gradient under B's key, pushed through our network.
+            enc_ub = ch.recv_foreign("u_b")
+            G = enc_ub * (-2 * gamma / n_b) + 2 * gamma / n_b * U[rows]
+            blocks = net.backward([a[rows] for a in acts], G, ops=ch.ops)
+            state = ch.send_masked("grad_source", blocks)
+
+            g_phi = ch.recv_own("g_phi").T                     # (K, d)
+            loss_b = float(ch.recv_own("loss_target")[0])
+            ch.serve_decrypt("grad_target")
+            g_align = ch.recv_unmasked("grad_source", state)
+
+            # Phi's gradient flows to A's labelled rows: dPhi/du_j = y_j / N_L.
+            G_lab = np.zeros_like(U)
+            G_lab[labelled] = Y @ g_phi / n_lab
+            g_class = flatten_blocks(net.backward(acts, G_lab))
+            grad = g_class + g_align + alpha * wmask * theta
+            theta = opt.step(theta, grad)
+            loss = (loss_b + (Y.shape[1] * LOG2 if n_c > 0 else 0.0)
+                    + gamma / n_b * float(np.sum(U[rows] ** 2))
+                    + 0.5 * alpha * float(np.sum((wmask * theta) ** 2)))
+            epoch_loss += loss * n_b / len(overlap)
+        losses.append(epoch_loss)
+        if cfg["verbose"]:
+            print(f"Iteration {epoch + 1}, loss = {epoch_loss:.8f}")
+        if epoch_loss > best - cfg["tol"]:
+            stall += 1
+        else:
+            stall = 0
+        best = min(best, epoch_loss)
+        stop = stall >= cfg["n_iter_no_change"]
+        ctx.send(ch.peer, "continue", not stop, kind="plain")
+        if stop:
+            break
+    net.set_flat(theta)
+    U, _ = net.forward(X)
+    return {"coefs": net.coefs, "intercepts": net.intercepts,
+            "phi": Y.T @ U[labelled] / n_lab, "loss_curve": losses}
+
+
+def target(ctx, X, overlap, cfg):
+    """Party B: features ``X`` (its rows); ``overlap`` as for :func:`source`.
+
+    Returns B's trained network parameters (they stay at B).
+    """
+    ch = _Channel(ctx, cfg["source_name"], cfg)
+    gamma, alpha = cfg["gamma"], cfg["alpha"]
+    net = _net(X.shape[1], cfg, cfg["seed_target"])
+    theta, wmask = net.get_flat(), net.weight_mask()
+    opt = _optimizer(cfg)
+    w = np.asarray(ctx.recv(ch.peer, "labelled_overlap"), dtype=float)
+    enc_labels = ch.recv_foreign("labels")                      # [[w Y]]_A
+    Xo = X[overlap]
+    n_iter = 0
+    for epoch in range(cfg["max_iter"]):
+        for b in _batches(len(overlap), cfg, epoch):
+            net.set_flat(theta)
+            U, acts = net.forward(Xo[b])
+            wb = w[b]
+            n_b, n_c = len(b), wb.sum()
+            c = 1.0 / n_c if n_c > 0 else 0.0
+            ch.send_encrypted("u_b", U)
+            enc_phi_t = ch.recv_foreign("phi_t")               # (d, K)
+            enc_m = ch.recv_foreign("m")                       # (d, d)
+            enc_t = ch.recv_foreign("t")                       # (n_b, d)
+
+            # dL/dPhi: one d x d plaintext sum Sigma against [[Phi]].
+            Uw = wb[:, None] * U
+            sigma = Uw.T @ U
+            g_phi_t = (ch.ops.matmul(U.T, enc_labels[b]) * (-0.5 * c)
+                       + ch.ops.matmul(sigma, enc_phi_t) * (0.25 * c))
+            ch.send_derived("g_phi", g_phi_t)
+            # Our share of the loss: cross terms under A's key plus own terms.
+            loss_part = (ch.ops.matmul(sigma.ravel(), enc_m.ravel()) * 0.5
+                         + ch.ops.matmul(U.ravel(), enc_t.ravel())
+                         + (gamma / n_b * float(np.sum(U ** 2))
+                            + 0.5 * alpha * float(np.sum((wmask * theta) ** 2))))
+            ch.send_derived("loss_target", loss_part.reshape(1))
+
+            G = enc_t + ch.ops.matmul(Uw, enc_m) + 2 * gamma / n_b * U
+            blocks = net.backward(acts, G, ops=ch.ops)
+            state = ch.send_masked("grad_target", blocks)
+            ch.serve_decrypt("grad_source")
+            grad = ch.recv_unmasked("grad_target", state) + alpha * wmask * theta
+            theta = opt.step(theta, grad)
+        n_iter += 1
+        if not ctx.recv(ch.peer, "continue"):
+            break
+    net.set_flat(theta)
+    return {"coefs": net.coefs, "intercepts": net.intercepts, "n_iter": n_iter}
+
+
+# -- prediction ------------------------------------------------------------------
+def source_predict(ctx, phi, cfg):
+    """A's side of prediction: encrypts ``Phi`` and decrypts masked scores.
+
+    A sees only ``[[U^B]] Phi^T + R`` with B's random mask R: nothing of B's
+    rows, representations or scores.
+    """
+    ch = _Channel(ctx, cfg["target_name"], cfg)
+    ch.send_encrypted("phi_t", phi.T)
+    ch.serve_decrypt("scores")
+
+
+def target_predict(ctx, X, model, cfg):
+    """B's side: scores of its rows ``S = Net^B(X) Phi^T``, learnt only by B."""
+    ch = _Channel(ctx, cfg["source_name"], cfg)
+    net = _net(X.shape[1], cfg, 0)
+    net.coefs, net.intercepts = model["coefs"], model["intercepts"]
+    U, _ = net.forward(X)
+    enc_phi_t = ch.recv_foreign("phi_t")
+    S = ch.ops.matmul(U, enc_phi_t)                            # (n, K)
+    state = ch.send_masked("scores", [S])
+    return ch.recv_unmasked("scores", state).reshape(S.shape)
