@@ -314,3 +314,22 @@ def test_align_dataframes_bad_input():
     with pytest.raises(ValueError, match="duplicated"):
         align_dataframes({"a": pd.DataFrame({"id": [1, 1], "x": [0, 1]}),
                           "b": b.rename(columns={"x": "y"})}, id_column="id")
+
+
+def test_joined_table_is_ready_for_a_vertical_fit():
+    from skfed import VerticalLinearRegression, VerticalTopology
+
+    rng = np.random.default_rng(1)
+    ids = rng.permutation(300)
+    bank = pd.DataFrame({"cid": ids[:200], "age": rng.normal(size=200),
+                         "income": rng.normal(size=200)})
+    shop = pd.DataFrame({"cid": ids[100:300], "visits": rng.normal(size=200)})
+    joined, _ = align_dataframes({"bank": bank, "shop": shop}, id_column="cid")
+    y = 2 * joined["age"] - joined["income"] + 3 * joined["visits"]
+    X = joined
+    topo = VerticalTopology({"bank": ["age", "income"], "shop": ["visits"]},
+                            label_party="bank")
+    reg = VerticalLinearRegression(topo, encryption=None, learning_rate=0.5,
+                                   max_iter=300).fit(X, y)
+    assert len(X) == 100
+    assert reg.score(X, y) > 0.99
