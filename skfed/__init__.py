@@ -3,6 +3,7 @@
 from .compare import compare_with_centralised
 from .horizontal import FederatedSGDClassifier, FederatedSGDRegressor
 from .topology import HorizontalTopology, VerticalTopology
+from .transfer import FederatedTransferClassifier
 from .vertical import VerticalLinearRegression, VerticalLogisticRegression
 from .vertical.alignment import align_dataframes, align_samples
 
@@ -10,6 +11,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "FederatedSGDClassifier",
+    "FederatedTransferClassifier",
     "FederatedSGDRegressor",
     "compare_with_centralised",
     "HorizontalTopology",

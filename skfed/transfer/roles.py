@@ -49,7 +49,7 @@ from ..crypto.paillier import (
 )
 from .networks import SGD, Adam, DenseNet, PlainOps, flatten_blocks
 
-__all__ = ["source", "target", "source_predict", "target_predict"]
+__all__ = ["objective", "source", "target", "source_predict", "target_predict"]
 
 LOG2 = float(np.log(2.0))
 
@@ -178,6 +178,47 @@ def _net(n_in, cfg, seed):
     return DenseNet(sizes, cfg["activation"], np.random.RandomState(seed))
 
 
+def objective(net_a, net_b, XA, XB, labelled, Y, overlap_a, overlap_b, w, gamma, alpha):
+    """The training objective and its gradients, centralised (for tests and docs).
+
+    ``XA``/``XB`` are each party's rows, ``labelled`` indexes A's labelled
+    rows (labels ``Y``), ``overlap_a``/``overlap_b`` the overlap rows in each
+    party's order, ``w`` marks the labelled overlap rows.
+
+    Returns
+    -------
+    loss : float
+    grad_a, grad_b : ndarray
+        Gradients with respect to ``net_a.get_flat()`` and ``net_b.get_flat()``.
+    """
+    UA, acts_a = net_a.forward(XA)
+    UB_all, acts_b = net_b.forward(XB[overlap_b])
+    Y_ov = np.zeros((len(overlap_a), Y.shape[1]))
+    pos = {int(r): j for j, r in enumerate(labelled)}
+    for i, r in enumerate(overlap_a):
+        if int(r) in pos:
+            Y_ov[i] = Y[pos[int(r)]]
+    n_l, n_b, n_c = len(labelled), len(overlap_a), w.sum()
+    c = 1.0 / n_c if n_c > 0 else 0.0
+    Phi = Y.T @ UA[labelled] / n_l
+    S = UB_all @ Phi.T
+    UAo = UA[overlap_a]
+    wa, wb_ = net_a.weight_mask(), net_b.weight_mask()
+    ta, tb = net_a.get_flat(), net_b.get_flat()
+    loss = (c * np.sum(w[:, None] * (LOG2 - 0.5 * Y_ov * S + S ** 2 / 8))
+            + gamma / n_b * np.sum((UAo - UB_all) ** 2)
+            + 0.5 * alpha * (np.sum((wa * ta) ** 2) + np.sum((wb_ * tb) ** 2)))
+    C = c * w[:, None] * (-0.5 * Y_ov + 0.25 * S)         # dL/dS
+    g_phi = C.T @ UB_all
+    GA = np.zeros_like(UA)
+    GA[labelled] += Y @ g_phi / n_l
+    GA[overlap_a] += 2 * gamma / n_b * (UAo - UB_all)
+    GB = C @ Phi + 2 * gamma / n_b * (UB_all - UAo)
+    grad_a = flatten_blocks(net_a.backward(acts_a, GA)) + alpha * wa * ta
+    grad_b = flatten_blocks(net_b.backward(acts_b, GB)) + alpha * wb_ * tb
+    return float(loss), grad_a, grad_b
+
+
 # -- training ------------------------------------------------------------------
 def source(ctx, X, labelled, Y, overlap, cfg):
     """Party A: features ``X`` (its rows), labels ``Y`` (K columns in {-1, +1})
@@ -235,10 +276,10 @@ def source(ctx, X, labelled, Y, overlap, cfg):
             G_lab[labelled] = Y @ g_phi / n_lab
             g_class = flatten_blocks(net.backward(acts, G_lab))
             grad = g_class + g_align + alpha * wmask * theta
-            theta = opt.step(theta, grad)
             loss = (loss_b + (Y.shape[1] * LOG2 if n_c > 0 else 0.0)
                     + gamma / n_b * float(np.sum(U[rows] ** 2))
                     + 0.5 * alpha * float(np.sum((wmask * theta) ** 2)))
+            theta = opt.step(theta, grad)
             epoch_loss += loss * n_b / len(overlap)
         losses.append(epoch_loss)
         if cfg["verbose"]:

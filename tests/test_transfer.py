@@ -1,0 +1,268 @@
+"""FederatedTransferClassifier: objective, protocol fidelity, privacy, errors."""
+
+from functools import partial
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skfed import FederatedTransferClassifier, VerticalTopology, compare_with_centralised
+from skfed.runtime import LocalRuntime
+from skfed.transfer import OverlapBaseline, roles
+from skfed.transfer import estimator as ftl_estimator
+from skfed.transfer.networks import DenseNet
+
+KEY = 512
+TOPO = VerticalTopology({"bank": [0, 1, 2], "shop": [3, 4, 5]}, label_party="bank")
+
+
+def _data(n=90, n_classes=2, seed=0):
+    """Rows 0..n/3: source only; n/3..2n/3: overlap; rest: target only (unlabelled)."""
+    X, y = make_classification(n_samples=n, n_features=6, n_informative=4,
+                               n_classes=n_classes, random_state=seed)
+    third = n // 3
+    X[:third, 3:] = np.nan
+    X[2 * third:, :3] = np.nan
+    y_fit = y.copy()
+    y_fit[2 * third:] = -1
+    return X, y, y_fit, 2 * third
+
+
+# -- the objective ----------------------------------------------------------------
+@pytest.mark.parametrize("K", [1, 3])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_objective_gradients_match_finite_differences(K, activation):
+    rng = np.random.RandomState(0)
+    net_a = DenseNet([3, 4, 5], activation, rng)
+    net_b = DenseNet([2, 3, 5], activation, rng)
+    XA, XB = rng.randn(12, 3), rng.randn(9, 2)
+    labelled = np.array([0, 1, 2, 3, 5, 7, 8])
+    Y = np.where(rng.rand(len(labelled), K) > 0.5, 1.0, -1.0)
+    overlap_a, overlap_b = np.array([5, 6, 7, 8]), np.array([0, 2, 3, 4])
+    w = np.array([1.0, 0.0, 1.0, 1.0])
+    args = (XA, XB, labelled, Y, overlap_a, overlap_b, w, 0.7, 0.01)
+    _, grad_a, grad_b = roles.objective(net_a, net_b, *args)
+    for net, grad in ((net_a, grad_a), (net_b, grad_b)):
+        theta = net.get_flat()
+        num = np.empty_like(theta)
+        for j in range(len(theta)):
+            vals = []
+            for step in (1e-6, -1e-6):
+                t = theta.copy()
+                t[j] += step
+                net.set_flat(t)
+                vals.append(roles.objective(net_a, net_b, *args)[0])
+            num[j] = (vals[0] - vals[1]) / 2e-6
+        net.set_flat(theta)
+        np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-7)
+
+
+def _cfg(**kw):
+    cfg = {"source_name": "A", "target_name": "B", "hidden_layer_sizes": [4],
+           "activation": "tanh", "representation_dim": 3, "gamma": 0.5, "alpha": 0.01,
+           "solver": "sgd", "learning_rate_init": 0.1, "momentum": 0.0, "max_iter": 1,
+           "tol": 0.0, "n_iter_no_change": 10, "batch_size": None, "batch_seed": 0,
+           "seed_source": 1, "seed_target": 2, "encryption": None, "key_size": KEY,
+           "n_jobs": None, "verbose": 0}
+    cfg.update(kw)
+    return cfg
+
+
+@pytest.mark.parametrize("encryption", [None, "paillier"])
+def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption):
+    rng = np.random.RandomState(3)
+    XA, XB = rng.randn(10, 3), rng.randn(8, 2)
+    labelled = np.array([0, 2, 3, 4, 6])
+    Y = np.array([[1.0], [-1.0], [1.0], [-1.0], [1.0]])
+    overlap_a, overlap_b = np.array([2, 3, 5, 6]), np.array([1, 2, 4, 7])
+    w = np.array([1.0, 1.0, 0.0, 1.0])
+    cfg = _cfg(encryption=encryption)
+    results, _ = LocalRuntime().run({
+        "A": partial(roles.source, X=XA, labelled=labelled, Y=Y, overlap=overlap_a,
+                     cfg=cfg),
+        "B": partial(roles.target, X=XB, overlap=overlap_b, cfg=cfg),
+    })
+    net_a = roles._net(3, cfg, cfg["seed_source"])
+    net_b = roles._net(2, cfg, cfg["seed_target"])
+    loss, grad_a, grad_b = roles.objective(net_a, net_b, XA, XB, labelled, Y, overlap_a,
+                                           overlap_b, w, cfg["gamma"], cfg["alpha"])
+    after_a = roles._net(3, cfg, 0)
+    after_a.coefs, after_a.intercepts = results["A"]["coefs"], results["A"]["intercepts"]
+    after_b = roles._net(2, cfg, 0)
+    after_b.coefs, after_b.intercepts = results["B"]["coefs"], results["B"]["intercepts"]
+    lr = cfg["learning_rate_init"]
+    np.testing.assert_allclose(after_a.get_flat(), net_a.get_flat() - lr * grad_a,
+                               rtol=0, atol=1e-8)
+    np.testing.assert_allclose(after_b.get_flat(), net_b.get_flat() - lr * grad_b,
+                               rtol=0, atol=1e-8)
+    assert results["A"]["loss_curve"][0] == pytest.approx(loss, abs=1e-8)
+
+
+# -- fidelity of the encrypted protocol ------------------------------------------------
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_encrypted_equals_unencrypted(n_classes):
+    X, y, y_fit, cut = _data(n_classes=n_classes)
+    kw = dict(max_iter=3, key_size=KEY, random_state=0, batch_size=20)
+    plain = FederatedTransferClassifier(TOPO, encryption=None, **kw).fit(X, y_fit)
+    enc = FederatedTransferClassifier(TOPO, **kw).fit(X, y_fit)
+    np.testing.assert_allclose(enc.loss_curve_, plain.loss_curve_, rtol=1e-7)
+    np.testing.assert_allclose(enc.decision_function(X[cut:]),
+                               plain.decision_function(X[cut:]), rtol=1e-6, atol=1e-8)
+    np.testing.assert_array_equal(enc.predict(X[cut:]), plain.predict(X[cut:]))
+    # The same messages from each party, in the same order (threads interleave).
+    for party in ("bank", "shop"):
+        tags = [m.tag for m in plain.transcript_.filter(sender=party)]
+        assert tags == [m.tag for m in enc.transcript_.filter(sender=party)
+                        if m.kind != "public_key"]
+
+
+def test_learns_something_and_api():
+    X, y, y_fit, cut = _data(n=150)
+    clf = FederatedTransferClassifier(TOPO, encryption=None, random_state=0,
+                                      max_iter=200).fit(X, y_fit)
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+    assert clf.score(X[cut:], y[cut:]) > 0.6
+    proba = clf.predict_proba(X[cut:])
+    assert proba.shape == (len(X) - cut, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+    assert set(clf.predict(X[cut:])) <= set(clf.classes_)
+
+
+def test_multiclass_string_labels_and_dataframe():
+    pd = pytest.importorskip("pandas")
+    X, y, y_fit, cut = _data(n=120, n_classes=3)
+    # String labels have no "-1": labels on rows the source does not hold
+    # (here the target-only rows) are simply not used by fit.
+    names = np.array(["red", "green", "blue"])
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(6)])
+    topo = VerticalTopology({"bank": ["f0", "f1", "f2"], "shop": ["f3", "f4", "f5"]},
+                            label_party="bank")
+    clf = FederatedTransferClassifier(topo, encryption=None, random_state=0, max_iter=20)
+    clf.fit(df, names[y])
+    assert sorted(clf.classes_) == sorted(names)
+    assert clf.source_model_["phi"].shape == (3, clf.representation_dim)
+    proba = clf.predict_proba(df.iloc[cut:])
+    assert proba.shape == (len(df) - cut, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+    assert set(clf.predict(df.iloc[cut:])) <= set(names)
+
+
+def test_pipeline_gridsearch_and_compare():
+    X, y, y_fit, cut = _data(n=90)
+    pipe = make_pipeline(StandardScaler(), FederatedTransferClassifier(
+        TOPO, encryption=None, max_iter=5, random_state=0))
+    # Fit on everything but score only on target rows: a custom split.
+    cv = [(np.r_[0:cut, cut + 10:len(X)], np.arange(cut, cut + 10)),
+          (np.r_[0:cut + 10, cut + 20:len(X)], np.arange(cut + 10, cut + 20))]
+    y_cv = y.copy()
+    y_cv[:cut] = y_fit[:cut]
+    gs = GridSearchCV(pipe, {"federatedtransferclassifier__gamma": [0.1, 1.0]}, cv=cv)
+    gs.fit(X, y_cv)
+    assert gs.best_params_["federatedtransferclassifier__gamma"] in (0.1, 1.0)
+    res = compare_with_centralised(pipe, X, y_cv, cv=cv, scoring="roc_auc")
+    assert len(res["centralised"]["test_score"]) == 2
+
+
+def test_centralised_twins():
+    X, y, y_fit, cut = _data()
+    clf = FederatedTransferClassifier(TOPO)
+    twin = clf.make_centralised_twin()
+    assert isinstance(twin, OverlapBaseline) and twin.features == "target"
+    twin.fit(X, y_fit)
+    assert twin.estimator_.coef_.shape == (1, 3)
+    joined = clf.make_centralised_twin("joined").fit(X, y_fit)
+    assert joined.estimator_.coef_.shape == (1, 6)
+    with pytest.raises(ValueError, match="reference"):
+        clf.make_centralised_twin("other")
+
+
+# -- privacy --------------------------------------------------------------------------
+def _raw_chunks(a):
+    """Byte patterns of every float of ``a`` (as the wire format would carry them)."""
+    a = np.asarray(a, dtype="<f8")
+    return [v.tobytes() for v in a.ravel() if np.isfinite(v) and v != 0]
+
+
+def test_transcript_carries_nothing_private(monkeypatch):
+    monkeypatch.setattr(ftl_estimator, "_make_runtime",
+                        lambda: LocalRuntime(keep_payloads=True))
+    X, y, y_fit, cut = _data(n=60)
+    clf = FederatedTransferClassifier(TOPO, max_iter=2, key_size=KEY, random_state=0)
+    clf.fit(X, y_fit)
+    clf.predict(X[cut:])
+    private = (_raw_chunks(X[~np.isnan(X)]) + _raw_chunks(clf.source_model_["phi"])
+               + _raw_chunks(clf.source_model_["coefs"][0])
+               + _raw_chunks(clf.target_model_["coefs"][0]))
+    for transcript in (clf.transcript_, clf.predict_transcript_):
+        assert len(transcript) > 0
+        for m in transcript:
+            if m.kind == "plain":
+                # Public by protocol: which overlap rows are labelled, the stop flag.
+                assert m.tag in {"labelled_overlap", "continue"}, m
+                value = np.asarray(m.decoded())
+                assert value.dtype == bool
+            elif m.kind == "masked":
+                assert np.asarray(m.decoded()).dtype == object  # masked big integers
+            elif m.kind == "ciphertext":
+                assert m.decoded()["scheme"] == "paillier"
+            for chunk in private:
+                assert chunk not in m.payload
+    # The labels themselves (as +-1 floats, or the classes) never travel in plain.
+    plain_tags = {m.tag for m in clf.transcript_ if m.kind == "plain"}
+    assert plain_tags == {"labelled_overlap", "continue"}
+
+
+def test_unencrypted_mode_marks_everything_plain(monkeypatch):
+    X, y, y_fit, cut = _data(n=60)
+    clf = FederatedTransferClassifier(TOPO, encryption=None, max_iter=1).fit(X, y_fit)
+    assert {m.kind for m in clf.transcript_} == {"plain"}
+
+
+# -- bad input ------------------------------------------------------------------------
+def _fails(X, y, match, topology=TOPO):
+    with pytest.raises(ValueError, match=match):
+        FederatedTransferClassifier(topology, encryption=None).fit(X, y)
+
+
+def test_bad_input():
+    X, y, y_fit, cut = _data()
+    three = VerticalTopology({"a": [0, 1], "b": [2, 3], "c": [4, 5]}, label_party="a")
+    _fails(X, y_fit, "exactly two parties", three)
+    no_overlap = X.copy()
+    no_overlap[30:60, 3:] = np.nan
+    _fails(no_overlap, y_fit, "no overlap rows")
+    _fails(X, np.full(len(y), -1), "no labelled rows")
+    only_target = np.full(len(y), -1)
+    only_target[cut:] = y[cut:]
+    _fails(X, only_target, "only on rows the target")
+    partial_nan = X.copy()
+    partial_nan[0, 1] = np.nan
+    _fails(partial_nan, y_fit, "NaN inside its present columns")
+    neither = X.copy()
+    neither[0, :] = np.nan
+    _fails(neither, y_fit, "neither party")
+    one_class = y_fit.copy()
+    one_class[one_class != -1] = 1
+    _fails(X, one_class, "single class")
+    clf = FederatedTransferClassifier(TOPO, encryption=None, max_iter=1).fit(X, y_fit)
+    with pytest.raises(ValueError, match="target 'shop'"):
+        clf.predict(X[:5])
+    with pytest.raises(ValueError, match="insecure"):
+        import os
+        os.environ.pop("SKFED_ALLOW_INSECURE_KEYS", None)
+        try:
+            FederatedTransferClassifier(TOPO, key_size=512).fit(X, y_fit)
+        finally:
+            os.environ["SKFED_ALLOW_INSECURE_KEYS"] = "1"
+
+
+def test_no_message_before_validation(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ftl_estimator, "_make_runtime", lambda: calls.append(1))
+    X, y, y_fit, cut = _data()
+    with pytest.raises(ValueError):
+        FederatedTransferClassifier(TOPO, encryption=None).fit(X, np.full(len(y), -1))
+    assert calls == []
