@@ -189,16 +189,16 @@ def main(argv=None):
     line = []
     for s in sizes:
         v = vals[:s]
-        a, _ = timed(lambda: EncryptedArray.encrypt(pk, v, n_jobs=1), repeat=3)
-        b, _ = timed(lambda: EncryptedArray.encrypt(pk, v, n_jobs=J), repeat=3)
+        a, _ = timed(lambda v=v: EncryptedArray.encrypt(pk, v, n_jobs=1), repeat=3)
+        b, _ = timed(lambda v=v: EncryptedArray.encrypt(pk, v, n_jobs=J), repeat=3)
         line.append(f"{s}: {a / b:4.2f} ({fmt_s(a).strip()} serial)")
     print("  encrypt   " + ", ".join(line))
     line = []
     for s in ([200, 1000] if q else [100, 300, 1000, 3000]):
         e = EncryptedArray(pk, encd._c[:s], encd.scale_bits)
         Xs = X[:s].T
-        a, _ = timed(lambda: Xs @ EncryptedArray(pk, e._c, e.scale_bits, n_jobs=1), repeat=2)
-        b, _ = timed(lambda: Xs @ EncryptedArray(pk, e._c, e.scale_bits, n_jobs=J), repeat=2)
+        a, _ = timed(lambda Xs=Xs, e=e: Xs @ EncryptedArray(pk, e._c, e.scale_bits, n_jobs=1), 2)
+        b, _ = timed(lambda Xs=Xs, e=e: Xs @ EncryptedArray(pk, e._c, e.scale_bits, n_jobs=J), 2)
         line.append(f"{s}: {a / b:4.2f} ({fmt_s(a).strip()} serial)")
     print("  X.T @ enc " + ", ".join(line))
     print(f"  default threshold: dispatch when estimated serial work > {threshold} s")
