@@ -382,22 +382,31 @@ _invert = np.frompyfunc(gmpy2.invert, 2, 1)
 
 
 # Worker functions: module level so that loky can import them; each takes
-# only integers and arrays, and rebuilds its key context locally.
+# only integers and arrays, and rebuilds its key context locally. Each lets
+# gmpy2 release the GIL (a per-thread setting), so that joblib's threading
+# backend also runs the big-integer arithmetic in parallel.
+
+
+def _release_gil():
+    gmpy2.get_context().allow_release_gil = True
 
 
 def _encrypt_worker(plaintexts, n, mode):
+    _release_gil()
     ctx = _context(n)
     rho = ctx.obfuscators(len(plaintexts), mode)
     return (plaintexts * ctx.n + 1) * rho % ctx.nsquare
 
 
 def _obfuscate_worker(ciphertexts, n, mode):
+    _release_gil()
     ctx = _context(n)
     rho = ctx.obfuscators(len(ciphertexts), mode)
     return ciphertexts * rho % ctx.nsquare
 
 
 def _powmod_worker(bases, exponents, modulus):
+    _release_gil()
     return _powmod(bases, exponents, modulus)
 
 
@@ -406,6 +415,7 @@ def _invert_worker(values, modulus):
 
 
 def _decrypt_worker(ciphertexts, p, q):
+    _release_gil()
     p, q = gmpy2.mpz(p), gmpy2.mpz(q)
     n = p * q
     p2, q2 = p * p, q * q
@@ -419,6 +429,7 @@ def _decrypt_worker(ciphertexts, p, q):
 
 
 def _multiexp_worker(base_vectors, K, modulus, method, window):
+    _release_gil()
     return [multiexp(b, K, modulus, method, window) for b in base_vectors]
 
 
@@ -516,11 +527,14 @@ def _as_numeric(values):
 
 def _float_to_ints(x, scale_bits):
     """Round ``x * 2**scale_bits`` to Python ints (object array), exactly."""
+    x = np.asarray(x, dtype=np.float64)
     with np.errstate(over="ignore", under="ignore"):
-        y = np.rint(np.ldexp(x, scale_bits))
-    if y.size and np.isfinite(y).all():
+        y = np.asarray(np.rint(np.ldexp(x, scale_bits)))
+    if not y.size:
+        return np.empty(y.shape, dtype=object)
+    if np.isfinite(y).all():
         if np.abs(y).max() < 2.0**62:
-            return y.astype(np.int64).astype(object)
+            return _obj(y.astype(np.int64).astype(object))
         return _obj_from_list([int(v) for v in y.ravel().tolist()], x.shape)
     # 2**scale_bits overflows a float: scale the exact rational instead.
     out = []
