@@ -6,7 +6,8 @@ hashing, two blindings per ID at each party, wire encoding, intersection,
 returning the positions to both parties) and, in the same run on the same
 IDs, OpenMined's ``openmined-psi`` (a C++ ECDH-PSI on P-256, raw-set mode:
 the server's setup message, the client's request, the server's response and
-the client's intersection).
+the client's intersection). openmined-psi runs on one core; skfed spreads
+each party's blinding over ``--n-jobs`` joblib workers.
 
 openmined-psi is a benchmark-only dependency, not one of skfed's::
 
@@ -27,6 +28,7 @@ import os
 import time
 
 import numpy as np
+from joblib import effective_n_jobs
 from sklearn.utils.parallel import Parallel, delayed
 
 from skfed import align_samples
@@ -88,12 +90,16 @@ def main(argv=None):
 
     a, b, n_shared = make_ids(n, args.overlap)
     print(f"PSI benchmark: {n:,} x {n:,} string IDs, {n_shared:,} shared; "
-          f"{os.cpu_count()} CPU(s), n_jobs={args.n_jobs}")
+          f"{os.cpu_count()} CPU(s), n_jobs={args.n_jobs}, "
+          f"load average {os.getloadavg()[0]:.1f} (others' work slows both sides alike)")
 
-    # Start the worker pool once, as a long-running party process would.
-    start = time.perf_counter()
-    Parallel(n_jobs=args.n_jobs)(delayed(_warm_worker)(i) for i in range(2 * (os.cpu_count() or 1)))
-    print(f"  worker pool start-up (not counted below): {time.perf_counter() - start:.2f} s")
+    if effective_n_jobs(args.n_jobs) > 1:
+        # Start the worker pool once, as a long-running party process would.
+        start = time.perf_counter()
+        Parallel(n_jobs=args.n_jobs)(delayed(_warm_worker)(i)
+                                     for i in range(2 * effective_n_jobs(args.n_jobs)))
+        print(f"  worker pool start-up (not counted below): "
+              f"{time.perf_counter() - start:.2f} s")
 
     seconds, found, nbytes = run_skfed(a, b, args.n_jobs)
     assert found == n_shared, (found, n_shared)

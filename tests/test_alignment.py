@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from skfed import align_dataframes, align_samples
 from skfed.crypto import psi
-from skfed.crypto.psi import LowOrderPointError, encode_id, hash_to_point
+from skfed.crypto.psi import LowOrderPointError, encode_id, hash_ids, hash_to_point
 from skfed.runtime import LocalRuntime, RoleError, run_roles
 from skfed.vertical.alignment import _psi_role, _sort_key
 
@@ -333,3 +333,20 @@ def test_joined_table_is_ready_for_a_vertical_fit():
                                    max_iter=300).fit(X, y)
     assert len(X) == 100
     assert reg.score(X, y) > 0.99
+
+
+@pytest.mark.parametrize("bad", [[3, 1], [1, 1], [-1], [99], [0.5]])
+def test_malformed_positions_from_the_leader_are_refused(bad):
+    # The honest party is the leader's last blinder; the leader sends it
+    # positions that are unsorted, repeated, out of range or not integers.
+    def evil_leader(ctx):
+        ctx.send("honest", "blinded/evil", hash_ids([b"s1", b"s2", b"s3"]), kind="masked")
+        ctx.recv("honest", "blinded/honest")
+        ctx.recv("honest", "full/evil")
+        ctx.send("honest", "leader_positions", np.asarray(bad), kind="plain")
+
+    enc = [encode_id(i) for i in range(5)]
+    honest = partial(_psi_role, encoded=enc, sort_keys=[_sort_key(e) for e in enc],
+                     ring=["evil", "honest"], seed=0, n_jobs=None)
+    with pytest.raises(RoleError, match="malformed positions"):
+        run_roles({"evil": evil_leader, "honest": honest})

@@ -87,9 +87,11 @@ __all__ = ["align_samples", "align_dataframes"]
 # ----------------------------------------------------------------------------
 
 def _check_positions(positions, n, what):
+    # The protocol only ever sends sorted, distinct, in-range positions.
     positions = np.asarray(positions)
     if positions.ndim != 1 or (positions.size and (
-            positions.dtype.kind not in "iu" or positions.min() < 0 or positions.max() >= n)):
+            positions.dtype.kind not in "iu" or positions[0] < 0 or positions[-1] >= n
+            or np.any(np.diff(positions) <= 0))):
         raise ValueError(f"received malformed {what}")
     return positions.astype(np.intp)
 
@@ -166,8 +168,7 @@ def _psi_role(ctx, *, encoded, sort_keys, ring, seed, n_jobs):
                                 "positions of the intersection")
 
     # 4. Common order: sort the shared records by identifier.
-    rows = pi[mine]
-    return rows[sorted(range(len(rows)), key=lambda r: sort_keys[rows[r]])].astype(np.intp)
+    return np.array(sorted(pi[mine].tolist(), key=sort_keys.__getitem__), dtype=np.intp)
 
 
 # ----------------------------------------------------------------------------
