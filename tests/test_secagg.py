@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from skfed.crypto.secagg import FixedPointRing, MaskingClient, new_session_id, ring_sum
+
+
+def _clients(names, session=None):
+    clients = [MaskingClient(n) for n in names]
+    keys = {c.name: c.public_bytes() for c in clients}
+    session = new_session_id() if session is None else session
+    for c in clients:
+        c.agree(keys, session)
+    return clients
+
+
+@settings(max_examples=50, deadline=None)
+@given(k=st.integers(2, 6), data=st.data())
+def test_masks_cancel_and_sum_is_exact(k, data):
+    ring = FixedPointRing(n_summands=k)
+    vals = [data.draw(hnp.arrays(np.float64, 7, elements=st.floats(
+        -ring.max_abs, ring.max_abs, allow_nan=False))) for _ in range(k)]
+    clients = _clients([f"c{i}" for i in range(k)])
+    masked = [c.mask(ring.encode(v), round_index=3) for c, v in zip(clients, vals)]
+    total = ring.decode(ring_sum(masked))
+    expected = np.sum(vals, axis=0)
+    # each term rounds to 2**-33; the sum is exact in the ring
+    np.testing.assert_allclose(total, expected, atol=k * 2.0**-32 + 1e-9 * np.abs(expected).max())
+
+
+def test_resolution_and_range_documented():
+    ring = FixedPointRing(scale_bits=32, n_summands=10)
+    x = np.array([1e-9, -3.3e-10, 123.456789012])
+    np.testing.assert_allclose(ring.decode(ring.encode(x)), x, atol=2.0**-33)
+    assert 2e8 < ring.max_abs < 2.2e8
+    with pytest.raises(OverflowError, match="exceeds"):
+        ring.encode(np.array([ring.max_abs * 1.01]))
+    with pytest.raises(ValueError, match="NaN"):
+        ring.encode(np.array([np.nan]))
+
+
+def test_masks_depend_on_round_pair_and_session():
+    a, b, c = _clients(["a", "b", "c"])
+    m1 = a.pair_mask("b", 1, 16)
+    assert not np.array_equal(m1, a.pair_mask("b", 2, 16))     # per round
+    assert not np.array_equal(m1, a.pair_mask("c", 1, 16))     # per pair
+    np.testing.assert_array_equal(m1, b.pair_mask("a", 1, 16))  # both ends agree
+    a2, b2 = _clients(["a", "b"])
+    assert not np.array_equal(a2.pair_mask("b", 1, 16), m1)   # fresh keys/session
+    # full 64-bit masks, not a 32-bit seed folded into a statistical PRG
+    assert (a.pair_mask("b", 1, 4096) >> np.uint64(32)).max() > 2**31
+
+
+def test_single_masked_vector_reveals_nothing_obvious():
+    a, b = _clients(["a", "b"])
+    ring = FixedPointRing(n_summands=2)
+    zeros = a.mask(ring.encode(np.zeros(20000)), 1)
+    top = (zeros >> np.uint64(56)).astype(int)
+    counts = np.bincount(top, minlength=256)
+    chi2 = ((counts - 20000 / 256) ** 2 / (20000 / 256)).sum()
+    assert chi2 < 400  # 255 dof; p ~ 1e-8 beyond
+
+
+def test_key_agreement_rejects_bad_keys():
+    a = MaskingClient("a")
+    b = MaskingClient("b")
+    session = new_session_id()
+    with pytest.raises(ValueError, match="own key"):
+        a.agree({"b": b.public_bytes()}, session)
+    with pytest.raises(ValueError, match="32 bytes"):
+        a.agree({"a": a.public_bytes(), "b": b"short"}, session)
+    with pytest.raises(ValueError, match="same public key"):
+        a.agree({"a": a.public_bytes(), "b": a.public_bytes()}, session)
+    with pytest.raises(ValueError, match="invalid public key"):
+        a.agree({"a": a.public_bytes(), "b": bytes(32)}, session)  # low-order point
+    with pytest.raises(ValueError, match="session"):
+        a.agree({"a": a.public_bytes(), "b": b.public_bytes()}, b"x")
+    with pytest.raises(RuntimeError, match="agree"):
+        MaskingClient("z").pair_mask("a", 0, 1)
+
+
+def test_sealed_messages_are_authenticated():
+    a, b, c = _clients(["a", "b", "c"])
+    sealed = a.seal("b", b"private key bytes", "paillier")
+    assert b.open("a", sealed, "paillier") == b"private key bytes"
+    tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    with pytest.raises(ValueError, match="authentication"):
+        b.open("a", tampered, "paillier")
+    with pytest.raises(ValueError, match="authentication"):
+        c.open("a", sealed, "paillier")  # another client cannot read it
+    with pytest.raises(ValueError, match="authentication"):
+        b.open("a", sealed, "other-purpose")
