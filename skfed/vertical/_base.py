@@ -145,7 +145,7 @@ class BaseVerticalLinear(BaseEstimator):
                 f"epochs (last loss change above tol={self.tol}); increase max_iter or "
                 "learning_rate, or standardise the features",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return coef, intercept, by_party
 

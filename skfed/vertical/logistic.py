@@ -87,10 +87,9 @@ class VerticalLogisticRegression(ClassifierMixin, BaseVerticalLinear):
     >>> from sklearn.datasets import make_classification
     >>> from skfed import VerticalLogisticRegression
     >>> X, y = make_classification(n_samples=80, n_features=4, random_state=0)
-    >>> clf = VerticalLogisticRegression(learning_rate=0.2, max_iter=20,
-    ...                                  key_size=512).fit(X, y)
-    >>> clf.score(X, y) > 0.9
-    True
+    >>> clf = VerticalLogisticRegression(max_iter=20, tol=None, key_size=512).fit(X, y)
+    >>> round(clf.score(X, y), 2)
+    0.88
     >>> clf.coef_by_party_["host"].shape
     (1, 2)
     """

@@ -12,24 +12,31 @@ one-vs-rest), reads like the step table of Hardy et al. (2017)::
 
     arbiter -> all     public key                                (once)
     guest   -> hosts   batch seed, K                             (once, plain)
-    host k  -> guest   [[u_k]] = [[X_k[B] W_k]]                  ciphertext
-    guest              [[d]] = s * sum_k [[u_k]] + (s u_G - c y)  s, c: 1, 1 (linear)
-                                                                  or 1/4, 1/2 (Taylor
-                                                                  logistic, y in {-1, 1})
-    guest   -> hosts   re-randomised [[d]]                       ciphertext
+    host k  -> guest   [[u_k]] = Enc(X_k[B] W_k)                 ciphertext
+    guest              [[d]] = Enc(a) + sum_k [[u_k]],  a = X_G[B] W_G - c y
+                       (c = 1 linear; c = 2 Taylor logistic with y in {-1, 1},
+                       whose residual u/4 - y/2 is d/4)
+    guest   -> hosts   [[d]]                                     ciphertext
     party p            [[G_p]] = X_p[B]^T [[d]]   (multi-exponentiation)
-    host k  -> guest   re-randomised [[u_k . d + |B| alpha ||W_k||^2]]   ciphertext
+    host k  -> guest   re-randomised [[u_k . d + |B| alpha ||W_k||^2 / r]]  ciphertext
     party p -> arbiter [[G_p + R_p]]  (R_p statistically hides G_p)     masked
     arbiter -> party p G_p + R_p                                  masked
-    party p            g_p = G_p / |B| + alpha W_p; own optimizer step
+    party p            g_p = r G_p / |B| + alpha W_p; own optimizer step
     guest   -> arbiter [[loss]]                                  ciphertext
     arbiter -> all     stop?                                     (per epoch, plain)
 
-The loss needs no ciphertext multiplication: with ``v_G = u_G - y``
-(linear) or ``u_G - 2y`` (logistic), ``sum(d^2) = v_G . d + sum_k u_k . d``
-and the Taylor log-loss is ``K(log 2 - 1/2) + (v_G . d + sum_k u_k . d)/(2|B|)``
-per row, so every party contributes a plaintext-times-ciphertext inner
-product, folded into the same multi-exponentiation as its gradient.
+``Enc(a)`` is a fresh encryption: its new randomness re-randomises the sum the
+guest forwards, so no host can divide its own ``[[u_k]]`` out of ``[[d]]`` and
+read ``a`` (the attack FATE prevents with an explicit ``r**n`` factor). As
+the guest encrypts ``a`` before the hosts' messages arrive, this costs no
+extra pass over the ciphertexts and, on separate machines, overlaps with the
+hosts' encryption.
+
+The loss needs no ciphertext multiplication: ``S = a . d + sum_k u_k . d``
+equals ``sum(d^2)`` (linear) and ``sum(u^2 - 4 y u + 4)`` (logistic), so the
+objective is ``r S / (2|B|)`` (+ ``K (log 2 - 1/2)`` for the Taylor log-loss,
+``r = 1/4``), and every party contributes a plaintext-times-ciphertext inner
+product folded into the same multi-exponentiation as its gradient.
 
 Roles only talk through ``ctx``; the estimator hands each one its own slice of
 the data and an immutable configuration. With ``encryption=None`` the same
@@ -146,6 +153,20 @@ def _optimizer(cfg):
     return _Adam(cfg.learning_rate) if cfg.solver == "adam" else _GD(cfg.learning_rate)
 
 
+def _residual_form(task, K):
+    """How the protocol's residual ``d'`` relates to the gradient and the loss.
+
+    Returns ``(r, c, const)``: the parties compute ``d' = u - c y`` and the
+    gradient is ``r X^T d' / |B|``; the loss is ``const + r S / (2|B|)`` with
+    ``S = sum (u - c y) . d'`` over the batch. Linear: ``d' = u - y`` (r = 1).
+    Taylor logistic, y in {-1, 1}: ``d = u/4 - y/2 = (u - 2y)/4``, so
+    ``r = 1/4`` and no ciphertext ever needs multiplying by 1/4.
+    """
+    if task == "logistic":
+        return 0.25, 2.0, K * (math.log(2.0) - 0.5)
+    return 1.0, 1.0, 0.0
+
+
 def _with_ones(X):
     return np.hstack([X, np.ones((X.shape[0], 1))])
 
@@ -166,6 +187,9 @@ class _PlainCodec:
 
     def encrypt(self, a):
         return np.array(a, dtype=np.float64)
+
+    def add(self, x, y):
+        return x + y
 
     def obfuscate(self, c):
         return c
@@ -236,6 +260,9 @@ class _PaillierCodec:
     def encrypt(self, a):
         return self._p.EncryptedArray.encrypt(self.public_key, np.asarray(a, dtype=np.float64),
                                               n_jobs=self.n_jobs)
+
+    def add(self, x, y):
+        return x + y
 
     def obfuscate(self, c):
         return c.obfuscate(n_jobs=self.n_jobs)
@@ -373,33 +400,29 @@ def guest_fit(ctx, X, Y, cfg, seed):
     W = np.zeros((Xb.shape[1], K))
     optimizer = _optimizer(cfg)
     rng = np.random.default_rng(batch_seed)
-    logistic = cfg.task == "logistic"
-    s, c = (0.25, 0.5) if logistic else (1.0, 1.0)
-    const = K * (math.log(2.0) - 0.5) if logistic else 0.0
+    r, c, const = _residual_form(cfg.task, K)
     for _ in range(cfg.max_iter):
         for idx in epoch_batches(rng, cfg.n_samples, cfg.batch_size):
             Xk, Yk, nb = Xb[idx], Y[idx], len(idx)
-            u = Xk @ W
-            enc_u = None
+            a = Xk @ W - c * Yk
+            # A fresh encryption of the guest's own part, computed before the
+            # hosts' parts arrive: its new randomness re-randomises the sum, so
+            # a host cannot divide its own [[u_k]] out of [[d]] to read a.
+            enc_d = codec.encrypt(a)
             for h in cfg.hosts:
-                part = codec.from_wire(ctx.recv(h, "u"))
-                enc_u = part if enc_u is None else enc_u + part
-            enc_d = codec.affine(enc_u, s, s * u - c * Yk)
-            # Re-randomise before forwarding: otherwise a host could divide its
-            # own [[u_k]] out of [[d]] and read the guest's residuals.
-            ctx.broadcast(cfg.hosts, "d", codec.to_wire(codec.obfuscate(enc_d)),
-                          kind=codec.kind_ct)
-            v = u - (2.0 if logistic else 1.0) * Yk
-            prod = codec.matmul(np.vstack([Xk.T, v.T]), enc_d)
+                enc_d = codec.add(enc_d, codec.from_wire(ctx.recv(h, "u")))
+            ctx.broadcast(cfg.hosts, "d", codec.to_wire(enc_d), kind=codec.kind_ct)
+            prod = codec.matmul(np.vstack([Xk.T, a.T]), enc_d)
             enc_S = codec.trace_rows(prod, Xb.shape[1])
             for h in cfg.hosts:
-                enc_S = enc_S + codec.from_wire(ctx.recv(h, "loss_term"))
-            reg = nb * cfg.alpha * float(np.sum((W * penalised[:, None]) ** 2))
-            enc_loss = codec.affine(enc_S, 1.0 / (2 * nb), const + reg / (2 * nb))
-            base = enc_d.scale_bits if hasattr(enc_d, "scale_bits") else 0
+                enc_S = codec.add(enc_S, codec.from_wire(ctx.recv(h, "loss_term")))
+            reg = nb * cfg.alpha * float(np.sum((W * penalised[:, None]) ** 2)) / r
+            enc_loss = codec.affine(enc_S, r / (2 * nb), const + r * reg / (2 * nb))
+            base = getattr(enc_d, "scale_bits", 0)
             enc_loss = codec.publish(enc_loss, base, LOSS_EXTRA_BITS)
             grad = codec.publish(prod[:Xb.shape[1]], base, GRADIENT_EXTRA_BITS)
-            W_new = _masked_gradient_step(ctx, cfg, codec, grad, W, optimizer, nb, penalised)
+            W_new = _masked_gradient_step(ctx, cfg, codec, grad, W, optimizer, nb * 1.0 / r,
+                                          penalised)
             ctx.send(cfg.arbiter, "loss", codec.to_wire(enc_loss), kind=codec.kind_ct)
             W = W_new
         if ctx.recv(cfg.arbiter, "stop"):
@@ -423,6 +446,7 @@ def host_fit(ctx, X, cfg):
     optimizer = _optimizer(cfg)
     rng = np.random.default_rng(batch_seed)
     d_own = X.shape[1]
+    r = _residual_form(cfg.task, K)[0]
     for _ in range(cfg.max_iter):
         for idx in epoch_batches(rng, cfg.n_samples, cfg.batch_size):
             Xk, nb = X[idx], len(idx)
@@ -430,8 +454,8 @@ def host_fit(ctx, X, cfg):
             ctx.send(cfg.label_party, "u", codec.to_wire(codec.encrypt(u)), kind=codec.kind_ct)
             enc_d = codec.from_wire(ctx.recv(cfg.label_party, "d"))
             prod = codec.matmul(np.vstack([Xk.T, u.T]), enc_d)
-            reg = nb * cfg.alpha * float(np.sum(W ** 2))
-            base = enc_d.scale_bits if hasattr(enc_d, "scale_bits") else 0
+            reg = nb * cfg.alpha * float(np.sum(W ** 2)) / r
+            base = getattr(enc_d, "scale_bits", 0)
             term = codec.affine(codec.trace_rows(prod, d_own), 1.0, reg)
             term = codec.publish(term, base, GRADIENT_EXTRA_BITS)
             # Derived from the guest's own ciphertexts: re-randomise, or the
@@ -439,7 +463,8 @@ def host_fit(ctx, X, cfg):
             ctx.send(cfg.label_party, "loss_term", codec.to_wire(codec.obfuscate(term)),
                      kind=codec.kind_ct)
             grad = codec.publish(prod[:d_own], base, GRADIENT_EXTRA_BITS)
-            W = _masked_gradient_step(ctx, cfg, codec, grad, W, optimizer, nb, penalised)
+            W = _masked_gradient_step(ctx, cfg, codec, grad, W, optimizer, nb * 1.0 / r,
+                                      penalised)
         if ctx.recv(cfg.arbiter, "stop"):
             break
     return W
