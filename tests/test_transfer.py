@@ -192,11 +192,12 @@ def test_transcript_carries_nothing_private(monkeypatch):
     X, y, y_fit, cut = _data(n=60)
     clf = FederatedTransferClassifier(TOPO, max_iter=2, key_size=KEY, random_state=0)
     clf.fit(X, y_fit)
-    clf.predict(X[cut:])
+    scores, predict_transcript = clf._collaborative_scores(X[cut:, 3:])
+    np.testing.assert_allclose(scores[:, 0], clf.decision_function(X[cut:]), atol=1e-8)
     private = (_raw_chunks(X[~np.isnan(X)]) + _raw_chunks(clf.source_model_["phi"])
                + _raw_chunks(clf.source_model_["coefs"][0])
                + _raw_chunks(clf.target_model_["coefs"][0]))
-    for transcript in (clf.transcript_, clf.predict_transcript_):
+    for transcript in (clf.transcript_, predict_transcript):
         assert len(transcript) > 0
         for m in transcript:
             if m.kind == "plain":
@@ -246,7 +247,7 @@ def test_bad_input():
     _fails(neither, y_fit, "neither party")
     one_class = y_fit.copy()
     one_class[one_class != -1] = 1
-    _fails(X, one_class, "single class")
+    _fails(X, one_class, "1 class")
     clf = FederatedTransferClassifier(TOPO, encryption=None, max_iter=1).fit(X, y_fit)
     with pytest.raises(ValueError, match="target 'shop'"):
         clf.predict(X[:5])
