@@ -180,7 +180,9 @@ def test_wrapped_value_raises_overflow(keys):
     with pytest.raises(OverflowError):
         (enc + enc).decrypt(sk)  # 2n/3 - 2 lies in the forbidden middle third
     with pytest.raises(OverflowError):
-        (enc * 2).decrypt_encoded(sk)
+        (enc * 5).decrypt_encoded(sk)  # 5 * (n // 3) mod n is just under 2n/3
+    # enc * 2 is exact without wrapping: the factor 2 goes into the scale.
+    assert (enc * 2).decrypt(sk)[0] == 2 * third
     neg = -enc
     assert int(neg.decrypt_encoded(sk)[0]) == -third
     with pytest.raises(OverflowError):
@@ -363,17 +365,38 @@ def test_matmul_2d_and_integer_exact(keys, data):
     Mi = data.draw(hnp.arrays(np.int64, (k, m), elements=st.integers(-1000, 1000)))
     enc = EncryptedArray.encrypt(pk, x)
     ints = np.array([[int(v) for v in row] for row in np.rint(np.ldexp(x, 64))], dtype=object)
-    # Integer factors are exact: compare encoded integers.
-    got = (Xi @ enc).decrypt_encoded(sk)
+    # Integer factors are exact: compare encoded integers. Common trailing
+    # zero bits of the factor are folded into the scale, never lost.
+
+    def exact(out):
+        assert out.scale_bits <= 64
+        return np.asarray(out.decrypt_encoded(sk) * 2 ** (64 - out.scale_bits), dtype=object)
+
+    got = exact(Xi @ enc)
     assert got.shape == (m, k)
     assert (got == Xi.astype(object) @ ints).all()
-    got = (enc @ Mi).decrypt_encoded(sk)
+    got = exact(enc @ Mi)
     assert got.shape == (n, m)
     assert (got == ints @ Mi.astype(object)).all()
-    got = (enc @ Mi[:, 0]).decrypt_encoded(sk)
+    got = exact(enc @ Mi[:, 0])
     assert got.shape == (n,) and (got == ints @ Mi[:, 0].astype(object)).all()
-    got = (Xi[0] @ enc[:, 0]).decrypt_encoded(sk)
+    got = exact(Xi[0] @ enc[:, 0])
     assert got.shape == () and got[()] == Xi[0].astype(object) @ ints[:, 0]
+
+
+def test_power_of_two_factors_are_cheap_and_exact(keys):
+    pk, sk = keys
+    x = np.array([1.5, -2.25, 1e-3])
+    enc = EncryptedArray.encrypt(pk, x)
+    q = enc * 0.25
+    assert q.scale_bits == enc.scale_bits + 2  # a 1-bit exponent, not a 32-bit one
+    np.testing.assert_array_equal(q.decrypt(sk), encoded(x) * 0.25)
+    d = enc * 8
+    assert d.scale_bits == enc.scale_bits - 3
+    np.testing.assert_array_equal((d + enc).decrypt(sk), encoded(x) * 9)
+    onehot = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.5, 0.25, 0.0]])
+    out = onehot @ enc
+    np.testing.assert_array_equal(out.decrypt(sk), onehot @ encoded(x))
 
 
 def test_matmul_heterogeneous_rows_keep_relative_precision(keys):

@@ -569,37 +569,66 @@ def _encode(values, scale_bits, max_int=None):
     return ints
 
 
+def _trailing_zeros(ints):
+    """Number of trailing zero bits common to all non-zero entries (0 if none)."""
+    flat = np.asarray(ints, dtype=object).ravel()
+    try:
+        k = flat.astype(np.int64)
+    except OverflowError:
+        k = None
+    if k is not None and (k.size == 0 or np.abs(k).max() < 2**62):
+        nz = k[k != 0]
+        if nz.size == 0:
+            return 0
+        low = np.bitwise_and(nz, -nz)  # lowest set bit of each entry
+        return int(np.log2(low.min()).round())
+    tz = None
+    for v in flat.tolist():
+        if v:
+            t = (v & -v).bit_length() - 1
+            tz = t if tz is None else min(tz, t)
+    return tz or 0
+
+
 def _encode_multiplier(values, precision_bits, per_row=False):
     """Encode a plaintext multiplier as small integers and a scale.
 
     Returns ``(K, p)`` where ``K`` is an object array of Python ints and
     ``p`` an int (or an int ndarray over rows when ``per_row``), with
-    ``values ~= K / 2**p`` and ``|K| <= 2**precision_bits`` for floats.
-    Integer input is kept exact at scale 0.
+    ``values ~= K / 2**p`` and ``|K| <= 2**precision_bits``; integers are
+    exact. Trailing zero bits common to the array (to each row) are dropped,
+    because the cost of an exponentiation grows with the exponent's length:
+    ``0.25`` costs a 1-bit exponent instead of a 32-bit one, and so does a 0/1
+    feature column in ``X.T @ enc``.
     """
     arr, is_int = _as_numeric(values)
-    if is_int:
-        p = np.zeros(arr.shape[0], dtype=int) if per_row else 0
-        return _obj(arr), p
-    if per_row:
-        rows = arr.reshape(arr.shape[0], -1)
-        amax = np.abs(rows).max(axis=1) if rows.shape[1] else np.zeros(rows.shape[0])
-        exps = np.frexp(amax)[1]  # amax < 2**exps
-        p = precision_bits - exps
-        live = amax > 0
-        if live.any():
-            p[~live] = p[live].max()
+    rows = arr.reshape(arr.shape[0], -1) if per_row else arr.reshape(1, -1)
+    K = np.empty(rows.shape, dtype=object)
+    p = np.zeros(rows.shape[0], dtype=int)
+    live = np.zeros(rows.shape[0], dtype=bool)
+    for i in range(rows.shape[0]):
+        row = rows[i]
+        if is_int:
+            Ki, pi = _obj(row), 0
         else:
-            p[:] = 0
-        K = np.empty(rows.shape, dtype=object)
-        for i in range(rows.shape[0]):
-            K[i] = _float_to_ints(rows[i], int(p[i]))
-        return K.reshape(arr.shape), p.astype(int)
-    amax = float(np.abs(arr).max()) if arr.size else 0.0
-    if amax == 0.0:
-        return _obj(np.zeros(arr.shape, dtype=np.int64).astype(object)), 0
-    p = precision_bits - math.frexp(amax)[1]
-    return _float_to_ints(arr, p), p
+            amax = float(np.abs(row).max()) if row.size else 0.0
+            # amax < 2**e, so |K| <= 2**precision_bits.
+            pi = precision_bits - math.frexp(amax)[1] if amax else 0
+            Ki = _float_to_ints(row, pi)
+        shift = _trailing_zeros(Ki)
+        if shift:
+            Ki = _obj(Ki >> shift)
+        K[i] = Ki
+        p[i] = pi - shift
+        live[i] = any(Ki.tolist())
+    if live.any():
+        # All-zero rows can take any scale: give them the one that needs no lift.
+        p[~live] = p[live].max()
+    else:
+        p[:] = 0
+    if per_row:
+        return K.reshape(arr.shape), p
+    return K.reshape(arr.shape), int(p[0])
 
 
 def _signed(ints, n, max_int):
