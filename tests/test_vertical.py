@@ -386,6 +386,9 @@ def test_bad_data(no_messages):
         VerticalLogisticRegression(topo).fit(X, np.ones(len(y)))
     with pytest.raises(ValueError, match="batch_size"):
         VerticalLinearRegression(topo, batch_size=len(y) + 1).fit(X, y)
+    named = VerticalTopology({"a": ["age", "income"], "b": ["visits", "spend"]}, "a")
+    with pytest.raises(ValueError, match="set_output"):
+        VerticalLinearRegression(named).fit(X, y)
     with pytest.raises(ValueError, match="n_features = 1"):
         VerticalLinearRegression().fit(X[:, :1], y)
 

@@ -80,6 +80,15 @@ class BaseVerticalLinear(BaseEstimator):
                 )
             topology = VerticalTopology.halves(n_features)
         feature_names = getattr(self, "feature_names_in_", None)
+        named = isinstance(topology.parties, dict) and any(
+            isinstance(c, str) for cols in topology.parties.values()
+            if hasattr(cols, "__iter__") and not isinstance(cols, str) for c in cols)
+        if named and feature_names is None:
+            raise ValueError(
+                "the topology names columns, but X has no column names: pass a pandas "
+                "DataFrame (in a Pipeline, call .set_output(transform='pandas') so the "
+                "names survive the transformers) or use column indices"
+            )
         columns = topology.resolve(feature_names=feature_names, n_features=n_features)
         if not topology.feature_parties:
             raise ValueError(
