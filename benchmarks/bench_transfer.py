@@ -1,0 +1,108 @@
+"""Federated transfer learning: utility vs "B alone", and encrypted speed.
+
+Utility: binary digits or breast cancer (both ship with scikit-learn), first half of the columns
+to the source A, second half to the target B; an overlap of 50-200 rows, the
+remaining rows split between A-only and B-only. AUC on held-out B-only rows
+for FTL, "B alone" (logistic regression on B's columns of the labelled
+overlap rows) and the joined-features upper reference (logistic regression on
+all columns of every training row, as if the data were pooled), over seeds.
+The utility runs use ``encryption=None``: tests/test_transfer.py shows the
+Paillier mode gives the same numbers to ~1e-7.
+
+Speed: seconds per training epoch with 2048-bit keys, measured as the
+difference between ``max_iter=2`` and ``max_iter=1`` fits (key generation and
+label encryption cancel), against the same protocol unencrypted.
+
+    python benchmarks/bench_transfer.py                 # utility + speed (slow)
+    python benchmarks/bench_transfer.py --speed-rows 100 --speed-dim 8
+"""
+
+import argparse
+import time
+
+import numpy as np
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
+
+from skfed import FederatedTransferClassifier
+from skfed.transfer._demo import transfer_split
+
+
+def load(name):
+    if name == "digits":
+        # Binary digits (0-4 vs 5-9); A sees the top half of the image, B the bottom.
+        X, y = load_digits(return_X_y=True)
+        return StandardScaler().fit_transform(X), (y >= 5).astype(int)
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def utility(overlaps, seeds, dataset, gamma):
+    X, y = load(dataset)
+    print(f"utility on {dataset}: AUC on held-out target-only rows, mean+-std over "
+          f"{len(seeds)} seeds")
+    cut = X.shape[1] // 2
+    print(f"{'overlap':>7} {'FTL AUC':>14} {'B alone':>14} {'joined':>14} {'FTL wins':>8}")
+    for n_ov in overlaps:
+        res = {"ftl": [], "b": [], "joined": []}
+        for seed in seeds:
+            X_fed, topo, b_only, overlap = transfer_split(X, y, n_ov, seed=seed)
+            rng = np.random.RandomState(seed)
+            test = np.sort(rng.choice(b_only, size=len(b_only) // 2, replace=False))
+            train = np.setdiff1d(np.arange(len(X)), test)
+            y_fit = y.copy()
+            y_fit[b_only] = -1            # B's rows carry no labels
+            ftl = FederatedTransferClassifier(
+                topo, hidden_layer_sizes=(16,), representation_dim=8, max_iter=200, gamma=gamma,
+                encryption=None, random_state=seed).fit(X_fed[train], y_fit[train])
+            res["ftl"].append(roc_auc_score(y[test], ftl.decision_function(X_fed[test])))
+            b_alone = LogisticRegression(max_iter=1000).fit(X[overlap, cut:], y[overlap])
+            res["b"].append(roc_auc_score(y[test], b_alone.decision_function(X[test, cut:])))
+            joined = LogisticRegression(max_iter=1000).fit(X[train], y[train])
+            res["joined"].append(roc_auc_score(y[test], joined.decision_function(X[test])))
+        f, b, j = (np.array(res[k]) for k in ("ftl", "b", "joined"))
+        print(f"{n_ov:>7} {f.mean():>8.4f}+-{f.std():.3f} {b.mean():>8.4f}+-{b.std():.3f} "
+              f"{j.mean():>8.4f}+-{j.std():.3f} {int((f > b).sum()):>4}/{len(seeds)}")
+
+
+def speed(n_rows, dim, hidden, key_size):
+    rng = np.random.RandomState(0)
+    X = rng.randn(n_rows, 20)
+    y = (X[:, 0] + X[:, 10] > 0).astype(int)
+    out = {}
+    for enc in (None, "paillier"):
+        t = {}
+        for it in (1, 2):
+            start = time.perf_counter()
+            FederatedTransferClassifier(hidden_layer_sizes=hidden, representation_dim=dim,
+                                        max_iter=it, tol=0.0, encryption=enc,
+                                        key_size=key_size, random_state=0).fit(X, y)
+            t[it] = time.perf_counter() - start
+        out[enc] = t[2] - t[1]
+    print(f"speed: {n_rows} overlap rows, d={dim}, hidden={hidden}, {key_size}-bit keys: "
+          f"{out['paillier']:.2f} s per epoch encrypted, {out[None] * 1e3:.2f} ms "
+          f"unencrypted (x{out['paillier'] / max(out[None], 1e-9):.0f}); "
+          "target < 2 s at 500 rows, d=32; original HE implementation ~35 s")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--overlaps", type=int, nargs="+", default=[50, 100, 200])
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--speed-rows", type=int, default=500)
+    p.add_argument("--speed-dim", type=int, default=32)
+    p.add_argument("--speed-hidden", type=int, nargs="*", default=[])
+    p.add_argument("--key-size", type=int, default=2048)
+    p.add_argument("--dataset", choices=["digits", "breast_cancer"], default="digits")
+    p.add_argument("--gamma", type=float, default=0.1)
+    p.add_argument("--skip-speed", action="store_true")
+    args = p.parse_args()
+    utility(args.overlaps, range(args.seeds), args.dataset, args.gamma)
+    if not args.skip_speed:
+        speed(args.speed_rows, args.speed_dim, tuple(args.speed_hidden), args.key_size)
+
+
+if __name__ == "__main__":
+    main()
