@@ -22,7 +22,7 @@ def demo_cases(quick=False):
         X, y = X[::2], y[::2]
     topo = VerticalTopology({"guest": list(range(10)), "host": list(range(10, 30))},
                             label_party="guest")
-    clf = VerticalLogisticRegression(topo, learning_rate=0.5, max_iter=3 if quick else 5,
+    clf = VerticalLogisticRegression(topo, learning_rate=0.5, max_iter=3,
                                      tol=None, random_state=0)
     cases.append({"name": "vertical logistic, breast cancer 10/20",
                   "estimator": make_pipeline(StandardScaler(), clf), "X": X, "y": y})
@@ -34,7 +34,7 @@ def demo_cases(quick=False):
     y = (y - y.mean()) / y.std()
     topo = VerticalTopology({"guest": list(range(5)), "host": list(range(5, 10))},
                             label_party="guest")
-    reg = VerticalLinearRegression(topo, learning_rate=0.3, max_iter=3 if quick else 8,
+    reg = VerticalLinearRegression(topo, learning_rate=0.3, max_iter=3 if quick else 4,
                                    tol=None, random_state=0)
     cases.append({"name": "vertical linear, diabetes 5/5",
                   "estimator": make_pipeline(StandardScaler(), reg), "X": X,
