@@ -178,3 +178,17 @@ def test_send_validates_kind_and_peer():
 def test_transcript_rejects_unknown_kind():
     with pytest.raises(ValueError):
         Transcript().record("a", "b", "t", "encrypted-ish", 3)
+
+
+def test_context_counts_its_own_traffic():
+    def a(ctx):
+        ctx.send("b", "x", np.arange(10.0))
+        ctx.recv("b", "y")
+        return ctx.bytes_sent, ctx.bytes_received
+
+    def b(ctx):
+        ctx.recv("a", "x")
+        ctx.send("a", "y", "ok")
+
+    results, tr = LocalRuntime().run({"a": a, "b": b})
+    assert results["a"] == (tr.total_bytes(sender="a"), tr.total_bytes(receiver="a"))

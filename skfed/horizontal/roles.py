@@ -16,6 +16,7 @@ With ``"fedsgd"`` each client uploads its full-batch gradient instead and the
 server takes one gradient step: exactly centralised full-batch descent.
 """
 
+import time
 import warnings
 
 import numpy as np
@@ -244,6 +245,7 @@ def server(ctx, cfg):
     m = np.zeros(size)
     v = np.zeros(size)
     history, best, no_improve = [], np.inf, 0
+    start = time.perf_counter()
     eta = cfg["eta0"]
     coef_size = int(np.prod(layout[0][1]))
     fullbatch = cfg["strategy"] == "fedsgd"
@@ -275,8 +277,10 @@ def server(ctx, cfg):
                 f"the global model diverged at round {r + 1}; lower the learning rate")
         history.append({"round": r + 1, "objective": objective})
         if cfg["verbose"]:
-            print(f"[skfed] round {r + 1}/{cfg['n_rounds']}: objective at start of "
-                  f"round {objective:.6f}", flush=True)
+            nbytes = ctx.bytes_sent + ctx.bytes_received
+            print(f"[skfed] round {r + 1}/{cfg['n_rounds']}: objective {objective:.6f}, "
+                  f"server traffic {nbytes / 1e6:.3f} MB, "
+                  f"{time.perf_counter() - start:.2f} s", flush=True)
         if cfg["tol"] is not None:
             if objective > best - cfg["tol"]:
                 no_improve += 1

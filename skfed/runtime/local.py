@@ -63,6 +63,10 @@ class PartyContext:
     def __init__(self, party, mailroom):
         self.party = party
         self._room = mailroom
+        # What this party itself put on / took off the wire: local knowledge,
+        # used for progress reports.
+        self.bytes_sent = 0
+        self.bytes_received = 0
 
     @property
     def parties(self):
@@ -81,6 +85,7 @@ class PartyContext:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         data = encode(payload)
+        self.bytes_sent += len(data)
         with room.cond:
             room.transcript.record(self.party, to, tag, kind, len(data),
                                    data if room.keep_payloads else None)
@@ -116,6 +121,7 @@ class PartyContext:
                     )
                 room.cond.wait(min(remaining, 1.0))
             data = room.queues[key].popleft()
+        self.bytes_received += len(data)
         return decode(data)
 
     def gather(self, senders, tag):
