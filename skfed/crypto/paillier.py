@@ -428,8 +428,20 @@ def _decrypt_worker(ciphertexts, p, q):
     return mp + (mq - mp) * p_inv % q * p
 
 
-def _multiexp_worker(base_vectors, K, modulus, method, window):
+def _to_blob(values, width):
+    # One bytes object pickles as a memcpy; a list of mpz pickles object by object.
+    return b"".join(int(v).to_bytes(width, "big") for v in values)
+
+
+def _from_blob(blob, width):
+    step = range(0, len(blob), width)
+    return [gmpy2.mpz(int.from_bytes(blob[i : i + width], "big")) for i in step]
+
+
+def _multiexp_worker(base_vectors, K, modulus, method, window, width=None):
     _release_gil()
+    if width is not None:
+        base_vectors = [_from_blob(b, width) for b in base_vectors]
     return [multiexp(b, K, modulus, method, window) for b in base_vectors]
 
 
@@ -464,11 +476,15 @@ def _multiexp_parallel(ctx, base_vectors, K, n_jobs):
         for l_idx, col in enumerate(res):
             out[:, l_idx] = col
         return out
+    w = ctx.nsq_bytes
     if L >= k:
         # Independent base vectors: no work is duplicated.
         parts = _run(
             _multiexp_worker,
-            [(base_vectors[s], K, m, method, window) for s in _split(L, k)],
+            [
+                ([_to_blob(b, w) for b in base_vectors[s]], K, m, method, window, w)
+                for s in _split(L, k)
+            ],
             n_jobs,
         )
         cols = [col for part in parts for col in part]
@@ -478,8 +494,9 @@ def _multiexp_parallel(ctx, base_vectors, K, n_jobs):
     if method != "table" and r >= k:
         # Buckets are per row, so splitting rows duplicates nothing.
         slices = _split(r, k)
+        blobs = [_to_blob(b, w) for b in base_vectors]
         parts = _run(
-            _multiexp_worker, [(base_vectors, K[s], m, method, window) for s in slices], n_jobs
+            _multiexp_worker, [(blobs, K[s], m, method, window, w) for s in slices], n_jobs
         )
         for s, part in zip(slices, parts):
             for l_idx, col in enumerate(part):
@@ -493,7 +510,7 @@ def _multiexp_parallel(ctx, base_vectors, K, n_jobs):
         sub = K[:, s]
         sub_bits = max(int(np.abs(sub).max()).bit_length(), 1)
         meth, win, _ = plan(r, sub.shape[1], sub_bits, np.count_nonzero(sub) / max(sub.size, 1))
-        tasks.append(([list(b[s]) for b in base_vectors], sub, m, meth, win))
+        tasks.append(([_to_blob(b[s], w) for b in base_vectors], sub, m, meth, win, w))
     parts = _run(_multiexp_worker, tasks, n_jobs)
     out[...] = gmpy2.mpz(1)
     for part in parts:
