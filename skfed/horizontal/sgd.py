@@ -16,7 +16,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..runtime import LocalRuntime
+from ..runtime.party import party_of
 from ..topology import HorizontalTopology
+from ._party import client_party, server_party
 from .roles import client, model_layout, server
 
 __all__ = ["FederatedSGDClassifier", "FederatedSGDRegressor"]
@@ -165,6 +167,74 @@ class _BaseFederatedSGD(BaseEstimator):
         self.fit_time_ = time.perf_counter() - start
         return out
 
+    def _fit_party(self, X, y):
+        """Fit as one party of a deployment (``runtime.party`` is not None).
+
+        A client passes its own rows and keeps the final global model the
+        server sends; the server passes ``X=None`` and keeps the same model.
+        Returns what the server role returns (model, classes, history).
+        """
+        me = self.runtime.party
+        topo = self._topology().validate()
+        if topo.by_column:
+            raise ValueError(
+                "with one party per process each client passes its own rows; a "
+                "partition column only applies to simulations")
+        clients = topo.names()
+        expected = {_SERVER, *clients}
+        if set(self.runtime.parties) != expected:
+            raise ValueError(
+                f"the runtime's parties {sorted(self.runtime.parties)} do not match the "
+                f"topology's server and clients {sorted(expected)} (name the clients "
+                "with HorizontalTopology(n_parties=..., party_names=[...]))")
+        if self.secure_aggregation is not None and len(clients) < 2:
+            raise ValueError("secure aggregation needs at least two clients")
+        if self.secure_aggregation == "paillier":
+            from ..crypto.paillier import check_key_size
+
+            check_key_size(self.key_size)
+        if self.strategy == "fedsgd" and self.learning_rate == "optimal":
+            raise ValueError(
+                "strategy='fedsgd' takes one full-batch step per round; use "
+                "learning_rate='constant', 'invscaling' or 'adaptive' with eta0")
+        parts = [(c, None) for c in clients]
+        cfg = self._config(parts, n_features=0, n_outputs=0)
+        start = time.perf_counter()
+        if me == _SERVER:
+            if X is not None or y is not None:
+                raise ValueError("the server holds no data: call fit(None)")
+            results, transcript = self.runtime.run({_SERVER: partial(server_party, cfg=cfg)})
+            out = results[_SERVER]
+            self.n_features_in_ = out["n_features"]
+            if out["feature_names"] is not None:
+                self.feature_names_in_ = np.asarray(out["feature_names"], dtype=object)
+            first = clients[0]
+        else:
+            X, y = validate_data(self, X, y, dtype=np.float64, order="C",
+                                 y_numeric=self._task == "regression")
+            if self._task == "classification":
+                check_classification_targets(y)
+            else:
+                y = y.astype(np.float64)
+            if len(y) < 2:
+                raise ValueError(
+                    f"party {me!r} holds {len(y)} sample(s); every client needs at least "
+                    "2 rows to train locally")
+            names = getattr(self, "feature_names_in_", None)
+            seed = self._client_seeds(len(clients))[clients.index(me)]
+            role = partial(client_party, X=X, y=y, cfg=cfg, seed=seed,
+                           feature_names=None if names is None else list(map(str, names)))
+            results, transcript = self.runtime.run({me: role})
+            out = results[me]
+            first = me
+        self.transcript_ = transcript
+        self.n_iter_ = out["n_iter"]
+        per_round = _bytes_per_round(transcript, first)
+        self.history_ = [dict(h, bytes=per_round[i] if i < len(per_round) else 0)
+                         for i, h in enumerate(out["history"])]
+        self.fit_time_ = time.perf_counter() - start
+        return out
+
     # -- prediction ----------------------------------------------------------------
     def _validate_predict_input(self, X):
         check_is_fitted(self)
@@ -245,6 +315,10 @@ _COMMON_DOC = """
         Print a progress line per round.
     runtime : object, default=None
         Runs the roles; None means an in-process :class:`~skfed.runtime.LocalRuntime`.
+        A runtime that runs one party (``runtime.party`` set, e.g.
+        :class:`~skfed.runtime.grpc.GrpcRuntime`) makes ``fit`` take only that
+        party's data: a client's own rows, or None at the server. Both end
+        with the global model. See :ref:`deployment`.
 """
 
 _FITTED_DOC = """
@@ -347,19 +421,29 @@ power_t, average, class_weight
         self.runtime = runtime
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Fit by federated SGD over the clients of ``topology``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features) or None
             All clients' rows (simulation); each client's role sees only its own.
-        y : array-like of shape (n_samples,)
+            With a runtime that runs one party: that client's rows, or None
+            at the server.
+        y : array-like of shape (n_samples,) or None
 
         Returns
         -------
         self : object
         """
+        if party_of(self.runtime) is not None:
+            out = self._fit_party(X, y)
+            dtype = None if y is None else np.asarray(y).dtype
+            self.classes_ = np.asarray(out["classes"], dtype=dtype)
+            model = out["model"]
+            self.coef_ = model["coef_"].reshape(-1, self.n_features_in_)
+            self.intercept_ = model["intercept_"].reshape(-1)
+            return self
         X, y, parts = self._validate_fit_input(X, y)
         n_classes = len(np.unique(y))
         out = self._run(X, y, parts, n_outputs=1 if n_classes == 2 else n_classes)
@@ -515,18 +599,25 @@ power_t, average
         self.runtime = runtime
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Fit by federated SGD over the clients of ``topology``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        X : array-like of shape (n_samples, n_features) or None
+            All rows (simulation), or with a runtime that runs one party that
+            client's rows, or None at the server.
+        y : array-like of shape (n_samples,) or None
 
         Returns
         -------
         self : object
         """
+        if party_of(self.runtime) is not None:
+            model = self._fit_party(X, y)["model"]
+            self.coef_ = model["coef_"].reshape(-1)
+            self.intercept_ = model["intercept_"].reshape(1)
+            return self
         X, y, parts = self._validate_fit_input(X, y)
         out = self._run(X, y.astype(np.float64), parts, n_outputs=0)
         model = out["model"]

@@ -52,6 +52,7 @@ from collections import defaultdict, deque
 from concurrent import futures
 
 from .local import ProtocolTimeout, RoleError
+from .party import ProtocolMismatch
 from .transcript import KINDS, Transcript
 from .wire import WireFormatError, decode, encode
 
@@ -114,14 +115,6 @@ class PartyAborted(TransportError):
         super().__init__(party, f"party {party!r} aborted the run: {reason}{via}")
         self.reason = reason
         self.reporter = reporter
-
-
-class ProtocolMismatch(ValueError):
-    """Parties disagree on public set-up values (hyper-parameters, sizes).
-
-    Its message names only public values, so unlike other errors it is
-    passed to the peers in full.
-    """
 
 
 def _abort_reason(exc):
