@@ -7,14 +7,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.skfed-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow lint bench clean venv
+.PHONY: demo test test-slow lint bench clean venv docs docs-check
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,6 +22,18 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	SKFED_ALLOW_INSECURE_KEYS=1 $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(MAKE) docs-check
+
+# The full documentation, running every example of the gallery.
+docs: $(STAMP)
+	rm -rf docs/_build docs/generated docs/auto_examples
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
+# What `make test` checks: the docs build without warnings (examples are not
+# executed here; `make docs` runs them).
+docs-check: $(STAMP)
+	rm -rf docs/_build docs/generated docs/auto_examples
+	$(PY) -m sphinx -W --keep-going -q -b html -D plot_gallery=0 docs docs/_build/html
 
 test-slow: $(STAMP)
 	SKFED_ALLOW_INSECURE_KEYS=1 $(PY) -m pytest -m slow $(PYTEST_ARGS)
