@@ -192,3 +192,20 @@ def test_context_counts_its_own_traffic():
 
     results, tr = LocalRuntime().run({"a": a, "b": b})
     assert results["a"] == (tr.total_bytes(sender="a"), tr.total_bytes(receiver="a"))
+
+
+def test_summary_renders_as_table_html_and_frame():
+    t = Transcript()
+    t.record("client0", "server", "update", "masked", 1200)
+    t.record("server", "client0", "model", "plain", 800)
+    t.record("client0", "server", "update", "masked", 1200)
+    s = t.summary()
+    text = str(s)
+    lines = text.splitlines()
+    assert lines[0].split() == ["sender", "receiver", "messages", "bytes", "kinds"]
+    assert "client0" in lines[2] and "2,400" in lines[2] and "masked" in lines[2]
+    assert lines[-1] == "total: 3 messages, 3,200 bytes"
+    html = t._repr_html_()
+    assert html.count("<tr>") == 3 and "<td>masked</td>" in html
+    frame = t.to_frame()
+    assert list(frame["bytes"]) == [2400, 800]

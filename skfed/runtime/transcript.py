@@ -5,7 +5,48 @@ from dataclasses import dataclass, field
 
 KINDS = ("ciphertext", "masked", "public_key", "plain")
 
-__all__ = ["KINDS", "Message", "Transcript"]
+__all__ = ["KINDS", "Message", "Transcript", "TranscriptSummary"]
+
+_COLUMNS = ("sender", "receiver", "messages", "bytes", "kinds")
+
+
+class TranscriptSummary(list):
+    """Per-link rows (a list of dicts) that print as a table.
+
+    In a notebook it renders as an HTML table; :meth:`to_frame` gives a
+    :class:`pandas.DataFrame` when pandas is installed.
+    """
+
+    def _cells(self):
+        return [[str(row[c]) if c != "bytes" else f"{row[c]:,}" for c in _COLUMNS]
+                for row in self]
+
+    def __str__(self):
+        cells = self._cells()
+        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(_COLUMNS)]
+        right = {"messages", "bytes"}
+        def fmt(values):
+            return "  ".join(v.rjust(w) if c in right else v.ljust(w)
+                             for v, w, c in zip(values, widths, _COLUMNS)).rstrip()
+        lines = [fmt(_COLUMNS), fmt(["-" * w for w in widths])]
+        lines += [fmt(r) for r in cells]
+        total = sum(row["bytes"] for row in self)
+        lines.append(f"total: {sum(row['messages'] for row in self)} messages, {total:,} bytes")
+        return "\n".join(lines)
+
+    def _repr_html_(self):
+        from html import escape
+
+        head = "".join(f"<th>{c}</th>" for c in _COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in r) + "</tr>"
+                       for r in self._cells())
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def to_frame(self):
+        """The rows as a :class:`pandas.DataFrame`."""
+        import pandas as pd
+
+        return pd.DataFrame(list(self), columns=list(_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -104,9 +145,10 @@ class Transcript:
 
         Returns
         -------
-        rows : list of dict
-            Keys ``sender``, ``receiver``, ``messages``, ``bytes`` and
-            ``kinds`` (the protection kinds used on that link).
+        rows : TranscriptSummary
+            A list of dicts with keys ``sender``, ``receiver``, ``messages``,
+            ``bytes`` and ``kinds`` (the protection kinds used on that link),
+            which prints as a table.
         """
         links = OrderedDict()
         for m in self.messages:
@@ -118,7 +160,7 @@ class Transcript:
             row["messages"] += 1
             row["bytes"] += m.nbytes
             row["kinds"].add(m.kind)
-        rows = []
+        rows = TranscriptSummary()
         for row in links.values():
             row["kinds"] = ",".join(k for k in KINDS if k in row["kinds"])
             rows.append(row)
@@ -126,6 +168,7 @@ class Transcript:
 
     def to_frame(self):
         """The per-link summary as a :class:`pandas.DataFrame`."""
-        import pandas as pd
+        return self.summary().to_frame()
 
-        return pd.DataFrame(self.summary())
+    def _repr_html_(self):
+        return self.summary()._repr_html_()
