@@ -13,8 +13,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..crypto.paillier import check_key_size
 from ..runtime import LocalRuntime
+from ..runtime.party import party_of
 from ..topology import VerticalTopology
 from . import roles
+from ._party import arbiter_party, data_party
 
 __all__ = ["BaseVerticalLinear"]
 
@@ -47,12 +49,13 @@ class BaseVerticalLinear(BaseEstimator):
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "runtime": "no_validation",
     }
 
     def __init__(self, topology=None, *, alpha=0.0, fit_intercept=True, solver="gd",
                  learning_rate=0.1, max_iter=100, tol=1e-4, batch_size=None,
                  encryption="paillier", key_size=2048, n_jobs=None, random_state=None,
-                 verbose=0):
+                 verbose=0, runtime=None):
         self.topology = topology
         self.alpha = alpha
         self.fit_intercept = fit_intercept
@@ -66,6 +69,10 @@ class BaseVerticalLinear(BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.runtime = runtime
+
+    def _runtime(self):
+        return _make_runtime() if self.runtime is None else self.runtime
 
     # -- validation and split -----------------------------------------------
     def _resolve_topology(self, n_features):
@@ -128,7 +135,7 @@ class BaseVerticalLinear(BaseEstimator):
             **{h: partial(roles.host_fit, X=X[:, columns[h]].copy(), cfg=cfg) for h in hosts},
             topology.arbiter: partial(roles.arbiter_fit, cfg=cfg),
         }
-        results, transcript = _make_runtime().run(role_fns)
+        results, transcript = self._runtime().run(role_fns)
 
         info = results[topology.arbiter]
         W_guest = results[guest]
@@ -158,6 +165,112 @@ class BaseVerticalLinear(BaseEstimator):
             )
         return coef, intercept, by_party
 
+    # -- one party per process -----------------------------------------------
+    def _targets(self, y):
+        """The (n_samples, K) targets the label party trains on (subclasses)."""
+        raise NotImplementedError
+
+    def _keep_own_model(self, W, intercept):
+        """Store this party's (K, n_own) coefficients and intercepts (subclasses)."""
+        raise NotImplementedError
+
+    def _fit_party(self, X, y):
+        """Fit as one party of a deployment (``runtime.party`` is not None).
+
+        The label party passes its columns and ``y``, a feature party its
+        columns, the arbiter ``None``; each keeps only its own part.
+        """
+        me = self.runtime.party
+        topology = self.topology
+        if topology is None:
+            raise ValueError(
+                "with one party per process, pass a VerticalTopology naming the parties "
+                "(each passes only its own columns, so the halves default cannot apply)")
+        topology.validate()
+        guest, hosts, arbiter = (topology.label_party, tuple(topology.feature_parties),
+                                 topology.arbiter)
+        if not hosts:
+            raise ValueError("a vertical protocol needs at least one feature party besides "
+                             f"the label party {guest!r}")
+        expected = {guest, *hosts, arbiter}
+        if set(self.runtime.parties) != expected:
+            raise ValueError(
+                f"the runtime's parties {sorted(self.runtime.parties)} do not match the "
+                f"topology's parties and arbiter {sorted(expected)}")
+        if self.encryption is not None:
+            check_key_size(self.key_size)
+        Y = None
+        if me == arbiter:
+            if X is not None or y is not None:
+                raise ValueError(f"the arbiter {me!r} holds no data: call fit(None)")
+            n_samples = 0  # learnt from the data parties' set-up messages
+        else:
+            if me == guest:
+                X, y = validate_data(self, X, y, dtype=np.float64,
+                                     y_numeric=self._task == "linear")
+                Y = self._targets(y)
+            else:
+                if y is not None:
+                    raise ValueError(
+                        f"{me!r} is a feature party; only the label party {guest!r} "
+                        "passes y")
+                X = validate_data(self, X, dtype=np.float64)
+            self._check_own_columns(topology, me, X)
+            n_samples = X.shape[0]
+            if self.batch_size is not None and self.batch_size > n_samples:
+                raise ValueError(
+                    f"batch_size={self.batch_size} is larger than the number of rows "
+                    f"({n_samples}); use batch_size=None for full-batch training")
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        cfg = roles.VerticalConfig(
+            task=self._task, label_party=guest, hosts=hosts, arbiter=arbiter,
+            n_samples=n_samples, alpha=float(self.alpha),
+            fit_intercept=bool(self.fit_intercept), solver=self.solver,
+            learning_rate=float(self.learning_rate), max_iter=int(self.max_iter),
+            tol=None if self.tol is None else float(self.tol),
+            batch_size=None if self.batch_size is None else int(self.batch_size),
+            encryption=self.encryption, key_size=int(self.key_size), n_jobs=self.n_jobs,
+            verbose=int(self.verbose),
+        )
+        if me == arbiter:
+            role = partial(arbiter_party, cfg=cfg)
+        elif me == guest:
+            role = partial(data_party, role=partial(roles.guest_fit, X=X, Y=Y, cfg=cfg,
+                                                    seed=int(seed)), cfg=cfg)
+        else:
+            role = partial(data_party, role=partial(roles.host_fit, X=X, cfg=cfg), cfg=cfg)
+        results, transcript = self.runtime.run({me: role})
+        out = results[me]
+        self.topology_ = topology
+        self.transcript_ = transcript
+        if me == arbiter:
+            self.loss_curve_ = list(out["loss_curve"])
+            self.n_iter_ = int(out["n_iter"])
+            if self.tol is not None and not out["converged"]:
+                warnings.warn(
+                    f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
+                    f"epochs (last loss change above tol={self.tol})",
+                    ConvergenceWarning, stacklevel=3)
+            return self
+        # A data party knows how many epochs ran from the arbiter's stop flags.
+        self.n_iter_ = len(transcript.filter(sender=arbiter, receiver=me, tag="stop"))
+        W = out
+        intercept = None
+        if me == guest and self.fit_intercept:
+            W, intercept = W[:-1], W[-1]
+        elif me == guest:
+            intercept = np.zeros(W.shape[1])
+        self._keep_own_model(W.T.copy(), intercept)
+        return self
+
+    @staticmethod
+    def _check_own_columns(topology, me, X):
+        cols = list(topology.parties[me])
+        if X.shape[1] != len(cols):
+            raise ValueError(
+                f"party {me!r} passed {X.shape[1]} column(s) but the topology gives it "
+                f"{len(cols)}: {cols}")
+
     def _validate_X_predict(self, X):
         check_is_fitted(self)
         return validate_data(self, X, dtype=np.float64, reset=False)
@@ -167,6 +280,8 @@ class BaseVerticalLinear(BaseEstimator):
 
         Returns the (n_samples, K) scores assembled at the label party.
         """
+        if party_of(self.runtime) is not None:
+            return self._scores_party(X)
         X = self._validate_X_predict(X)
         topology, columns = self.topology_, self._columns
         guest, hosts = topology.label_party, tuple(topology.feature_parties)
@@ -178,14 +293,35 @@ class BaseVerticalLinear(BaseEstimator):
             **{h: partial(roles.host_predict, X=X[:, columns[h]].copy(),
                           W=coef_by_party[h], label_party=guest) for h in hosts},
         }
-        results, _ = _make_runtime().run(role_fns)
+        results, _ = self._runtime().run(role_fns)
         return results[guest]
+
+    def _scores_party(self, X):
+        """Collaborative prediction as one party: the label party gets the scores,
+        a feature party sends its partial scores and gets None."""
+        check_is_fitted(self)
+        me, topology = self.runtime.party, self.topology_
+        guest, hosts = topology.label_party, tuple(topology.feature_parties)
+        if me not in (guest, *hosts):
+            raise ValueError(f"{me!r} holds no model; predictions are made by the label "
+                             f"party {guest!r} with the feature parties")
+        X = self._validate_X_predict(X)
+        W = self._coef_matrices()[me]
+        if me == guest:
+            role = partial(roles.guest_predict, X=X, W=W, hosts=hosts,
+                           fit_intercept=self.fit_intercept)
+        else:
+            role = partial(roles.host_predict, X=X, W=W, label_party=guest)
+        results, _ = self.runtime.run({me: role})
+        return results[me]
 
     def _coef_matrices(self):
         """Each party's weights as the (n_own_features [+ 1], K) matrix its role uses."""
         out = {}
-        intercept = np.atleast_1d(np.asarray(self.intercept_, dtype=np.float64))
         guest = self.topology_.label_party
+        # A feature party of a deployment holds no intercept.
+        intercept = np.atleast_1d(np.asarray(getattr(self, "intercept_", 0.0),
+                                             dtype=np.float64))
         for party, coef in self.coef_by_party_.items():
             W = np.atleast_2d(np.asarray(coef, dtype=np.float64)).T
             if party == guest and self.fit_intercept:

@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils.validation import validate_data
 
+from ..runtime.party import party_of
 from ._base import BaseVerticalLinear
 
 __all__ = ["VerticalLinearRegression"]
@@ -63,6 +64,11 @@ class VerticalLinearRegression(RegressorMixin, BaseVerticalLinear):
         come from the operating system's CSPRNG.
     verbose : int, default=0
         Print the loss of every epoch (at the arbiter).
+    runtime : runtime object, default=None
+        Runs the roles; None runs them all in this process. A runtime that
+        runs one party (``runtime.party`` set, e.g.
+        :class:`~skfed.runtime.grpc.GrpcRuntime`) makes ``fit`` and ``predict``
+        take only that party's data; see :ref:`deployment`.
 
     Attributes
     ----------
@@ -108,7 +114,7 @@ class VerticalLinearRegression(RegressorMixin, BaseVerticalLinear):
     _task = "linear"
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Train the model through the vertical protocol.
 
         Parameters
@@ -118,17 +124,32 @@ class VerticalLinearRegression(RegressorMixin, BaseVerticalLinear):
         y : array-like of shape (n_samples,)
             Targets, held by the label party.
 
+        With a runtime that runs one party (``runtime.party`` set), each
+        party passes only what it holds: the label party its columns and
+        ``y``, a feature party its columns, the arbiter ``None``; each keeps
+        only its own coefficients (``coef_`` then covers its own columns).
+
         Returns
         -------
         self : object
         """
+        if party_of(self.runtime) is not None:
+            return self._fit_party(X, y)
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
-        y = np.asarray(y, dtype=np.float64)
-        coef, intercept, by_party = self._fit_protocol(X, y[:, None])
+        coef, intercept, by_party = self._fit_protocol(X, self._targets(y))
         self.coef_ = coef[0]
         self.intercept_ = float(intercept[0]) if self.fit_intercept else 0.0
         self.coef_by_party_ = {p: c[0] for p, c in by_party.items()}
         return self
+
+    def _targets(self, y):
+        return np.asarray(y, dtype=np.float64)[:, None]
+
+    def _keep_own_model(self, W, intercept):
+        self.coef_ = W[0]
+        self.coef_by_party_ = {self.runtime.party: W[0].copy()}
+        if intercept is not None:
+            self.intercept_ = float(intercept[0]) if self.fit_intercept else 0.0
 
     def predict(self, X):
         """Predict collaboratively; only the label party sees the prediction.
@@ -142,9 +163,11 @@ class VerticalLinearRegression(RegressorMixin, BaseVerticalLinear):
 
         Returns
         -------
-        y_pred : ndarray of shape (n_samples,)
+        y_pred : ndarray of shape (n_samples,) or None
+            None at a feature party of a deployment (it only sends its part).
         """
-        return self._scores(X)[:, 0]
+        scores = self._scores(X)
+        return None if scores is None else scores[:, 0]
 
     def make_centralised_twin(self):
         """The scikit-learn estimator pooled data would be fitted with.

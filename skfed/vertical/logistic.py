@@ -6,6 +6,7 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
+from ..runtime.party import party_of
 from ._base import BaseVerticalLinear
 
 __all__ = ["VerticalLogisticRegression"]
@@ -60,6 +61,11 @@ class VerticalLogisticRegression(ClassifierMixin, BaseVerticalLinear):
         Seeds the mini-batch order.
     verbose : int, default=0
         Print the loss of every epoch (at the arbiter).
+    runtime : runtime object, default=None
+        Runs the roles; None runs them all in this process. A runtime that
+        runs one party (``runtime.party`` set, e.g.
+        :class:`~skfed.runtime.grpc.GrpcRuntime`) makes ``fit`` and ``predict``
+        take only that party's data; see :ref:`deployment`.
 
     Attributes
     ----------
@@ -97,7 +103,7 @@ class VerticalLogisticRegression(ClassifierMixin, BaseVerticalLinear):
     _task = "logistic"
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Train the classifier through the vertical protocol.
 
         Parameters
@@ -110,7 +116,16 @@ class VerticalLogisticRegression(ClassifierMixin, BaseVerticalLinear):
         -------
         self : object
         """
+        if party_of(self.runtime) is not None:
+            return self._fit_party(X, y)
         X, y = validate_data(self, X, y, dtype=np.float64)
+        coef, intercept, by_party = self._fit_protocol(X, self._targets(y))
+        self.coef_ = coef
+        self.intercept_ = np.asarray(intercept, dtype=np.float64)
+        self.coef_by_party_ = by_party
+        return self
+
+    def _targets(self, y):
         check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
@@ -119,14 +134,14 @@ class VerticalLogisticRegression(ClassifierMixin, BaseVerticalLinear):
                 f"data contain only one class: {self.classes_[0]!r}"
             )
         if len(self.classes_) == 2:
-            Y = np.where(y_idx == 1, 1.0, -1.0)[:, None]
-        else:
-            Y = np.where(y_idx[:, None] == np.arange(len(self.classes_)), 1.0, -1.0)
-        coef, intercept, by_party = self._fit_protocol(X, Y)
-        self.coef_ = coef
-        self.intercept_ = np.asarray(intercept, dtype=np.float64)
-        self.coef_by_party_ = by_party
-        return self
+            return np.where(y_idx == 1, 1.0, -1.0)[:, None]
+        return np.where(y_idx[:, None] == np.arange(len(self.classes_)), 1.0, -1.0)
+
+    def _keep_own_model(self, W, intercept):
+        self.coef_ = W
+        self.coef_by_party_ = {self.runtime.party: W.copy()}
+        if intercept is not None:
+            self.intercept_ = np.asarray(intercept, dtype=np.float64)
 
     def decision_function(self, X):
         """Scores assembled collaboratively at the label party.
@@ -141,6 +156,8 @@ class VerticalLogisticRegression(ClassifierMixin, BaseVerticalLinear):
             For binary problems, the score of ``classes_[1]``.
         """
         scores = self._scores(X)
+        if scores is None:  # a feature party of a deployment only sends its part
+            return None
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
     def predict_proba(self, X):
@@ -154,6 +171,8 @@ class VerticalLogisticRegression(ClassifierMixin, BaseVerticalLinear):
         proba : ndarray of shape (n_samples, n_classes)
         """
         scores = self._scores(X)
+        if scores is None:
+            return None
         p = expit(scores)
         if p.shape[1] == 1:
             return np.hstack([1.0 - p, p])
@@ -171,6 +190,8 @@ class VerticalLogisticRegression(ClassifierMixin, BaseVerticalLinear):
         y_pred : ndarray of shape (n_samples,)
         """
         scores = self._scores(X)
+        if scores is None:
+            return None
         if scores.shape[1] == 1:
             idx = (scores[:, 0] > 0).astype(int)
         else:
