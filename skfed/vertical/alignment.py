@@ -78,6 +78,7 @@ from sklearn.utils import check_random_state
 
 from ..crypto.psi import POINT_BYTES, blind, check_points, encode_ids, generate_scalar, hash_ids
 from ..runtime import run_roles
+from ..runtime.party import party_of
 
 __all__ = ["align_samples", "align_dataframes"]
 
@@ -209,29 +210,53 @@ def _validate(ids_by_party):
         raise ValueError(
             f"sample alignment needs at least two parties, got {len(ids_by_party)}"
         )
-    encoded = {}
-    for party, ids in ids_by_party.items():
-        if not isinstance(party, str) or not party:
-            raise ValueError(f"party names must be non-empty strings, got {party!r}")
-        arr = _as_id_array(ids, party)
-        if len(arr) == 0:
-            raise ValueError(f"party {party!r} has no identifiers")
-        try:
-            enc = encode_ids(arr.tolist())
-        except ValueError as exc:
-            raise ValueError(f"party {party!r}: {exc}") from None
-        if len(set(enc)) != len(enc):
-            seen, dups = set(), []
-            for value, e in zip(arr.tolist(), enc, strict=True):
-                if e in seen:
-                    dups.append(value)
-                seen.add(e)
-            raise ValueError(
-                f"party {party!r} has {len(dups)} duplicated identifier(s), e.g. "
-                f"{dups[0]!r}; alignment needs unique IDs (deduplicate first)"
-            )
-        encoded[party] = enc
-    return encoded
+    return {party: _encode_party(party, ids) for party, ids in ids_by_party.items()}
+
+
+def _encode_party(party, ids):
+    """One party's identifiers, checked and canonically encoded."""
+    if not isinstance(party, str) or not party:
+        raise ValueError(f"party names must be non-empty strings, got {party!r}")
+    arr = _as_id_array(ids, party)
+    if len(arr) == 0:
+        raise ValueError(f"party {party!r} has no identifiers")
+    try:
+        enc = encode_ids(arr.tolist())
+    except ValueError as exc:
+        raise ValueError(f"party {party!r}: {exc}") from None
+    if len(set(enc)) != len(enc):
+        seen, dups = set(), []
+        for value, e in zip(arr.tolist(), enc, strict=True):
+            if e in seen:
+                dups.append(value)
+            seen.add(e)
+        raise ValueError(
+            f"party {party!r} has {len(dups)} duplicated identifier(s), e.g. "
+            f"{dups[0]!r}; alignment needs unique IDs (deduplicate first)"
+        )
+    return enc
+
+
+def _validate_one_party(ids_by_party, me, runtime):
+    """With one party per process: only ``me``'s IDs; the others' are None."""
+    if not isinstance(ids_by_party, dict) or len(ids_by_party) < 2:
+        raise ValueError(
+            "ids_by_party must name every party of the alignment (in the same order "
+            "at every party), with this party's IDs and None for the others")
+    if me not in ids_by_party:
+        raise ValueError(f"ids_by_party has no entry for this party {me!r}")
+    given = [p for p, ids in ids_by_party.items() if p != me and ids is not None]
+    if given:
+        raise ValueError(
+            f"with one party per process pass only your own IDs; got IDs for {given} "
+            "(use None for the other parties)")
+    unknown = set(ids_by_party) - set(runtime.parties)
+    if unknown:
+        raise ValueError(f"parties {sorted(unknown)} are not in the runtime")
+    for p in ids_by_party:
+        if not isinstance(p, str) or not p:
+            raise ValueError(f"party names must be non-empty strings, got {p!r}")
+    return _encode_party(me, ids_by_party[me])
 
 
 def _party_seeds(parties, random_state):
@@ -267,6 +292,10 @@ def align_samples(ids_by_party, *, random_state=None, n_jobs=None,
         Also return the transcript of the messages exchanged.
     runtime : runtime object, default=None
         Runs the roles (default: a new :class:`~skfed.runtime.LocalRuntime`).
+        With a runtime that runs one party (``runtime.party`` set, e.g.
+        :class:`~skfed.runtime.grpc.GrpcRuntime`), every party makes the same
+        call with the parties in the same order, filling in only its own
+        IDs (None for the others), and gets back only its own indices.
 
     Returns
     -------
@@ -301,7 +330,12 @@ def align_samples(ids_by_party, *, random_state=None, n_jobs=None,
     >>> sorted({m.kind for m in transcript})
     ['masked', 'plain']
     """
-    encoded = _validate(ids_by_party)
+    me = party_of(runtime)
+    if me is not None:
+        encoded = {p: None for p in ids_by_party}
+        encoded[me] = _validate_one_party(ids_by_party, me, runtime)
+    else:
+        encoded = _validate(ids_by_party)
     if n_jobs is not None and (isinstance(n_jobs, bool)
                                or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0):
         raise ValueError(f"n_jobs must be None or a non-zero int, got {n_jobs!r}")
@@ -311,10 +345,10 @@ def align_samples(ids_by_party, *, random_state=None, n_jobs=None,
         p: partial(_psi_role, encoded=encoded[p],
                    sort_keys=[_sort_key(e) for e in encoded[p]],
                    ring=ring, seed=seeds[p], n_jobs=n_jobs)
-        for p in ring
+        for p in ring if encoded[p] is not None
     }
     results, transcript = run_roles(roles, runtime=runtime)
-    indices = {p: results[p] for p in ring}
+    indices = {p: results[p] for p in ring if p in results}
     return (indices, transcript) if return_transcript else indices
 
 
