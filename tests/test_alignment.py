@@ -194,7 +194,9 @@ def test_scalars_are_fresh_even_with_a_seed():
     ids = {"a": list(range(30)), "b": list(range(10, 40))}
     _, t1 = _run(ids, random_state=0)
     _, t2 = _run(ids, random_state=0)
-    assert [m.tag for m in t1] == [m.tag for m in t2]
+    # threads interleave differently between runs; compare the multiset of messages
+    assert sorted((m.sender, m.receiver, m.tag) for m in t1) == sorted(
+        (m.sender, m.receiver, m.tag) for m in t2)
     blinded1 = t1.filter(tag="blinded/a")[0].decoded()
     blinded2 = t2.filter(tag="blinded/a")[0].decoded()
     assert not (blinded1 == blinded2).all(axis=1).any()
