@@ -89,7 +89,7 @@ class VerticalLinearRegression(RegressorMixin, BaseVerticalLinear):
     transcript_ : Transcript
         Every message exchanged during ``fit``.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined when ``X`` has string column names.
 
     See Also

@@ -81,7 +81,7 @@ class VerticalLogisticRegression(ClassifierMixin, BaseVerticalLinear):
         The Taylor objective of each epoch (summed over one-vs-rest outputs).
     transcript_ : Transcript
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
 
     See Also
     --------
