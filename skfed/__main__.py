@@ -1,4 +1,4 @@
-"""Command line: ``python -m skfed demo``."""
+"""Command line: ``python -m skfed demo`` and ``python -m skfed party``."""
 
 import argparse
 import importlib
@@ -47,9 +47,14 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="federated vs centralised comparison table")
     p_demo.add_argument("--quick", action="store_true", help="smaller data, fewer folds")
+    from .runtime import cli as party_cli
+
+    party_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(quick=args.quick)
+    elif args.command == "party":
+        return party_cli.run(args)
     return 0
 
 

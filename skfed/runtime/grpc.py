@@ -112,7 +112,10 @@ class PartyAborted(TransportError):
 
     def __init__(self, party, reason, reporter):
         via = "" if reporter == party else f" (reported by {reporter!r})"
-        super().__init__(party, f"party {party!r} aborted the run: {reason}{via}")
+        # A relayed transport error already names the party.
+        what = reason if reason.startswith(f"party {party!r}") else (
+            f"party {party!r} aborted the run: {reason}")
+        super().__init__(party, what + via)
         self.reason = reason
         self.reporter = reporter
 
