@@ -410,3 +410,46 @@ def test_unreachable_peer_is_named():
         with pytest.raises(PartyUnreachable, match="'shop'.*unreachable"):
             bank.run({"bank": lambda ctx: ctx.recv("shop", "u")})
         assert time.monotonic() - start < 30  # not the 600 s message timeout
+
+
+def test_collaborative_predict_per_party(pki):
+    """After a deployed fit, predict at the label party needs the feature party."""
+    from skfed import VerticalLogisticRegression
+
+    X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+    y = np.where(y == 1, "yes", "no")
+    topo = VerticalTopology({"bank": [0, 1], "shop": [2, 3]}, label_party="bank")
+    params = dict(topology=topo, encryption=None, max_iter=20, random_state=0)
+    ref = VerticalLogisticRegression(**params).fit(X, y)
+    names = ["arbiter", "bank", "shop"]
+    addresses = {p: f"127.0.0.1:{port}" for p, port in zip(names, free_local_ports(3))}
+    ests = {p: VerticalLogisticRegression(**params, runtime=GrpcRuntime(
+        p, addresses, **_tls(pki, p), timeout=60)) for p in names}
+    fit_data = {"arbiter": (None, None), "bank": (X[:, :2], y), "shop": (X[:, 2:], None)}
+    new = np.random.RandomState(1).randn(7, 4)
+    out, errors = {}, {}
+
+    def party(p):
+        try:
+            ests[p].fit(*fit_data[p])
+            if p == "bank":
+                out[p] = (ests[p].predict(new[:, :2]), ests[p].predict_proba(new[:, :2]))
+            elif p == "shop":
+                out[p] = (ests[p].predict(new[:, 2:]), ests[p].predict_proba(new[:, 2:]))
+        except Exception as exc:  # noqa: BLE001
+            errors[p] = exc
+
+    threads = [threading.Thread(target=party, args=(p,)) for p in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(PROCESS_LIMIT)
+    for est in ests.values():
+        est.runtime.close()
+    assert not errors, errors
+    np.testing.assert_array_equal(out["bank"][0], ref.predict(new))
+    np.testing.assert_allclose(out["bank"][1], ref.predict_proba(new), rtol=1e-12)
+    assert out["shop"] == (None, None)  # the feature party only sends its part
+    assert list(ests["bank"].classes_) == ["no", "yes"] and not hasattr(ests["shop"], "classes_")
+    with pytest.raises(ValueError, match="holds no model"):
+        ests["arbiter"].predict(new)
