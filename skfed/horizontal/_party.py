@@ -51,7 +51,7 @@ def client_party(ctx, X, y, cfg, seed, feature_names):
     return ctx.recv(srv, "final_model")
 
 
-def server_party(ctx, cfg):
+def server_party(ctx, cfg, progress=None):
     """The server in its own process: checks the clients agree, then serves."""
     clients = cfg["clients"]
     mine = _public(cfg)
@@ -71,7 +71,7 @@ def server_party(ctx, cfg):
     n_outputs = _n_outputs(cfg["task"], labels)
     ctx.broadcast(clients, "setup", n_outputs, kind="plain")
     cfg = dict(cfg, layout=model_layout(n_features, n_outputs, cfg["average"]))
-    out = server(ctx, cfg)
+    out = server(ctx, cfg, progress=progress)
     ctx.broadcast(clients, "final_model", {
         "model": out["model"], "classes": out.get("classes"), "n_iter": out["n_iter"],
         "history": out["history"]}, kind="plain")

@@ -16,7 +16,6 @@ With ``"fedsgd"`` each client uploads its full-batch gradient instead and the
 server takes one gradient step: exactly centralised full-batch descent.
 """
 
-import time
 import warnings
 
 import numpy as np
@@ -201,8 +200,13 @@ def _learning_rate(cfg, round_index, eta):
     return eta
 
 
-def server(ctx, cfg):
-    """Coordinates rounds and learns only aggregates."""
+def server(ctx, cfg, progress=None):
+    """Coordinates rounds and learns only aggregates.
+
+    ``progress`` is a local object of the server's own process (a
+    :class:`~skfed._progress.FitProgress`), never sent anywhere: it prints
+    progress lines and lets scikit-learn callbacks stop the fit.
+    """
     clients = cfg["clients"]
     agg = ServerAggregation(ctx, clients, cfg["secure_aggregation"])
     agg.setup()
@@ -245,7 +249,6 @@ def server(ctx, cfg):
     m = np.zeros(size)
     v = np.zeros(size)
     history, best, no_improve = [], np.inf, 0
-    start = time.perf_counter()
     eta = cfg["eta0"]
     coef_size = int(np.prod(layout[0][1]))
     fullbatch = cfg["strategy"] == "fedsgd"
@@ -276,11 +279,10 @@ def server(ctx, cfg):
             raise FloatingPointError(
                 f"the global model diverged at round {r + 1}; lower the learning rate")
         history.append({"round": r + 1, "objective": objective})
-        if cfg["verbose"]:
-            nbytes = ctx.bytes_sent + ctx.bytes_received
-            print(f"[skfed] round {r + 1}/{cfg['n_rounds']}: objective {objective:.6f}, "
-                  f"server traffic {nbytes / 1e6:.3f} MB, "
-                  f"{time.perf_counter() - start:.2f} s", flush=True)
+        if progress is not None and progress.update(
+                r + 1, objective=objective, nbytes=ctx.bytes_sent + ctx.bytes_received,
+                state=w):
+            break
         if cfg["tol"] is not None:
             if objective > best - cfg["tol"]:
                 no_improve += 1
@@ -293,5 +295,7 @@ def server(ctx, cfg):
                 else:
                     break
     ctx.broadcast(clients, "model", {"done": True, "model": None}, kind="plain")
+    if progress is not None:
+        progress.close(state=w)
     out.update(model=_unflatten(w, layout), history=history, n_iter=len(history))
     return out

@@ -15,11 +15,12 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._progress import CallbackSupportMixin, FitProgress
 from ..runtime import LocalRuntime
 from ..runtime.party import party_of
 from ..topology import HorizontalTopology
 from ._party import client_party, server_party
-from .roles import client, model_layout, server
+from .roles import _unflatten, client, model_layout, server
 
 __all__ = ["FederatedSGDClassifier", "FederatedSGDRegressor"]
 
@@ -27,7 +28,7 @@ _MAX_SEED = np.iinfo(np.int32).max
 _SERVER = "server"
 
 
-class _BaseFederatedSGD(BaseEstimator):
+class _BaseFederatedSGD(CallbackSupportMixin, BaseEstimator):
     """Shared machinery: validation, topology split, running the roles."""
 
     _parameter_constraints: dict = {
@@ -152,7 +153,7 @@ class _BaseFederatedSGD(BaseEstimator):
     def _run(self, X, y, parts, n_outputs):
         cfg = self._config(parts, X.shape[1], n_outputs)
         seeds = self._client_seeds(len(parts))
-        roles = {_SERVER: partial(server, cfg=cfg)}
+        roles = {_SERVER: partial(server, cfg=cfg, progress=self._progress(cfg, X, y))}
         for (name, idx), seed in zip(parts, seeds):
             roles[name] = partial(client, X=X[idx], y=y[idx], cfg=cfg, seed=seed)
         runtime = LocalRuntime() if self.runtime is None else self.runtime
@@ -166,6 +167,25 @@ class _BaseFederatedSGD(BaseEstimator):
                          for i, h in enumerate(out["history"])]
         self.fit_time_ = time.perf_counter() - start
         return out
+
+    def _progress(self, cfg, X=None, y=None):
+        """Progress lines and scikit-learn callbacks, run at the server."""
+
+        def reconstruct(w):
+            n_features = X.shape[1] if X is not None else None
+            parts = _unflatten(w, cfg["layout"]) if cfg["layout"] else None
+            if parts is None or n_features is None:
+                return None
+            attrs = {"coef_": parts["coef_"].reshape(-1, n_features)
+                     if self._task == "classification" else parts["coef_"].reshape(-1),
+                     "intercept_": parts["intercept_"].reshape(-1),
+                     "n_features_in_": n_features}
+            if self._task == "classification":
+                attrs["classes_"] = np.unique(y)
+            return attrs
+
+        return FitProgress(self, total=int(self.n_rounds), verbose=self.verbose,
+                           reconstruct=reconstruct, X=X, y=y)
 
     def _fit_party(self, X, y):
         """Fit as one party of a deployment (``runtime.party`` is not None).
@@ -203,7 +223,8 @@ class _BaseFederatedSGD(BaseEstimator):
         if me == _SERVER:
             if X is not None or y is not None:
                 raise ValueError("the server holds no data: call fit(None)")
-            results, transcript = self.runtime.run({_SERVER: partial(server_party, cfg=cfg)})
+            results, transcript = self.runtime.run({_SERVER: partial(
+                server_party, cfg=cfg, progress=self._progress(cfg))})
             out = results[_SERVER]
             self.n_features_in_ = out["n_features"]
             if out["feature_names"] is not None:
