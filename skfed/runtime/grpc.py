@@ -382,6 +382,11 @@ class GrpcRuntime:
         transcript : Transcript, default=None
             Appended to; a new one by default.
 
+        A runtime can run several protocols in turn (alignment, fit,
+        predict), as long as every party runs the same sequence. After a
+        failed run, start a new runtime: messages of the broken run may still
+        be queued.
+
         Returns
         -------
         results : dict
@@ -484,14 +489,16 @@ class GrpcRuntime:
         payload = encode({"origin": origin, "reason": str(reason)[:500]})
         grpc = _require_grpc()
 
+        header = self._header(tag="abort", kind="plain", nbytes=len(payload))
+
         def tell(peer):
             try:
-                self._stubs[peer]["Abort"](payload, timeout=3.0, metadata=(
-                    (_HEADER_KEY, self._header(tag="abort", kind="plain",
-                                               nbytes=len(payload))),))
+                self._stubs[peer]["Abort"](payload, timeout=3.0,
+                                           metadata=((_HEADER_KEY, header),))
             except grpc.RpcError:
                 pass
 
+        # In parallel: a dead peer must not delay telling the live ones.
         threads = [threading.Thread(target=tell, args=(p,), daemon=True)
                    for p in self.peers if p != origin]
         for t in threads:
