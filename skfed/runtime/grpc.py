@@ -133,6 +133,9 @@ class _Context:
         self.party = runtime.party
         self._rt = runtime
         self._transcript = transcript
+        # What this party put on / took off the wire (as PartyContext counts it).
+        self.bytes_sent = 0
+        self.bytes_received = 0
 
     @property
     def parties(self):
@@ -148,6 +151,7 @@ class _Context:
             raise ValueError(f"tag must be a string, got {tag!r}")
         data = encode(payload)
         self._rt._send_message(to, tag, kind, data)
+        self.bytes_sent += len(data)
         self._transcript.record(self.party, to, tag, kind, len(data),
                                 data if self._rt.keep_payloads else None)
 
@@ -161,6 +165,7 @@ class _Context:
         if frm not in self._rt.parties or frm == self.party:
             raise ValueError(f"{self.party!r} cannot receive from {frm!r}")
         kind, data = self._rt._receive(frm, tag, timeout)
+        self.bytes_received += len(data)
         self._transcript.record(frm, self.party, tag, kind, len(data),
                                 data if self._rt.keep_payloads else None)
         return decode(data)
