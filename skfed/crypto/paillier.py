@@ -92,7 +92,7 @@ import math
 import os
 import secrets
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import gmpy2
 import numpy as np
@@ -112,6 +112,7 @@ __all__ = [
     "public_key_to_wire",
     "public_key_from_wire",
     "EncryptedArray",
+    "ObfuscatorPool",
     "decode_masked",
     "PackedCiphertexts",
     "pack_encrypt",
@@ -128,7 +129,12 @@ _MIN_SIGMA_BITS = 40
 # Below this estimated wall time a job runs in the calling process: handing
 # chunks to loky workers costs tens of milliseconds even when they are warm.
 PARALLEL_MIN_SECONDS = 0.15
-_DJN_WINDOW = 8
+# Fixed-base table windows for the DJN randomiser (see the module docstring
+# and docs/crypto.rst for the measurements behind them). Each process starts
+# with the small table and switches to the large one once it has computed
+# enough randomisers for the key that the build has paid for itself.
+DJN_WINDOW_SMALL = 8
+DJN_WINDOW_LARGE = 11
 
 _WIRE_SCHEME = "paillier"
 
@@ -275,32 +281,70 @@ class _KeyContext:
         self.nsq_bytes = (int(self.nsquare.bit_length()) + 7) // 8
         # Seconds per multiplication modulo n**2, for scheduling decisions only.
         self.mul_seconds = 5e-6 * (self.n_bits / 2048) ** 1.6
+        self.exponent_bits = -(-self.n_bits // 2)
+        self._hs = None
         self._djn = None
+        self._upgrading = False
+        self._n_obfuscations = 0
         self._lock = threading.Lock()
 
-    def djn_table(self):
+    def _base(self):
+        # Called under self._lock.
+        if self._hs is None:
+            n = self.n
+            while True:
+                x = gmpy2.mpz(secrets.randbelow(int(n) - 2) + 2)
+                if gmpy2.gcd(x, n) == 1:
+                    break
+            h = (-x * x) % n
+            self._hs = gmpy2.powmod(h, n, self.nsquare)
+        return self._hs
+
+    def upgrade_threshold(self):
+        """Obfuscations after which the large-window table has paid for itself.
+
+        Ski rental: build the large table once the multiplications it would
+        have saved equal the multiplications it costs to build.
+        """
+        small = -(-self.exponent_bits // DJN_WINDOW_SMALL)
+        large = -(-self.exponent_bits // DJN_WINDOW_LARGE)
+        return large * ((1 << DJN_WINDOW_LARGE) - 1) / max(small - large, 1)
+
+    def djn_table(self, upcoming=0):
+        """The fixed-base table for ``h_s``, upgraded to larger windows once it pays.
+
+        ``upcoming`` obfuscations are about to be computed with it; they count
+        towards the upgrade, so a single large request builds the large table
+        first.
+        """
         with self._lock:
+            hs = self._base()
+            self._n_obfuscations += upcoming
+            large = self._n_obfuscations >= self.upgrade_threshold()
             if self._djn is None:
-                n = self.n
-                while True:
-                    x = gmpy2.mpz(secrets.randbelow(int(n) - 2) + 2)
-                    if gmpy2.gcd(x, n) == 1:
-                        break
-                h = (-x * x) % n
-                hs = gmpy2.powmod(h, n, self.nsquare)
-                bits = -(-self.n_bits // 2)
-                self._djn = FixedBaseTable(hs, self.nsquare, bits, window=_DJN_WINDOW)
-            return self._djn
+                window = DJN_WINDOW_LARGE if large else DJN_WINDOW_SMALL
+                self._djn = FixedBaseTable(hs, self.nsquare, self.exponent_bits, window=window)
+                return self._djn
+            if not large or self._upgrading or self._djn.window >= DJN_WINDOW_LARGE:
+                return self._djn
+            self._upgrading = True
+        # Build outside the lock: meanwhile other threads use the small table.
+        try:
+            table = FixedBaseTable(hs, self.nsquare, self.exponent_bits, window=DJN_WINDOW_LARGE)
+        finally:
+            with self._lock:
+                self._upgrading = False
+        with self._lock:
+            self._djn = table
+        return table
 
     def obfuscators(self, count, mode="djn"):
         """``count`` fresh randomisers ``rho`` (object array of mpz)."""
         if count == 0:
             return np.empty(0, dtype=object)
         if mode == "djn":
-            table = self.djn_table()
-            raw = secrets.token_bytes(count * table.n_windows)
-            digits = np.frombuffer(raw, dtype=np.uint8).reshape(count, table.n_windows)
-            return table.pow_digits(digits)
+            table = self.djn_table(upcoming=count)
+            return table.pow_digits(_random_digits(count, table.n_windows, table.window))
         if mode == "full":
             n, nsq = self.n, self.nsquare
             out = np.empty(count, dtype=object)
@@ -316,7 +360,26 @@ class _KeyContext:
     def obfuscation_seconds(self, mode):
         if mode == "full":
             return 1.25 * self.n_bits * self.mul_seconds
-        return (self.n_bits / 16 + 2) * self.mul_seconds
+        table = self._djn
+        window = DJN_WINDOW_SMALL if table is None else table.window
+        return (-(-self.exponent_bits // window) + 2) * self.mul_seconds
+
+
+def _random_digits(count, n_windows, window):
+    """Uniform exponents as little-endian base-``2**window`` digits, from :mod:`secrets`.
+
+    Every digit is ``window`` independent uniform bits, so the exponent is
+    uniform over ``n_windows * window`` bits.
+    """
+    if window == 8:
+        raw = secrets.token_bytes(count * n_windows)
+        return np.frombuffer(raw, dtype=np.uint8).reshape(count, n_windows)
+    bits = n_windows * window
+    nbytes = -(-bits // 8)
+    raw = np.frombuffer(secrets.token_bytes(count * nbytes), dtype=np.uint8)
+    b = np.unpackbits(raw.reshape(count, nbytes), axis=1, bitorder="little")[:, :bits]
+    weights = np.left_shift(1, np.arange(window, dtype=np.int64))
+    return b.reshape(count, n_windows, window).astype(np.int64) @ weights
 
 
 _CONTEXTS = OrderedDict()
@@ -517,6 +580,274 @@ def _multiexp_parallel(ctx, base_vectors, K, n_jobs):
         for l_idx, col in enumerate(part):
             out[:, l_idx] = out[:, l_idx] * _obj_from_list(col) % m
     return out
+
+
+# --------------------------------------------------------------------------
+# Obfuscator pool: randomisers computed ahead of use
+# --------------------------------------------------------------------------
+
+
+def _obfuscator_worker(count, n, width):
+    _release_gil()
+    return _to_blob(_context(n).obfuscators(count).tolist(), width)
+
+
+def _generate_obfuscators(ctx, count, n_jobs, force_parallel=False):
+    """``count`` fresh DJN randomisers as a list, chunked over joblib workers."""
+    if count <= 0:
+        return []
+    if force_parallel:
+        k = max(1, min(effective_n_jobs(n_jobs), count))
+    else:
+        k = _n_chunks(count, count * ctx.obfuscation_seconds("djn"), n_jobs)
+    if k == 1:
+        return ctx.obfuscators(count).tolist()
+    w = ctx.nsq_bytes
+    sizes = [s.stop - s.start for s in _split(count, k)]
+    blobs = _run(_obfuscator_worker, [(c, int(ctx.n), w) for c in sizes], n_jobs)
+    return [x for blob in blobs for x in _from_blob(blob, w)]
+
+
+class ObfuscatorPool:
+    """A stock of DJN randomisers ``h_s**r`` precomputed for one public key.
+
+    A randomiser does not depend on the message, so it can be computed
+    before the message exists: with a stocked pool, encryption at use time
+    is one multiplication, ``c = (1 + m n) * rho mod n**2``, instead of a
+    fixed-base exponentiation (about 100 multiplications at 2048 bits). Pass
+    the pool to :meth:`EncryptedArray.encrypt`, :meth:`EncryptedArray.obfuscate`
+    or :meth:`EncryptedArray.add_random_mask`.
+
+    **Each randomiser is used exactly once**: :meth:`take` removes what it
+    returns from the stock under a lock, so no two ciphertexts (from any
+    thread) ever share one. Reusing a randomiser would let anyone holding
+    the two ciphertexts divide them and learn ``g**(m1 - m2)``, i.e. the
+    difference of the plaintexts. Randomisers come from the same generator
+    as without a pool (exponents from :mod:`secrets`, at least ``ceil(k/2)``
+    bits), so a pooled ciphertext is distributed exactly like an unpooled
+    one.
+
+    When the stock runs short, :meth:`take` computes the missing randomisers
+    on the spot (through joblib when large), so a pool never changes results,
+    only when the work happens. With ``background=True`` each :meth:`take`
+    then starts a daemon thread that refills the stock up to ``target`` (by
+    default the largest single request seen), so the next round of
+    encryptions finds it full if the party had idle time in between (for
+    example while waiting for another party's message). The refill runs in
+    the calling process when ``n_jobs`` resolves to one worker and on the
+    joblib workers otherwise.
+
+    The stock lives in this process's memory (about 600 bytes per randomiser
+    at 2048 bits) and is never serialised.
+
+    Parameters
+    ----------
+    public_key : phe.paillier.PaillierPublicKey
+    n_jobs : int, default=None
+        joblib workers for computing randomisers (None: joblib's default).
+    target : int, default=0
+        Stock that background refills aim for; 0 means "the largest single
+        request seen so far" (see :meth:`reserve`).
+    background : bool, default=True
+        Refill in a background thread after every :meth:`take`.
+
+    Attributes
+    ----------
+    n_generated : int
+        Randomisers computed for the stock so far.
+    n_taken : int
+        Randomisers handed out so far (from the stock or computed on the spot).
+    n_missed : int
+        Of those, how many were computed on the spot because the stock was short.
+
+    Examples
+    --------
+    >>> import os; os.environ.setdefault("SKFED_ALLOW_INSECURE_KEYS", "1")
+    '1'
+    >>> pk, sk = generate_keypair(512)
+    >>> with ObfuscatorPool(pk, background=False) as pool:
+    ...     pool.fill(4)
+    ...     enc = EncryptedArray.encrypt(pk, [1.5, -2.0, 0.25], pool=pool)
+    ...     len(pool), pool.n_missed
+    (1, 0)
+    >>> enc.decrypt(sk)
+    array([ 1.5 , -2.  ,  0.25])
+    """
+
+    # Randomisers per background step: small enough that close() and a
+    # competing foreground thread wait little, large enough to amortise
+    # dispatch to joblib workers (per worker).
+    _LOCAL_CHUNK = 64
+    _WORKER_CHUNK = 256
+
+    def __init__(self, public_key, *, n_jobs=None, target=0, background=True):
+        self.public_key = public_key
+        self._ctx = _context(public_key.n)
+        check_key_size(self._ctx.n_bits)
+        self.n_jobs = n_jobs
+        self.background = bool(background)
+        self._target = _check_int(target, "target")
+        self._auto_target = self._target == 0
+        self._stock = deque()
+        self._lock = threading.Lock()
+        self._thread = None
+        self._closed = False
+        self._error = None
+        self.n_generated = 0
+        self.n_taken = 0
+        self.n_missed = 0
+
+    def __len__(self):
+        with self._lock:
+            return len(self._stock)
+
+    def __repr__(self):
+        return (
+            f"ObfuscatorPool(key_bits={self._ctx.n_bits}, stock={len(self)}, "
+            f"target={self._target}, n_taken={self.n_taken}, n_missed={self.n_missed})"
+        )
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def target(self):
+        return self._target
+
+    def _check_open(self):
+        if self._closed:
+            raise ValueError("the obfuscator pool is closed")
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise RuntimeError("background refill of the obfuscator pool failed") from err
+
+    def reserve(self, count):
+        """Keep at least ``count`` randomisers in stock (refilled in the background).
+
+        Parameters
+        ----------
+        count : int
+            New refill target; the pool stops adapting it to the requests it sees.
+        """
+        self._check_open()
+        count = _check_int(count, "count")
+        if count < 0:
+            raise ValueError("count must be non-negative")
+        with self._lock:
+            self._target, self._auto_target = count, False
+        if self.background:
+            self._start_refill()
+
+    def fill(self, count=None):
+        """Compute randomisers now (blocking) until the stock holds ``count``.
+
+        Parameters
+        ----------
+        count : int, default=None
+            Stock to reach; the refill target when None.
+        """
+        self._check_open()
+        count = self._target if count is None else _check_int(count, "count")
+        deficit = count - len(self)
+        if deficit > 0:
+            new = _generate_obfuscators(self._ctx, deficit, self.n_jobs)
+            with self._lock:
+                self._stock.extend(new)
+                self.n_generated += len(new)
+
+    def take(self, count):
+        """Remove ``count`` randomisers from the stock and return them.
+
+        Missing ones are computed on the spot. Nothing returned here is ever
+        returned again.
+
+        Returns
+        -------
+        rho : ndarray of object (gmpy2.mpz), shape (count,)
+        """
+        self._check_open()
+        count = _check_int(count, "count")
+        if count < 0:
+            raise ValueError("count must be non-negative")
+        with self._lock:
+            k = min(count, len(self._stock))
+            got = [self._stock.popleft() for _ in range(k)]
+            self.n_taken += count
+            self.n_missed += count - k
+            if self._auto_target and count > self._target:
+                self._target = count
+        if count > k:
+            got.extend(_generate_obfuscators(self._ctx, count - k, self.n_jobs))
+        if self.background:
+            self._start_refill()
+        return _obj_from_list(got)
+
+    def wait(self):
+        """Block until the current background refill (if any) has finished."""
+        thread = self._thread
+        if thread is not None:
+            thread.join()
+        if self._error is not None:
+            self._check_open()
+
+    def close(self):
+        """Stop refilling (after the step in progress) and drop the stock."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._lock:
+            self._stock.clear()
+
+    def _start_refill(self):
+        with self._lock:
+            if self._closed or self._thread is not None or len(self._stock) >= self._target:
+                return
+            self._thread = threading.Thread(
+                target=self._refill, name="skfed-obfuscator-pool", daemon=True
+            )
+            thread = self._thread
+        thread.start()
+
+    def _refill(self):
+        parallel = effective_n_jobs(self.n_jobs) > 1
+        try:
+            while True:
+                with self._lock:
+                    need = self._target - len(self._stock)
+                    if self._closed or need <= 0:
+                        self._thread = None
+                        return
+                if parallel:
+                    workers = effective_n_jobs(self.n_jobs)
+                    step = min(need, workers * self._WORKER_CHUNK)
+                    new = _generate_obfuscators(self._ctx, step, self.n_jobs,
+                                                force_parallel=step >= workers)
+                else:
+                    new = self._ctx.obfuscators(min(need, self._LOCAL_CHUNK)).tolist()
+                with self._lock:
+                    if self._closed:
+                        self._thread = None
+                        return
+                    self._stock.extend(new)
+                    self.n_generated += len(new)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the next take()
+            with self._lock:
+                self._error = exc
+                self._thread = None
+
+
+def _check_pool(pool, ctx, obfuscator):
+    if not isinstance(pool, ObfuscatorPool):
+        raise TypeError(f"pool must be an ObfuscatorPool, got {type(pool).__name__}")
+    if int(pool.public_key.n) != int(ctx.n):
+        raise ValueError("the obfuscator pool belongs to a different public key")
+    if obfuscator != "djn":
+        raise ValueError("an obfuscator pool holds DJN randomisers; use obfuscator='djn'")
 
 
 # --------------------------------------------------------------------------
@@ -780,7 +1111,8 @@ class EncryptedArray:
 
     @classmethod
     def encrypt(
-        cls, public_key, values, *, precision_bits=None, n_jobs=None, obfuscator="djn"
+        cls, public_key, values, *, precision_bits=None, n_jobs=None, obfuscator="djn",
+        pool=None,
     ):
         """Encrypt an array of numbers.
 
@@ -796,6 +1128,10 @@ class EncryptedArray:
             Number of joblib workers (None: joblib's current default).
         obfuscator : {"djn", "full"}, default="djn"
             Randomiser, see the module documentation.
+        pool : ObfuscatorPool, default=None
+            Take the randomisers from this pool (one multiplication per value
+            at use time when it is stocked); each is used once. Needs
+            ``obfuscator="djn"``.
 
         Returns
         -------
@@ -814,7 +1150,12 @@ class EncryptedArray:
             precision_bits, "precision_bits"
         )
         ints = _encode(values, s, ctx.max_int)
-        c = _encrypt_ints(ctx, ints.ravel(), n_jobs, obfuscator)
+        if pool is not None:
+            _check_pool(pool, ctx, obfuscator)
+            plain = _obj_from_list([gmpy2.mpz(int(v) % ctx.n) for v in ints.ravel().tolist()])
+            c = _obj((plain * ctx.n + 1) * pool.take(plain.size) % ctx.nsquare)
+        else:
+            c = _encrypt_ints(ctx, ints.ravel(), n_jobs, obfuscator)
         return cls(public_key, c.reshape(ints.shape), s, n_jobs=n_jobs)
 
     def _new(self, ciphertexts, scale_bits=None):
@@ -1138,13 +1479,19 @@ class EncryptedArray:
 
     # -- randomisation, masking, decryption ---------------------------------
 
-    def obfuscate(self, *, n_jobs=None, obfuscator="djn"):
+    def obfuscate(self, *, n_jobs=None, obfuscator="djn", pool=None):
         """Return a re-randomised copy (same plaintexts, fresh randomness).
 
         Needed before forwarding a ciphertext derived from another party's
-        ciphertexts, so that party cannot relate the two.
+        ciphertexts, so that party cannot relate the two. With ``pool`` (an
+        :class:`ObfuscatorPool` for this key) the randomisers come from its
+        stock, each used once.
         """
         ctx = self._ctx
+        if pool is not None:
+            _check_pool(pool, ctx, obfuscator)
+            flat = self._c.ravel()
+            return self._new(_obj(flat * pool.take(flat.size) % ctx.nsquare).reshape(self.shape))
         flat = _elementwise(
             _obfuscate_worker,
             self.n_jobs if n_jobs is None else n_jobs,
@@ -1155,7 +1502,7 @@ class EncryptedArray:
         )
         return self._new(flat.reshape(self.shape))
 
-    def add_random_mask(self, sigma_bits=DEFAULT_SIGMA_BITS, *, n_jobs=None):
+    def add_random_mask(self, sigma_bits=DEFAULT_SIGMA_BITS, *, n_jobs=None, pool=None):
         """Add a uniformly random additive mask, for decryption by a third party.
 
         The mask is uniform in ``[0, 2**(k - 4))`` in the encoded domain (``k``
@@ -1171,6 +1518,8 @@ class EncryptedArray:
         sigma_bits : int, default=80
             Statistical hiding parameter, at least 40.
         n_jobs : int, default=None
+        pool : ObfuscatorPool, default=None
+            Source of the re-randomisation (see :meth:`obfuscate`).
 
         Returns
         -------
@@ -1188,7 +1537,7 @@ class EncryptedArray:
                 f"key of {self._ctx.n_bits} bits is too short for sigma_bits={sigma_bits}"
             )
         mask = _obj_from_list([secrets.randbits(mask_bits) for _ in range(self.size)], self.shape)
-        masked = self._add_encoded(mask).obfuscate(n_jobs=n_jobs)
+        masked = self._add_encoded(mask).obfuscate(n_jobs=n_jobs, pool=pool)
         return masked, mask
 
     def decrypt_encoded(self, private_key, *, n_jobs=None):

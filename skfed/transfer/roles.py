@@ -42,6 +42,7 @@ import numpy as np
 
 from ..crypto.paillier import (
     EncryptedArray,
+    ObfuscatorPool,
     decode_masked,
     generate_keypair,
     public_key_from_wire,
@@ -80,18 +81,29 @@ class _Channel:
     the transcript shows what would be protected.
     """
 
-    def __init__(self, ctx, peer, cfg):
+    def __init__(self, ctx, peer, cfg, pools=False):
         self.ctx, self.peer = ctx, peer
         self.paillier = cfg["encryption"] == "paillier"
         self.n_jobs = cfg.get("n_jobs")
         self.sigma_bits = 80
+        self.own_pool = self.peer_pool = None
         if self.paillier:
             self.pk, self.sk = generate_keypair(cfg["key_size"])
             ctx.send(peer, "public_key", public_key_to_wire(self.pk), kind="public_key")
             self.peer_pk = public_key_from_wire(ctx.recv(peer, "public_key"))
             self.ops = _EncOps(self.n_jobs)
+            if pools:
+                # Randomisers for both keys, refilled in the background
+                # between steps (while we wait for the peer).
+                self.own_pool = ObfuscatorPool(self.pk, n_jobs=self.n_jobs)
+                self.peer_pool = ObfuscatorPool(self.peer_pk, n_jobs=self.n_jobs)
         else:
             self.ops = PlainOps
+
+    def close(self):
+        for pool in (self.own_pool, self.peer_pool):
+            if pool is not None:
+                pool.close()
 
     @property
     def kind(self):
@@ -101,14 +113,16 @@ class _Channel:
         """Encrypt under our own key and send."""
         values = np.asarray(values, dtype=float)
         if self.paillier:
-            payload = EncryptedArray.encrypt(self.pk, values, n_jobs=self.n_jobs).to_wire()
+            payload = EncryptedArray.encrypt(self.pk, values, n_jobs=self.n_jobs,
+                                             pool=self.own_pool).to_wire()
         else:
             payload = values
         self.ctx.send(self.peer, tag, payload, kind=self.kind)
 
     def send_derived(self, tag, enc):
         """Send a value computed from the peer's ciphertexts back to the peer."""
-        payload = enc.obfuscate(n_jobs=self.n_jobs).to_wire() if self.paillier else enc
+        payload = enc.obfuscate(n_jobs=self.n_jobs, pool=self.peer_pool).to_wire() \
+            if self.paillier else enc
         self.ctx.send(self.peer, tag, payload, kind=self.kind)
 
     def recv_foreign(self, tag):
@@ -135,7 +149,8 @@ class _Channel:
         # factors; lift it to a multiple of 64 so it reveals almost nothing.
         scale = -(-flat.scale_bits // 64) * 64
         flat = flat.rescale(scale, n_jobs=self.n_jobs)
-        masked, mask = flat.add_random_mask(self.sigma_bits, n_jobs=self.n_jobs)
+        masked, mask = flat.add_random_mask(self.sigma_bits, n_jobs=self.n_jobs,
+                                            pool=self.peer_pool)
         self.ctx.send(self.peer, tag, masked.to_wire(), kind="ciphertext")
         return mask, scale
 
@@ -227,7 +242,7 @@ def source(ctx, X, labelled, Y, overlap, cfg):
 
     Returns the trained network's parameters and ``Phi`` (both stay at A).
     """
-    ch = _Channel(ctx, cfg["target_name"], cfg)
+    ch = _Channel(ctx, cfg["target_name"], cfg, pools=True)
     gamma, alpha = cfg["gamma"], cfg["alpha"]
     net = _net(X.shape[1], cfg, cfg["seed_source"])
     theta, wmask = net.get_flat(), net.weight_mask()
@@ -293,6 +308,7 @@ def source(ctx, X, labelled, Y, overlap, cfg):
         ctx.send(ch.peer, "continue", not stop, kind="plain")
         if stop:
             break
+    ch.close()
     net.set_flat(theta)
     U, _ = net.forward(X)
     return {"coefs": net.coefs, "intercepts": net.intercepts,
@@ -304,7 +320,7 @@ def target(ctx, X, overlap, cfg):
 
     Returns B's trained network parameters (they stay at B).
     """
-    ch = _Channel(ctx, cfg["source_name"], cfg)
+    ch = _Channel(ctx, cfg["source_name"], cfg, pools=True)
     gamma, alpha = cfg["gamma"], cfg["alpha"]
     net = _net(X.shape[1], cfg, cfg["seed_target"])
     theta, wmask = net.get_flat(), net.weight_mask()
@@ -347,6 +363,7 @@ def target(ctx, X, overlap, cfg):
         n_iter += 1
         if not ctx.recv(ch.peer, "continue"):
             break
+    ch.close()
     net.set_flat(theta)
     return {"coefs": net.coefs, "intercepts": net.intercepts, "n_iter": n_iter}
 

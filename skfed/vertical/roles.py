@@ -185,6 +185,9 @@ class _PlainCodec:
     def public_key_message(self):
         return None
 
+    def close(self):
+        pass
+
     def encrypt(self, a):
         return np.array(a, dtype=np.float64)
 
@@ -240,6 +243,11 @@ class _PaillierCodec:
         self.public_key = public_key
         self._private_key = private_key
         self.n_jobs = n_jobs
+        # A data party's randomisers, refilled in the background between
+        # rounds (while it waits for the other parties), so that its next
+        # round of encryptions is one multiplication per value.
+        self.pool = None if private_key is not None else paillier.ObfuscatorPool(
+            public_key, n_jobs=n_jobs)
 
     @classmethod
     def generate(cls, key_size, n_jobs):
@@ -257,15 +265,19 @@ class _PaillierCodec:
     def public_key_message(self):
         return self._p.public_key_to_wire(self.public_key)
 
+    def close(self):
+        if self.pool is not None:
+            self.pool.close()
+
     def encrypt(self, a):
         return self._p.EncryptedArray.encrypt(self.public_key, np.asarray(a, dtype=np.float64),
-                                              n_jobs=self.n_jobs)
+                                              n_jobs=self.n_jobs, pool=self.pool)
 
     def add(self, x, y):
         return x + y
 
     def obfuscate(self, c):
-        return c.obfuscate(n_jobs=self.n_jobs)
+        return c.obfuscate(n_jobs=self.n_jobs, pool=self.pool)
 
     def matmul(self, M, c):
         return c.rmatmul(M, n_jobs=self.n_jobs)
@@ -289,7 +301,8 @@ class _PaillierCodec:
         return c.rescale(max(c.scale_bits, base_scale + extra_bits), n_jobs=self.n_jobs)
 
     def mask(self, c):
-        masked, mask = c.add_random_mask(sigma_bits=MASK_SIGMA_BITS, n_jobs=self.n_jobs)
+        masked, mask = c.add_random_mask(sigma_bits=MASK_SIGMA_BITS, n_jobs=self.n_jobs,
+                                         pool=self.pool)
         return masked, (mask, masked.scale_bits)
 
     def unmask(self, received, secret):
@@ -427,6 +440,7 @@ def guest_fit(ctx, X, Y, cfg, seed):
             W = W_new
         if ctx.recv(cfg.arbiter, "stop"):
             break
+    codec.close()
     return W
 
 
@@ -467,6 +481,7 @@ def host_fit(ctx, X, cfg):
                                       penalised)
         if ctx.recv(cfg.arbiter, "stop"):
             break
+    codec.close()
     return W
 
 
