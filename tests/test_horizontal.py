@@ -215,22 +215,36 @@ def test_no_update_leaves_a_client_in_plain():
             assert X[:5].tobytes()[:64] not in m.payload
 
 
-def test_masks_differ_per_round_and_look_uniform():
-    clf, X, y = _fit_with_payloads(topology=HorizontalTopology(n_parties=2, random_state=0),
-                                   learning_rate="constant", eta0=1e-6)
-    ups = [m.decoded() for m in clf.transcript_.filter(sender="client0", tag="update")]
-    # with a tiny learning rate consecutive updates are nearly equal, masked ones are not
-    assert all(not np.array_equal(a, b) for a, b in zip(ups, ups[1:]))
-    vals = np.concatenate(ups)
-    assert vals.dtype == np.uint64
-    # uniform over the ring: each top-4-bit bucket ~1/16 of values, no structure left
+def test_masked_uploads_hide_the_updates_and_look_uniform():
+    kw = dict(topology=HorizontalTopology(n_parties=2, random_state=0),
+              learning_rate="constant", eta0=0.01)
+    clf, X, y = _fit_with_payloads(**kw)
+    plain, _, _ = _fit_with_payloads(secure_aggregation=None, **kw)
+    from skfed.crypto.secagg import FixedPointRing
+
+    ring = FixedPointRing(n_summands=2)
+    masked = [m.decoded() for m in clf.transcript_.filter(sender="client0", tag="update")]
+    clear = [ring.encode(m.decoded())
+             for m in plain.transcript_.filter(sender="client0", tag="update")]
+    assert len(masked) == len(clear) == 4
+    for mk, cl in zip(masked, clear):
+        assert mk.dtype == np.uint64
+        # the same update, masked: its high bytes agree with the clear encoding no
+        # more often than chance (1/256), where an unmasked upload would agree always
+        assert np.mean((mk >> np.uint64(56)) == (cl >> np.uint64(56))) < 0.1
+    # masks differ per round: the difference of two masked uploads is not the
+    # difference of the updates
+    d_masked = masked[1] - masked[0]
+    d_clear = clear[1] - clear[0]
+    assert not np.array_equal(d_masked, d_clear)
+    # uniform over the ring: each top-4-bit bucket ~1/16 of values
     allv = np.concatenate([m.decoded() for m in clf.transcript_.filter(tag="update")])
     top = (allv >> np.uint64(60)).astype(int)
     counts = np.bincount(top, minlength=16)
     expected = len(top) / 16
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     assert chi2 < 50  # 15 dof: p < 1e-5 beyond this
-    # the fixed-point encoding of a real update clusters near 0 or 2**64; masked does not
+    # the encoding of a real update clusters near 0 or 2**64; masked does not
     assert np.mean((top == 0) | (top == 15)) < 0.3
 
 
@@ -300,6 +314,12 @@ def test_mismatched_features_and_unseen_class_at_predict():
         clf.predict(X[:, :2])
     with pytest.raises(ValueError, match="seen by no party"):
         clf.score(X[:5], np.array([0, 1, 2, 7, 0]))
+
+
+def test_unknown_class_weight_refused_before_any_message():
+    X, y = _data()
+    with pytest.raises(ValueError, match="class_weight names classes"):
+        FederatedSGDClassifier(class_weight={0: 1.0, 9: 2.0}, runtime=_NoMessages()).fit(X, y)
 
 
 def test_divergence_raises_instead_of_clipping():

@@ -21,7 +21,8 @@ def _clients(names, session=None):
 def test_masks_cancel_and_sum_is_exact(k, data):
     ring = FixedPointRing(n_summands=k)
     vals = [data.draw(hnp.arrays(np.float64, 7, elements=st.floats(
-        -ring.max_abs, ring.max_abs, allow_nan=False))) for _ in range(k)]
+        -ring.max_abs, ring.max_abs, allow_nan=False, exclude_min=True,
+        exclude_max=True))) for _ in range(k)]
     clients = _clients([f"c{i}" for i in range(k)])
     masked = [c.mask(ring.encode(v), round_index=3) for c, v in zip(clients, vals)]
     total = ring.decode(ring_sum(masked))
@@ -92,3 +93,29 @@ def test_sealed_messages_are_authenticated():
         c.open("a", sealed, "paillier")  # another client cannot read it
     with pytest.raises(ValueError, match="authentication"):
         b.open("a", sealed, "other-purpose")
+
+
+def test_paillier_slot_sums_reveal_only_the_aggregate():
+    """The key holder decrypts whole slot sums: they must carry nothing but the sum."""
+    from skfed.crypto.paillier import generate_keypair, pack_encrypt
+    from skfed.horizontal.aggregation import _slot_bits, from_slot_sums, to_slots
+
+    pk, sk = generate_keypair(1024)
+    ring = FixedPointRing(n_summands=3)
+    rng = np.random.RandomState(0)
+    vals = [rng.normal(size=12) for _ in range(3)]  # many negative entries
+    packed = [pack_encrypt(pk, to_slots(ring.encode(v)), _slot_bits(3)) for v in vals]
+    total = packed[0] + packed[1] + packed[2]
+    sums = total.decrypt(sk, 12)
+    # each whole slot sum is the exact aggregate plus a public constant: no per-client
+    # carries (a count of negative uploads) survive in it
+    assert [int(s) - 3 * 2**63 for s in sums] == [
+        int(sum(int(np.rint(v[j] * 2.0**32)) for v in vals)) for j in range(12)]
+    np.testing.assert_allclose(ring.decode(from_slot_sums(sums, 3)),
+                               np.sum(vals, axis=0), atol=1e-8)
+
+
+def test_values_at_the_range_limit_raise():
+    ring = FixedPointRing(n_summands=2)
+    with pytest.raises(OverflowError):
+        ring.encode(np.array([ring.max_abs]))

@@ -90,7 +90,7 @@ class FixedPointRing:
         values = np.asarray(values, dtype=np.float64)
         if not np.all(np.isfinite(values)):
             raise ValueError("cannot encode NaN or infinite values")
-        if values.size and np.max(np.abs(values)) > self.max_abs:
+        if values.size and np.max(np.abs(values)) >= self.max_abs:
             raise OverflowError(
                 f"value {np.max(np.abs(values)):.3g} exceeds the secure-aggregation range "
                 f"+-{self.max_abs:.3g} (scale 2**{self.scale_bits}, {self.n_summands} "

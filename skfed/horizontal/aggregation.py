@@ -29,6 +29,26 @@ __all__ = ["ClientAggregation", "ServerAggregation", "PROTECTIONS"]
 PROTECTIONS = ("masking", "paillier", None)
 
 
+_SIGN_BIT = np.uint64(2**63)
+
+
+def to_slots(encoded):
+    """Ring values to offset binary, the form packed into Paillier slots.
+
+    Two's-complement slots would carry 2**64 for every negative upload, and
+    the key holder, who decrypts whole slot sums, would learn how many clients
+    sent a negative value on each coordinate. With offset binary the slot sum
+    is the aggregate plus a public constant.
+    """
+    return np.asarray(encoded, dtype=np.uint64) ^ _SIGN_BIT
+
+
+def from_slot_sums(sums, n_clients):
+    """Decrypted slot sums of offset-binary values back to the ring sum."""
+    shift = n_clients * 2**63
+    return np.array([(int(s) - shift) % 2**64 for s in sums], dtype=np.uint64)
+
+
 def _slot_bits(n_clients):
     # 64-bit ring values plus headroom so the slot sum of n_clients terms never carries.
     return 64 + max(1, math.ceil(math.log2(n_clients + 1)))
@@ -96,14 +116,14 @@ class ClientAggregation:
             return
         from ..crypto.paillier import PackedCiphertexts, pack_encrypt
 
-        packed = pack_encrypt(self.public_key, encoded, _slot_bits(len(self.clients)),
-                              n_jobs=self.n_jobs)
+        packed = pack_encrypt(self.public_key, to_slots(encoded),
+                              _slot_bits(len(self.clients)), n_jobs=self.n_jobs)
         ctx.send(self.server, tag, packed.to_wire(), kind="ciphertext")
         if ctx.party == self.key_holder:
             total = PackedCiphertexts.from_wire(
                 self.public_key, ctx.recv(self.server, tag + "_encrypted_sum"))
             sums = total.decrypt(self.private_key, values.size)
-            ring = np.array([int(s) % 2**64 for s in sums], dtype=np.uint64)
+            ring = from_slot_sums(sums, len(self.clients))
             # Only the aggregate is revealed, as with masking.
             ctx.send(self.server, tag + "_sum", ring, kind="plain")
 

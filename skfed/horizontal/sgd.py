@@ -104,14 +104,11 @@ class _BaseFederatedSGD(CallbackSupportMixin, BaseEstimator):
                 raise ValueError(
                     f"The number of classes has to be greater than one; got 1 class "
                     f"({classes[0]!r}) in y")
-        if self.secure_aggregation == "paillier":
-            from ..crypto.paillier import check_key_size
-
-            check_key_size(self.key_size)
-        if self.strategy == "fedsgd" and self.learning_rate == "optimal":
-            raise ValueError(
-                "strategy='fedsgd' takes one full-batch step per round; use "
-                "learning_rate='constant', 'invscaling' or 'adaptive' with eta0")
+        self._check_settings()
+        if isinstance(getattr(self, "class_weight", None), dict):
+            unknown = set(self.class_weight) - set(classes.tolist())
+            if unknown:
+                raise ValueError(f"class_weight names classes not in y: {sorted(unknown)}")
         parts = topo.split(X, y, party_column=party_values)
         for name, idx in parts:
             if len(idx) < 2:
@@ -123,6 +120,17 @@ class _BaseFederatedSGD(CallbackSupportMixin, BaseEstimator):
                 "secure aggregation needs at least two clients: with one client the "
                 "server would learn its update; use secure_aggregation=None")
         return X, y, parts
+
+    def _check_settings(self):
+        """Hyper-parameter combinations that cannot work, refused before any message."""
+        if self.secure_aggregation == "paillier":
+            from ..crypto.paillier import check_key_size
+
+            check_key_size(self.key_size)
+        if self.strategy == "fedsgd" and self.learning_rate == "optimal":
+            raise ValueError(
+                "strategy='fedsgd' takes one full-batch step per round; use "
+                "learning_rate='constant', 'invscaling' or 'adaptive' with eta0")
 
     def _client_seeds(self, n):
         if isinstance(self.random_state, numbers.Integral):
@@ -209,14 +217,7 @@ class _BaseFederatedSGD(CallbackSupportMixin, BaseEstimator):
                 "with HorizontalTopology(n_parties=..., party_names=[...]))")
         if self.secure_aggregation is not None and len(clients) < 2:
             raise ValueError("secure aggregation needs at least two clients")
-        if self.secure_aggregation == "paillier":
-            from ..crypto.paillier import check_key_size
-
-            check_key_size(self.key_size)
-        if self.strategy == "fedsgd" and self.learning_rate == "optimal":
-            raise ValueError(
-                "strategy='fedsgd' takes one full-batch step per round; use "
-                "learning_rate='constant', 'invscaling' or 'adaptive' with eta0")
+        self._check_settings()
         parts = [(c, None) for c in clients]
         cfg = self._config(parts, n_features=0, n_outputs=0)
         start = time.perf_counter()
