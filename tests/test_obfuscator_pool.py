@@ -106,23 +106,48 @@ def test_wire_format_is_unchanged_by_the_pool(keys):
     np.testing.assert_array_equal(back.decrypt(sk), x)
 
 
-def test_background_refill_reaches_its_target(keys):
+def test_refill_happens_only_while_idle_or_when_asked(keys):
     pk, _ = keys
     with ObfuscatorPool(pk, n_jobs=1) as pool:
         pool.take(40)                  # learns the demand: target 40
+        assert pool.target == 40
         pool.wait()
-        assert pool.target == 40 and len(pool) == 40
+        assert len(pool) == 0 and pool._thread is None   # no refill outside idle()
+        with pool.idle():
+            pool.wait()                # a party waiting for a message
+        assert len(pool) == 40
         pool.take(40)
         assert pool.n_missed == 40     # only the first request missed
         pool.reserve(55)
+        pool.start_refill()
         pool.wait()
         assert len(pool) == 55 and pool.n_generated == 95
+
+
+def test_leaving_idle_pauses_the_refill(keys):
+    pk, _ = keys
+    with ObfuscatorPool(pk, n_jobs=1, target=10**6) as pool:
+        with pool.idle():
+            pass
+        pool.wait()                    # returns: the refill stopped after its step
+        assert 0 <= len(pool) < 10**6 and pool._thread is None
+        stocked = len(pool)
+        pool.wait()
+        assert len(pool) == stocked
+
+
+def test_idle_without_background_does_nothing(keys):
+    pk, _ = keys
+    with ObfuscatorPool(pk, target=5, background=False) as pool:
+        with pool.idle():
+            pool.wait()
+        assert len(pool) == 0
 
 
 def test_concurrent_takes_during_background_refill_share_nothing(keys):
     pk, sk = keys
     pool = ObfuscatorPool(pk, n_jobs=1, target=64)
-    pool.reserve(64)
+    pool.start_refill()
     out, errors = [], []
 
     def worker():
@@ -268,3 +293,20 @@ def test_transfer_roles_use_and_close_their_pools(recorded_pools):
     n_before = len(recorded_pools)
     enc.predict(X)                     # prediction encrypts once: no pools, no threads
     assert len(recorded_pools) == n_before
+
+
+def test_workers_only_background(keys):
+    pk, sk = keys
+    with ObfuscatorPool(pk, n_jobs=1, target=6, background="workers") as pool:
+        with pool.idle():
+            pool.wait()
+        assert len(pool) == 0          # one worker: never in this process
+    with parallel_config(backend="threading"):
+        with ObfuscatorPool(pk, n_jobs=2, target=6, background="workers") as pool:
+            with pool.idle():
+                pool.wait()
+            assert len(pool) == 6
+            rho = pool.take(6)
+    np.testing.assert_array_equal(EncryptedArray(pk, rho, 0).decrypt(sk), np.zeros(6))
+    with pytest.raises(ValueError, match="background"):
+        ObfuscatorPool(pk, background="always")

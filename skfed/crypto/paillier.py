@@ -88,6 +88,7 @@ array([-1.75, -0.25])
 array(-3.5)
 """
 
+import contextlib
 import math
 import os
 import secrets
@@ -629,13 +630,24 @@ class ObfuscatorPool:
 
     When the stock runs short, :meth:`take` computes the missing randomisers
     on the spot (through joblib when large), so a pool never changes results,
-    only when the work happens. With ``background=True`` each :meth:`take`
-    then starts a daemon thread that refills the stock up to ``target`` (by
-    default the largest single request seen), so the next round of
-    encryptions finds it full if the party had idle time in between (for
-    example while waiting for another party's message). The refill runs in
-    the calling process when ``n_jobs`` resolves to one worker and on the
-    joblib workers otherwise.
+    only when the work happens. The stock is refilled up to ``target`` (by
+    default the largest single request seen so far):
+
+    * :meth:`fill`: now, blocking (an offline phase before training);
+    * :meth:`idle`: in a background thread *while* the caller waits, e.g.
+      ``with pool.idle(): msg = ctx.recv(...)``. The refill pauses when the
+      block exits (after the step in progress), so it uses time in which the
+      party would have done nothing and never delays the party's own next
+      step by more than one step (64 randomisers in-process, 256 per joblib
+      worker);
+    * :meth:`start_refill`: in the background until the target is reached.
+
+    Background steps run on the joblib workers when ``n_jobs`` resolves to
+    more than one, and otherwise in a thread of the calling process; pass
+    ``background="workers"`` when other busy threads share this process (for
+    example every party's role under :class:`~skfed.runtime.LocalRuntime`):
+    an in-process refill would then compete with them for the interpreter
+    lock instead of using idle time.
 
     The stock lives in this process's memory (about 600 bytes per randomiser
     at 2048 bits) and is never serialised.
@@ -648,8 +660,10 @@ class ObfuscatorPool:
     target : int, default=0
         Stock that background refills aim for; 0 means "the largest single
         request seen so far" (see :meth:`reserve`).
-    background : bool, default=True
-        Refill in a background thread after every :meth:`take`.
+    background : bool or "workers", default=True
+        Whether :meth:`idle` refills in the background; ``"workers"`` only
+        when the refill can run on joblib workers; False: :meth:`idle` does
+        nothing.
 
     Attributes
     ----------
@@ -665,7 +679,7 @@ class ObfuscatorPool:
     >>> import os; os.environ.setdefault("SKFED_ALLOW_INSECURE_KEYS", "1")
     '1'
     >>> pk, sk = generate_keypair(512)
-    >>> with ObfuscatorPool(pk, background=False) as pool:
+    >>> with ObfuscatorPool(pk) as pool:
     ...     pool.fill(4)
     ...     enc = EncryptedArray.encrypt(pk, [1.5, -2.0, 0.25], pool=pool)
     ...     len(pool), pool.n_missed
@@ -685,7 +699,9 @@ class ObfuscatorPool:
         self._ctx = _context(public_key.n)
         check_key_size(self._ctx.n_bits)
         self.n_jobs = n_jobs
-        self.background = bool(background)
+        if background not in (True, False, "workers"):
+            raise ValueError(f"background must be True, False or 'workers', got {background!r}")
+        self.background = background
         self._target = _check_int(target, "target")
         self._auto_target = self._target == 0
         self._stock = deque()
@@ -693,6 +709,8 @@ class ObfuscatorPool:
         self._thread = None
         self._closed = False
         self._error = None
+        self._idle = 0
+        self._eager = False
         self.n_generated = 0
         self.n_taken = 0
         self.n_missed = 0
@@ -725,7 +743,7 @@ class ObfuscatorPool:
             raise RuntimeError("background refill of the obfuscator pool failed") from err
 
     def reserve(self, count):
-        """Keep at least ``count`` randomisers in stock (refilled in the background).
+        """Set the refill target to ``count`` randomisers.
 
         Parameters
         ----------
@@ -738,8 +756,43 @@ class ObfuscatorPool:
             raise ValueError("count must be non-negative")
         with self._lock:
             self._target, self._auto_target = count, False
-        if self.background:
+
+    @contextlib.contextmanager
+    def idle(self):
+        """Refill in the background while the ``with`` block runs (e.g. a blocking receive).
+
+        Examples
+        --------
+        >>> import os; os.environ.setdefault("SKFED_ALLOW_INSECURE_KEYS", "1")
+        '1'
+        >>> pk, _ = generate_keypair(512)
+        >>> pool = ObfuscatorPool(pk, target=8)
+        >>> with pool.idle():
+        ...     pool.wait()            # stands for waiting on a message
+        >>> len(pool)
+        8
+        """
+        self._check_open()
+        if not self.background or (
+            self.background == "workers" and effective_n_jobs(self.n_jobs) <= 1
+        ):
+            yield self
+            return
+        with self._lock:
+            self._idle += 1
+        try:
             self._start_refill()
+            yield self
+        finally:
+            with self._lock:
+                self._idle -= 1
+
+    def start_refill(self):
+        """Refill to the target in the background, without waiting for idle time."""
+        self._check_open()
+        with self._lock:
+            self._eager = True
+        self._start_refill()
 
     def fill(self, count=None):
         """Compute randomisers now (blocking) until the stock holds ``count``.
@@ -781,12 +834,10 @@ class ObfuscatorPool:
                 self._target = count
         if count > k:
             got.extend(_generate_obfuscators(self._ctx, count - k, self.n_jobs))
-        if self.background:
-            self._start_refill()
         return _obj_from_list(got)
 
     def wait(self):
-        """Block until the current background refill (if any) has finished."""
+        """Block until the background refill in progress (if any) stops."""
         thread = self._thread
         if thread is not None:
             thread.join()
@@ -805,7 +856,7 @@ class ObfuscatorPool:
 
     def _start_refill(self):
         with self._lock:
-            if self._closed or self._thread is not None or len(self._stock) >= self._target:
+            if self._closed or self._thread is not None or not self._wanted():
                 return
             self._thread = threading.Thread(
                 target=self._refill, name="skfed-obfuscator-pool", daemon=True
@@ -813,14 +864,23 @@ class ObfuscatorPool:
             thread = self._thread
         thread.start()
 
+    def _wanted(self):
+        # Called under self._lock.
+        return (
+            not self._closed
+            and len(self._stock) < self._target
+            and (self._idle > 0 or self._eager)
+        )
+
     def _refill(self):
         parallel = effective_n_jobs(self.n_jobs) > 1
         try:
             while True:
                 with self._lock:
                     need = self._target - len(self._stock)
-                    if self._closed or need <= 0:
+                    if not self._wanted():
                         self._thread = None
+                        self._eager = False
                         return
                 if parallel:
                     workers = effective_n_jobs(self.n_jobs)

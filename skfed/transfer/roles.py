@@ -38,6 +38,8 @@ gradient. Both learn public sizes, which overlap rows are labelled (as in the
 paper, B's loss is a sum over them) and the stopping decision.
 """
 
+import contextlib
+
 import numpy as np
 
 from ..crypto.paillier import (
@@ -48,6 +50,7 @@ from ..crypto.paillier import (
     public_key_from_wire,
     public_key_to_wire,
 )
+from ..runtime.local import PartyContext as LocalPartyContext
 from .networks import SGD, Adam, DenseNet, PlainOps, flatten_blocks
 
 __all__ = ["objective", "source", "target", "source_predict", "target_predict"]
@@ -93,10 +96,12 @@ class _Channel:
             self.peer_pk = public_key_from_wire(ctx.recv(peer, "public_key"))
             self.ops = _EncOps(self.n_jobs)
             if pools:
-                # Randomisers for both keys, refilled in the background
-                # between steps (while we wait for the peer).
-                self.own_pool = ObfuscatorPool(self.pk, n_jobs=self.n_jobs)
-                self.peer_pool = ObfuscatorPool(self.peer_pk, n_jobs=self.n_jobs)
+                # Randomisers for both keys, refilled in the background while
+                # we wait for the peer; only on workers when the peer's role
+                # shares this process (LocalRuntime).
+                bg = "workers" if isinstance(ctx, LocalPartyContext) else True
+                self.own_pool = ObfuscatorPool(self.pk, n_jobs=self.n_jobs, background=bg)
+                self.peer_pool = ObfuscatorPool(self.peer_pk, n_jobs=self.n_jobs, background=bg)
         else:
             self.ops = PlainOps
 
@@ -104,6 +109,14 @@ class _Channel:
         for pool in (self.own_pool, self.peer_pool):
             if pool is not None:
                 pool.close()
+
+    def _recv(self, tag):
+        """Receive from the peer, precomputing randomisers while we wait."""
+        with contextlib.ExitStack() as stack:
+            for pool in (self.own_pool, self.peer_pool):
+                if pool is not None:
+                    stack.enter_context(pool.idle())
+            return self.ctx.recv(self.peer, tag)
 
     @property
     def kind(self):
@@ -127,13 +140,13 @@ class _Channel:
 
     def recv_foreign(self, tag):
         """Receive ciphertexts under the peer's key (we cannot decrypt them)."""
-        obj = self.ctx.recv(self.peer, tag)
+        obj = self._recv(tag)
         return EncryptedArray.from_wire(self.peer_pk, obj, n_jobs=self.n_jobs) \
             if self.paillier else np.asarray(obj, dtype=float)
 
     def recv_own(self, tag):
         """Receive ciphertexts under our key and decrypt them."""
-        obj = self.ctx.recv(self.peer, tag)
+        obj = self._recv(tag)
         if self.paillier:
             return EncryptedArray.from_wire(self.pk, obj).decrypt(self.sk, n_jobs=self.n_jobs)
         return np.asarray(obj, dtype=float)
@@ -156,7 +169,7 @@ class _Channel:
 
     def serve_decrypt(self, tag):
         """Decrypt the peer's masked values and return them (still masked)."""
-        obj = self.ctx.recv(self.peer, tag)
+        obj = self._recv(tag)
         if self.paillier:
             enc = EncryptedArray.from_wire(self.pk, obj)
             ints = enc.decrypt_encoded(self.sk, n_jobs=self.n_jobs)
@@ -165,7 +178,7 @@ class _Channel:
             self.ctx.send(self.peer, tag + "_decrypted", obj, kind="plain")
 
     def recv_unmasked(self, tag, state):
-        obj = self.ctx.recv(self.peer, tag + "_decrypted")
+        obj = self._recv(tag + "_decrypted")
         if not self.paillier:
             return np.asarray(obj, dtype=float)
         mask, scale = state

@@ -44,11 +44,14 @@ messages flow in the clear (kind ``plain``), for debugging and for exact
 comparison with centralised gradient descent.
 """
 
+import contextlib
 import math
 import sys
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..runtime.local import PartyContext as LocalPartyContext
 
 __all__ = [
     "VerticalConfig",
@@ -188,6 +191,9 @@ class _PlainCodec:
     def close(self):
         pass
 
+    def idle(self):
+        return contextlib.nullcontext()
+
     def encrypt(self, a):
         return np.array(a, dtype=np.float64)
 
@@ -236,18 +242,18 @@ class _PaillierCodec:
 
     kind_ct, kind_masked, kind_key = "ciphertext", "masked", "public_key"
 
-    def __init__(self, public_key, private_key=None, n_jobs=None):
+    def __init__(self, public_key, private_key=None, n_jobs=None, background=True):
         from ..crypto import paillier
 
         self._p = paillier
         self.public_key = public_key
         self._private_key = private_key
         self.n_jobs = n_jobs
-        # A data party's randomisers, refilled in the background between
-        # rounds (while it waits for the other parties), so that its next
-        # round of encryptions is one multiplication per value.
+        # A data party's randomisers, refilled in the background while it
+        # waits for the other parties (see _recv), so that its next round of
+        # encryptions is one multiplication per value.
         self.pool = None if private_key is not None else paillier.ObfuscatorPool(
-            public_key, n_jobs=n_jobs)
+            public_key, n_jobs=n_jobs, background=background)
 
     @classmethod
     def generate(cls, key_size, n_jobs):
@@ -257,10 +263,10 @@ class _PaillierCodec:
         return cls(pk, sk, n_jobs)
 
     @classmethod
-    def from_public_message(cls, obj, n_jobs):
+    def from_public_message(cls, obj, n_jobs, background=True):
         from ..crypto import paillier
 
-        return cls(paillier.public_key_from_wire(obj), None, n_jobs)
+        return cls(paillier.public_key_from_wire(obj), None, n_jobs, background)
 
     def public_key_message(self):
         return self._p.public_key_to_wire(self.public_key)
@@ -268,6 +274,9 @@ class _PaillierCodec:
     def close(self):
         if self.pool is not None:
             self.pool.close()
+
+    def idle(self):
+        return self.pool.idle() if self.pool is not None else contextlib.nullcontext()
 
     def encrypt(self, a):
         return self._p.EncryptedArray.encrypt(self.public_key, np.asarray(a, dtype=np.float64),
@@ -322,11 +331,19 @@ class _PaillierCodec:
         return c.decrypt_encoded(self._private_key, n_jobs=self.n_jobs)
 
 
+def _recv(ctx, codec, frm, tag):
+    """Receive a message; a data party precomputes randomisers while it waits."""
+    with codec.idle():
+        return ctx.recv(frm, tag)
+
+
 def _data_party_codec(ctx, cfg):
     msg = ctx.recv(cfg.arbiter, "public_key")
     if cfg.encryption is None:
         return _PlainCodec()
-    return _PaillierCodec.from_public_message(msg, cfg.n_jobs)
+    # Every role of a LocalRuntime shares this process: refill only on workers.
+    background = "workers" if isinstance(ctx, LocalPartyContext) else True
+    return _PaillierCodec.from_public_message(msg, cfg.n_jobs, background)
 
 
 # -- fit ----------------------------------------------------------------------
@@ -377,7 +394,7 @@ def _masked_gradient_step(ctx, cfg, codec, enc_grad, W, optimizer, n_batch, pena
     """Mask [[G]], let the arbiter decrypt it, unmask, add the L2 term, step."""
     masked, mask = codec.mask(enc_grad)
     ctx.send(cfg.arbiter, "gradient", codec.to_wire(masked), kind=codec.kind_masked)
-    G = codec.unmask(ctx.recv(cfg.arbiter, "gradient"), mask).reshape(W.shape)
+    G = codec.unmask(_recv(ctx, codec, cfg.arbiter, "gradient"), mask).reshape(W.shape)
     grad = G / n_batch
     if cfg.alpha:
         grad = grad + cfg.alpha * W * penalised[:, None]
@@ -423,12 +440,12 @@ def guest_fit(ctx, X, Y, cfg, seed):
             # a host cannot divide its own [[u_k]] out of [[d]] to read a.
             enc_d = codec.encrypt(a)
             for h in cfg.hosts:
-                enc_d = codec.add(enc_d, codec.from_wire(ctx.recv(h, "u")))
+                enc_d = codec.add(enc_d, codec.from_wire(_recv(ctx, codec, h, "u")))
             ctx.broadcast(cfg.hosts, "d", codec.to_wire(enc_d), kind=codec.kind_ct)
             prod = codec.matmul(np.vstack([Xk.T, a.T]), enc_d)
             enc_S = codec.trace_rows(prod, Xb.shape[1])
             for h in cfg.hosts:
-                enc_S = codec.add(enc_S, codec.from_wire(ctx.recv(h, "loss_term")))
+                enc_S = codec.add(enc_S, codec.from_wire(_recv(ctx, codec, h, "loss_term")))
             reg = nb * cfg.alpha * float(np.sum((W * penalised[:, None]) ** 2)) / r
             enc_loss = codec.affine(enc_S, r / (2 * nb), const + r * reg / (2 * nb))
             base = getattr(enc_d, "scale_bits", 0)
@@ -438,7 +455,7 @@ def guest_fit(ctx, X, Y, cfg, seed):
                                           penalised)
             ctx.send(cfg.arbiter, "loss", codec.to_wire(enc_loss), kind=codec.kind_ct)
             W = W_new
-        if ctx.recv(cfg.arbiter, "stop"):
+        if _recv(ctx, codec, cfg.arbiter, "stop"):
             break
     codec.close()
     return W
@@ -466,7 +483,7 @@ def host_fit(ctx, X, cfg):
             Xk, nb = X[idx], len(idx)
             u = Xk @ W
             ctx.send(cfg.label_party, "u", codec.to_wire(codec.encrypt(u)), kind=codec.kind_ct)
-            enc_d = codec.from_wire(ctx.recv(cfg.label_party, "d"))
+            enc_d = codec.from_wire(_recv(ctx, codec, cfg.label_party, "d"))
             prod = codec.matmul(np.vstack([Xk.T, u.T]), enc_d)
             reg = nb * cfg.alpha * float(np.sum(W ** 2)) / r
             base = getattr(enc_d, "scale_bits", 0)
@@ -479,7 +496,7 @@ def host_fit(ctx, X, cfg):
             grad = codec.publish(prod[:d_own], base, GRADIENT_EXTRA_BITS)
             W = _masked_gradient_step(ctx, cfg, codec, grad, W, optimizer, nb * 1.0 / r,
                                       penalised)
-        if ctx.recv(cfg.arbiter, "stop"):
+        if _recv(ctx, codec, cfg.arbiter, "stop"):
             break
     codec.close()
     return W
