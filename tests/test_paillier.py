@@ -455,6 +455,40 @@ def test_multiexp_strategies_agree(method):
         assert [int(v) for v in got] == want
 
 
+@pytest.mark.parametrize("variant", ["split", "shared"])
+@pytest.mark.parametrize("signs", ["mixed", "non-negative"])
+def test_bucket_variants_agree(variant, signs):
+    # Positive and negative bucket sets vs. bases inverted once (batch inversion).
+    from skfed.crypto import _multiexp as me
+
+    rng = np.random.default_rng(5)
+    m = gmpy2.mpz(int(gmpy2.next_prime(2**150)) * int(gmpy2.next_prime(2**151))) ** 2
+    bases = [gmpy2.mpz(int(v)) for v in rng.integers(2, 2**62, size=30)]
+    lo = 0 if signs == "non-negative" else -(2**40)
+    K = rng.integers(lo, 2**40, size=(5, 30))
+    K[rng.random(K.shape) < 0.2] = 0
+    mi = int(m)
+    want = [math.prod(pow(int(b), int(k), mi) for b, k in zip(bases, row)) % mi for row in K]
+    for c in (2, 5, 9):
+        digits = me.signed_digits(K, c)
+        if variant == "split":
+            got = me._bucket_split(bases, K, m, c, digits)
+        else:
+            got = me._bucket_shared(bases, K, m, c, digits, me.batch_invert(bases, m))
+        assert [int(v) for v in got] == want
+
+
+def test_batch_invert():
+    from skfed.crypto._multiexp import batch_invert
+
+    m = gmpy2.mpz(1009 * 1013) ** 2
+    vals = [gmpy2.mpz(v) for v in (2, 3, 5, 7, 1, 1008 * 1012)]
+    assert [int(v) * int(w) % int(m) for v, w in zip(vals, batch_invert(vals, m))] == [1] * 6
+    assert batch_invert([], m) == []
+    with pytest.raises(ZeroDivisionError):
+        batch_invert([gmpy2.mpz(3), gmpy2.mpz(1009)], m)
+
+
 # --------------------------------------------------------------------------
 # wire format
 # --------------------------------------------------------------------------
