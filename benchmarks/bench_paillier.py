@@ -13,6 +13,12 @@ and with ``--n-jobs`` workers, naive phe, and the speed-up. Naive phe is too
 slow to run in full, so it is measured on a subsample and scaled linearly;
 the table says so on those lines. Finally it sweeps problem sizes to show
 where two workers start to pay.
+
+It also sweeps the window of the fixed-base table behind the DJN randomiser
+(build time, memory, cost per randomiser), and measures the obfuscator pool:
+how fast it fills, and what an encryption costs at use time once the pool is
+stocked (the randomisers were computed beforehand, and that time is not in
+the "stocked" figure; it is the "pool fill" line).
 """
 
 import argparse
@@ -29,7 +35,13 @@ from joblib import parallel_config
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from skfed.crypto import paillier  # noqa: E402
-from skfed.crypto.paillier import EncryptedArray, generate_keypair, pack_encrypt  # noqa: E402
+from skfed.crypto._multiexp import FixedBaseTable  # noqa: E402
+from skfed.crypto.paillier import (  # noqa: E402
+    EncryptedArray,
+    ObfuscatorPool,
+    generate_keypair,
+    pack_encrypt,
+)
 
 
 def timed(fn, repeat=1):
@@ -93,17 +105,58 @@ def main(argv=None):
         paillier.PARALLEL_MIN_SECONDS = old
     print(f"  worker warm-up (spawn + tables) {fmt_s(t_warm)}  (once per process pool)")
 
+    # ---- window of the fixed-base table -----------------------------------
+    print()
+    ctx = paillier._context(pk.n)
+    hs = ctx._base()
+    n_rand = 300 if q else 1000
+    mpz_bytes = sys.getsizeof(gmpy2.mpz(1) << (2 * args.key_bits - 1))
+    print(f"DJN randomiser h_s^r, r of >= {ctx.exponent_bits} bits: fixed-base table window "
+          f"(default: {paillier.DJN_WINDOW_SMALL}, then {paillier.DJN_WINDOW_LARGE} after "
+          f"{ctx.upgrade_threshold():.0f} randomisers per process and key)")
+    win_cost = {}
+    for w in (8, 10, 11, 12):
+        t_build, table = timed(lambda w=w: FixedBaseTable(hs, ctx.nsquare, ctx.exponent_bits, w))
+        mem = table.n_windows * (1 << w) * mpz_bytes / 2**20
+        t_one, _ = timed(lambda table=table: table.pow_digits(
+            paillier._random_digits(n_rand, table.n_windows, table.window)), repeat=3)
+        win_cost[w] = t_one / n_rand
+        print(f"  w={w:2d}: {table.n_windows:3d} multiplications, build {fmt_s(t_build)}, "
+              f"table {mem:6.1f} MB, {fmt_s(t_one / n_rand)} per randomiser "
+              f"({win_cost[8] / win_cost[w]:.2f}x w=8)")
+        del table
+
     # ---- encryption -------------------------------------------------------
     n_enc = 500 if q else 2000
     n_phe = 20 if q else 60
     vals = rng.normal(size=n_enc)
     t_phe, _ = timed(lambda: [pk.encrypt(float(v)) for v in vals[:n_phe]])
     t_phe /= n_phe
-    t1, enc = timed(lambda: EncryptedArray.encrypt(pk, vals, n_jobs=1))
-    tJ, _ = timed(lambda: EncryptedArray.encrypt(pk, vals, n_jobs=J))
+    ctx.djn_table()  # build this process's (small) table outside the timing
+    t1, enc = timed(lambda: EncryptedArray.encrypt(pk, vals, n_jobs=1), repeat=3)
+    tJ, _ = timed(lambda: EncryptedArray.encrypt(pk, vals, n_jobs=J), repeat=3)
     tfull, _ = timed(lambda: EncryptedArray.encrypt(pk, vals[: n_enc // 10], obfuscator="full"))
-    rows.append(("encrypt (DJN, per value)", t1 / n_enc, tJ / n_enc, t_phe, ""))
+    rows.append((f"encrypt (DJN, w={ctx.djn_table().window}, per value)", t1 / n_enc,
+                 tJ / n_enc, t_phe, "table of this process"))
+    # Steady state of a long run: the large window (built above, not timed here).
+    ctx.djn_table(upcoming=int(ctx.upgrade_threshold()) + 1)
+    t1L, _ = timed(lambda: EncryptedArray.encrypt(pk, vals, n_jobs=1), repeat=3)
+    rows.append((f"encrypt (DJN, w={ctx.djn_table().window}, per value)", t1L / n_enc, None,
+                 t_phe, "after the upgrade"))
     rows.append(("encrypt (full r^n, per value)", tfull / (n_enc // 10), None, t_phe, ""))
+
+    # ---- obfuscator pool ----------------------------------------------------
+    pool1 = ObfuscatorPool(pk, n_jobs=1, background=False)
+    poolJ = ObfuscatorPool(pk, n_jobs=J, background=False)
+    t_fill1, _ = timed(lambda: pool1.fill(n_enc))
+    t_fillJ, _ = timed(lambda: poolJ.fill(n_enc))
+    t_use, _ = timed(lambda: EncryptedArray.encrypt(pk, vals, pool=pool1))
+    assert pool1.n_missed == 0 and len(pool1) == 0
+    rows.append(("pool fill (per randomiser)", t_fill1 / n_enc, t_fillJ / n_enc, t_phe,
+                 "offline / while idle"))
+    rows.append(("encrypt from stocked pool (per value)", t_use / n_enc, None, t_phe,
+                 "online part only; fill not included"))
+    poolJ.close()
 
     # ---- decryption -------------------------------------------------------
     n_dec = 300 if q else 1000
@@ -179,10 +232,16 @@ def main(argv=None):
         bs = fmt_s(b) if b is not None else "       -   "
         print(f"{name:34s} {fmt_s(a)} {bs:>12s} {fmt_s(c)} {c / best:8.1f}x  {note}")
     print()
-    print(f"encryptions/s: skfed {n_enc / (rows[0][2] * n_enc):8.0f} ({J} jobs), "
-          f"{1 / rows[0][1]:6.0f} (1 job); phe {1 / t_phe:6.0f}")
-    print(f"decryptions/s: skfed {1 / rows[2][2]:8.0f} ({J} jobs), "
-          f"{1 / rows[2][1]:6.0f} (1 job); phe {1 / t_phe_dec:6.0f}")
+    prefixes = (f"encrypt (DJN, w={paillier.DJN_WINDOW_SMALL}",
+                f"encrypt (DJN, w={paillier.DJN_WINDOW_LARGE}",
+                "encrypt from stocked pool", "decrypt")
+    small, large, stocked, dec = (next(r for r in rows if r[0].startswith(p)) for p in prefixes)
+    print(f"encryptions/s: skfed {1 / small[2]:8.0f} ({J} jobs, small table), "
+          f"{1 / small[1]:6.0f} (1 job), {1 / large[1]:6.0f} (1 job, large table), "
+          f"{1 / stocked[1]:6.0f} (1 job, stocked pool); "
+          f"phe {1 / t_phe:6.0f}")
+    print(f"decryptions/s: skfed {1 / dec[2]:8.0f} ({J} jobs), "
+          f"{1 / dec[1]:6.0f} (1 job); phe {1 / t_phe_dec:6.0f}")
 
     # ---- where do J workers start to pay? ---------------------------------
     print()
