@@ -117,6 +117,12 @@ problems = st.fixed_dictionaries({
 def _make_problem(p):
     rng = np.random.RandomState(p["seed"])
     n_hosts = min(p["n_hosts"], p["n_features"] - 1)
+    batch = None
+    if p["batch_frac"] is not None:
+        # every batch (the last included) must have more rows than any party has
+        # columns + 1, or the party's own gradient would reveal the others' values
+        batch = max(int(p["batch_frac"] * p["n_samples"]), p["n_features"] + 3)
+        p = dict(p, n_samples=batch * max(2, p["n_samples"] // batch))
     X = rng.normal(size=(p["n_samples"], p["n_features"]))
     if p["task"] == "linear":
         y = X @ rng.normal(size=p["n_features"]) + rng.normal(scale=0.1, size=p["n_samples"])
@@ -124,7 +130,6 @@ def _make_problem(p):
         y = rng.randint(0, p["n_classes"], size=p["n_samples"])
         y[: p["n_classes"]] = np.arange(p["n_classes"])  # every class present
     topo = _topology(p["n_features"], n_hosts, rng)
-    batch = None if p["batch_frac"] is None else max(1, int(p["batch_frac"] * p["n_samples"]))
     Est = VerticalLinearRegression if p["task"] == "linear" else VerticalLogisticRegression
     est = Est(topo, alpha=p["alpha"], fit_intercept=p["fit_intercept"], solver=p["solver"],
               learning_rate=0.1, max_iter=p["max_iter"], tol=None, batch_size=batch,
@@ -244,7 +249,7 @@ def _small_problem(task="linear", n=24, seed=0):
 def test_no_data_party_sends_plain_arrays_during_fit(keep_payloads, task):
     X, y, topo = _small_problem(task)
     Est = VerticalLinearRegression if task == "linear" else VerticalLogisticRegression
-    est = Est(topo, key_size=SMALL_KEY, max_iter=3, tol=None, batch_size=10,
+    est = Est(topo, key_size=SMALL_KEY, max_iter=3, tol=None, batch_size=12,
               random_state=0).fit(X, y)
     data_parties = {"guest", "host"}
     for m in est.transcript_:
@@ -480,3 +485,46 @@ def test_demo_cases_are_well_formed():
 ])
 def test_sklearn_checks_encrypted(estimator, check):
     check(estimator)
+
+
+# -- leakage guards (from a privacy review) ---------------------------------------
+
+def test_small_batches_refused_because_a_host_could_solve_for_labels():
+    """With no more rows in a batch than its columns, a host's own gradient
+    X_h[B].T d (d = -2y at the start) determines the batch's labels."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(64, 8))
+    y = (X[:, 0] + X[:, 5] > 0).astype(int)
+    topo = VerticalTopology({"guest": [0, 1, 2], "host": [3, 4, 5, 6, 7]}, label_party="guest")
+    # the attack, on the host's own view: 5 equations, 4 unknowns per batch of 4
+    Xh = X[:4, 3:]
+    d = -2.0 * np.where(y[:4] == 1, 1.0, -1.0)
+    G = Xh.T @ d  # what the host gets back (unmasked) at W = 0
+    recovered = np.linalg.lstsq(Xh.T, G, rcond=None)[0]
+    np.testing.assert_allclose(recovered, d)  # the labels, exactly
+    with pytest.raises(ValueError, match="too small for party 'guest'"):
+        VerticalLogisticRegression(topo, batch_size=4, encryption=None).fit(X, y)
+    # the last, smaller batch counts too: 64 = 3 * 20 + 4
+    with pytest.raises(ValueError, match="mini-batch of 4 sample"):
+        VerticalLogisticRegression(topo, batch_size=20, encryption=None).fit(X, y)
+    VerticalLogisticRegression(topo, batch_size=16, encryption=None, max_iter=2).fit(X, y)
+
+
+def test_tiny_columns_refused_before_their_scale_leaks(no_messages):
+    X, y, topo = _small_problem()
+    X = X.copy()
+    X[:, 3] *= 1e-12
+    with pytest.raises(ValueError, match=r"column\(s\) \[1\]"):
+        VerticalLinearRegression(topo, key_size=SMALL_KEY).fit(X, y)
+
+
+def test_arbiter_decrypts_one_loss_per_epoch():
+    X, y, topo = _small_problem(n=48)
+    est = VerticalLinearRegression(topo, key_size=SMALL_KEY, max_iter=3, tol=None,
+                                   batch_size=12, random_state=0).fit(X, y)
+    assert len(est.transcript_.filter(receiver="arbiter", tag="loss")) == 3
+    # gradients still go batch by batch: 4 batches x 2 parties x 3 epochs
+    assert len(est.transcript_.filter(receiver="arbiter", tag="gradient")) == 24
+    plain = VerticalLinearRegression(topo, encryption=None, max_iter=3, tol=None,
+                                     batch_size=12, random_state=0).fit(X, y)
+    np.testing.assert_allclose(est.loss_curve_, plain.loss_curve_, rtol=1e-6)

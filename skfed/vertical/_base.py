@@ -21,6 +21,10 @@ from ._party import arbiter_party, data_party
 __all__ = ["BaseVerticalLinear"]
 
 
+# Below this, a column's fixed-point encoding needs more than the published
+# scale's headroom (2**-30 relative to the protocol's base), see roles.publish.
+_MIN_COLUMN_MAGNITUDE = 2.0**-28
+
 def _make_runtime():
     """The runtime the vertical estimators run their roles with.
 
@@ -115,6 +119,10 @@ class BaseVerticalLinear(BaseEstimator):
             )
         if self.encryption is not None:
             check_key_size(self.key_size)
+        for party, cols in columns.items():
+            extra = int(self.fit_intercept) if party == topology.label_party else 0
+            self._check_batch_privacy(n_samples, len(cols) + extra, party)
+            self._check_magnitudes(X[:, cols], party)
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         hosts = tuple(topology.feature_parties)
         cfg = roles.VerticalConfig(
@@ -174,6 +182,33 @@ class BaseVerticalLinear(BaseEstimator):
         """Store this party's (K, n_own) coefficients and intercepts (subclasses)."""
         raise NotImplementedError
 
+    def _check_batch_privacy(self, n_samples, n_columns, party):
+        """Refuse mini-batches a party's own gradient would solve for.
+
+        A party gets back its gradient ``X_p[B].T d`` for each batch ``B``:
+        ``n_columns`` equations in the ``|B|`` per-row residuals. With no more
+        rows than that, a host solves for the batch's labels (``d = -2y`` at the
+        start) and the label party for the hosts' partial scores. Every batch,
+        the last and smallest included, must have more rows than equations.
+        """
+        smallest = min(roles.batch_sizes(n_samples, self.batch_size))
+        if smallest <= n_columns + 1:
+            raise ValueError(
+                f"a mini-batch of {smallest} sample(s) is too small for party {party!r}, which "
+                f"holds {n_columns} column(s): its gradient would reveal the other "
+                f"parties' per-row values; every batch needs more than {n_columns + 1} "
+                "rows (raise batch_size, or use batch_size=None)")
+
+    def _check_magnitudes(self, X, party):
+        """Tiny columns would lift the published scale and reveal their magnitude."""
+        amax = np.abs(X).max(axis=0) if X.size else np.zeros(0)
+        tiny = (amax > 0) & (amax < _MIN_COLUMN_MAGNITUDE)
+        if tiny.any():
+            raise ValueError(
+                f"party {party!r} has column(s) {np.flatnonzero(tiny).tolist()} whose values "
+                f"are all below {_MIN_COLUMN_MAGNITUDE:.1e} in magnitude; the encrypted "
+                "gradient's scale would reveal it: rescale them (e.g. StandardScaler)")
+
     def _fit_party(self, X, y):
         """Fit as one party of a deployment (``runtime.party`` is not None).
 
@@ -221,6 +256,9 @@ class BaseVerticalLinear(BaseEstimator):
                 raise ValueError(
                     f"batch_size={self.batch_size} is larger than the number of rows "
                     f"({n_samples}); use batch_size=None for full-batch training")
+            self._check_batch_privacy(
+                n_samples, X.shape[1] + int(me == guest and self.fit_intercept), me)
+            self._check_magnitudes(X, me)
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         cfg = roles.VerticalConfig(
             task=self._task, label_party=guest, hosts=hosts, arbiter=arbiter,

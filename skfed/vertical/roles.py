@@ -306,8 +306,16 @@ class _PaillierCodec:
 
     def publish(self, c, base_scale, extra_bits):
         # A product's scale follows the magnitude of its plaintext factor;
-        # lift it to a scale fixed by the protocol so it reveals nothing.
-        return c.rescale(max(c.scale_bits, base_scale + extra_bits), n_jobs=self.n_jobs)
+        # lift it to a scale fixed by the protocol so it reveals nothing. A
+        # scale already above the fixed one would reveal that a factor is tiny:
+        # fail closed rather than send it (fit refuses such columns up front).
+        target = base_scale + extra_bits
+        if c.scale_bits > target:
+            raise ValueError(
+                "a plaintext factor is too small to encode at the protocol's fixed scale "
+                f"(needs 2**-{c.scale_bits - base_scale}); sending it would reveal its "
+                "magnitude. Rescale the features (e.g. StandardScaler).")
+        return c.rescale(target, n_jobs=self.n_jobs)
 
     def mask(self, c):
         masked, mask = c.add_random_mask(sigma_bits=MASK_SIGMA_BITS, n_jobs=self.n_jobs,
@@ -364,13 +372,14 @@ def arbiter_fit(ctx, cfg):
     loss_curve, converged = [], False
     best_loss, no_improvement = np.inf, 0
     for epoch in range(cfg.max_iter):
-        epoch_loss = 0.0
-        for size in sizes:
+        for _ in sizes:
             for p in parties:
                 masked = codec.from_wire(ctx.recv(p, "gradient"))
                 ctx.send(p, "gradient", codec.decrypt_masked(masked), kind=codec.kind_masked)
-            loss = codec.decrypt(codec.from_wire(ctx.recv(cfg.label_party, "loss")))
-            epoch_loss += float(np.sum(loss)) * size / cfg.n_samples
+        # One loss per epoch, summed under encryption by the label party: a
+        # per-batch loss of a small batch would reveal that batch's labels.
+        loss = codec.decrypt(codec.from_wire(ctx.recv(cfg.label_party, "loss")))
+        epoch_loss = float(np.sum(loss))
         loss_curve.append(epoch_loss)
         if cfg.verbose:
             print(f"Iteration {epoch + 1}, loss = {epoch_loss:.8f}", file=sys.stdout,
@@ -431,7 +440,9 @@ def guest_fit(ctx, X, Y, cfg, seed):
     optimizer = _optimizer(cfg)
     rng = np.random.default_rng(batch_seed)
     r, c, const = _residual_form(cfg.task, K)
+    n = cfg.n_samples
     for _ in range(cfg.max_iter):
+        enc_epoch_loss = None
         for idx in epoch_batches(rng, cfg.n_samples, cfg.batch_size):
             Xk, Yk, nb = Xb[idx], Y[idx], len(idx)
             a = Xk @ W - c * Yk
@@ -447,14 +458,16 @@ def guest_fit(ctx, X, Y, cfg, seed):
             for h in cfg.hosts:
                 enc_S = codec.add(enc_S, codec.from_wire(_recv(ctx, codec, h, "loss_term")))
             reg = nb * cfg.alpha * float(np.sum((W * penalised[:, None]) ** 2)) / r
-            enc_loss = codec.affine(enc_S, r / (2 * nb), const + r * reg / (2 * nb))
+            # This batch's mean loss, weighted by its share of the epoch (nb / n).
+            enc_loss = codec.affine(enc_S, r / (2 * n), (const + r * reg / (2 * nb)) * nb / n)
             base = getattr(enc_d, "scale_bits", 0)
             enc_loss = codec.publish(enc_loss, base, LOSS_EXTRA_BITS)
+            enc_epoch_loss = (enc_loss if enc_epoch_loss is None
+                              else codec.add(enc_epoch_loss, enc_loss))
             grad = codec.publish(prod[:Xb.shape[1]], base, GRADIENT_EXTRA_BITS)
-            W_new = _masked_gradient_step(ctx, cfg, codec, grad, W, optimizer, nb * 1.0 / r,
-                                          penalised)
-            ctx.send(cfg.arbiter, "loss", codec.to_wire(enc_loss), kind=codec.kind_ct)
-            W = W_new
+            W = _masked_gradient_step(ctx, cfg, codec, grad, W, optimizer, nb * 1.0 / r,
+                                      penalised)
+        ctx.send(cfg.arbiter, "loss", codec.to_wire(enc_epoch_loss), kind=codec.kind_ct)
         if _recv(ctx, codec, cfg.arbiter, "stop"):
             break
     codec.close()
