@@ -715,3 +715,12 @@ def test_2048_bit_end_to_end(monkeypatch):
     np.testing.assert_allclose(out, X.T @ d + 0.1, rtol=1e-9, atol=1e-9)
     packed = sum(pack_encrypt(pk, np.full(100, 2**60, dtype=np.uint64), 64) for _ in range(3))
     np.testing.assert_array_equal(packed.decrypt(sk), np.full(100, 3 * 2**60, dtype=np.uint64))
+
+
+def test_oversized_public_key_from_a_peer_is_refused_fast():
+    from skfed.crypto.paillier import check_key_size, public_key_from_wire
+
+    with pytest.raises(ValueError, match="maximum"):
+        check_key_size(16384)
+    with pytest.raises(ValueError, match="maximum"):
+        public_key_from_wire({"scheme": "paillier", "n": (1 << 32767) + 1})

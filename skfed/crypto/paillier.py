@@ -149,6 +149,9 @@ def _insecure_allowed():
     return os.environ.get(ALLOW_INSECURE_ENV, "") == "1"
 
 
+_MAX_KEY_BITS = 8192
+
+
 def check_key_size(n_length):
     """Refuse Paillier moduli shorter than 2048 bits unless explicitly allowed.
 
@@ -162,8 +165,8 @@ def check_key_size(n_length):
     ValueError
         If ``n_length < 2048`` and the environment variable
         ``SKFED_ALLOW_INSECURE_KEYS`` is not ``"1"``, or if ``n_length`` is
-        below 256 bits (too small for fixed-point values and masks) or not an
-        integer.
+        below 256 bits (too small for fixed-point values and masks), above
+        8192 bits (a denial of service from a peer's key), or not an integer.
 
     Examples
     --------
@@ -182,6 +185,13 @@ def check_key_size(n_length):
             f"Paillier key of {n_length} bits is insecure; use at least "
             f"{DEFAULT_KEY_BITS} bits (set {ALLOW_INSECURE_ENV}=1 to allow small keys "
             "for tests only)"
+        )
+    if n_length > _MAX_KEY_BITS:
+        # A peer's public key is checked before use; an enormous modulus would
+        # only make every later operation (and the checks themselves) crawl.
+        raise ValueError(
+            f"Paillier key of {n_length} bits is larger than the supported maximum of "
+            f"{_MAX_KEY_BITS} bits"
         )
 
 
