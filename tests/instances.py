@@ -38,11 +38,15 @@ def _transfer():
     # (Phi from the source, the target's scores, alignment). Unencrypted
     # here to keep the ~50 checks fast; tests/test_transfer.py proves the
     # Paillier mode sends the same messages and gives the same numbers.
+    # Small networks: the checks fit on as few as 12 rows, and fit refuses
+    # batches where a party's gradient would determine the other party's
+    # representations (more parameters than the batch has values).
     from skfed import FederatedTransferClassifier
     from skfed.transfer import OverlapBaseline
 
     return [
-        FederatedTransferClassifier(encryption=None, max_iter=100, random_state=0),
+        FederatedTransferClassifier(hidden_layer_sizes=(2,), representation_dim=2,
+                                    encryption=None, max_iter=100, random_state=0),
         OverlapBaseline(),
     ]
 

@@ -11,9 +11,10 @@ from sklearn.preprocessing import StandardScaler
 
 from skfed import FederatedTransferClassifier, VerticalTopology, compare_with_centralised
 from skfed.runtime import LocalRuntime
+from skfed.runtime.local import RoleError
 from skfed.transfer import OverlapBaseline, roles
 from skfed.transfer import estimator as ftl_estimator
-from skfed.transfer.networks import DenseNet
+from skfed.transfer.networks import DenseNet, flatten_blocks
 
 KEY = 512
 TOPO = VerticalTopology({"bank": [0, 1, 2], "shop": [3, 4, 5]}, label_party="bank")
@@ -65,7 +66,7 @@ def _cfg(**kw):
            "activation": "tanh", "representation_dim": 3, "gamma": 0.5, "alpha": 0.01,
            "solver": "sgd", "learning_rate_init": 0.1, "momentum": 0.0, "max_iter": 1,
            "tol": 0.0, "n_iter_no_change": 10, "batch_size": None, "batch_seed": 0,
-           "seed_source": 1, "seed_target": 2, "encryption": None, "key_size": KEY,
+           "encryption": None, "key_size": KEY,
            "n_jobs": None, "verbose": 0}
     cfg.update(kw)
     return cfg
@@ -74,19 +75,22 @@ def _cfg(**kw):
 @pytest.mark.parametrize("encryption", [None, "paillier"])
 def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption):
     rng = np.random.RandomState(3)
-    XA, XB = rng.randn(10, 3), rng.randn(8, 2)
-    labelled = np.array([0, 2, 3, 4, 6])
-    Y = np.array([[1.0], [-1.0], [1.0], [-1.0], [1.0]])
-    overlap_a, overlap_b = np.array([2, 3, 5, 6]), np.array([1, 2, 4, 7])
-    w = np.array([1.0, 1.0, 0.0, 1.0])
-    cfg = _cfg(encryption=encryption)
+    XA, XB = rng.randn(14, 3), rng.randn(12, 2)
+    labelled = np.array([0, 2, 3, 4, 6, 8, 9, 11, 13])
+    Y = np.where(rng.rand(len(labelled), 1) > 0.5, 1.0, -1.0)
+    overlap_a = np.array([2, 3, 5, 6, 7, 8, 9, 10, 12])
+    overlap_b = np.array([1, 2, 4, 5, 6, 7, 9, 10, 11])
+    w = np.isin(overlap_a, labelled).astype(float)
+    # Networks small enough for 9 overlap rows (roles.check_batches).
+    cfg = _cfg(encryption=encryption, hidden_layer_sizes=[2])
     results, _ = LocalRuntime().run({
         "A": partial(roles.source, X=XA, labelled=labelled, Y=Y, overlap=overlap_a,
-                     cfg=cfg),
-        "B": partial(roles.target, X=XB, overlap=overlap_b, cfg=cfg),
+                     cfg={**cfg, "network_seed": 1}),
+        "B": partial(roles.target, X=XB, overlap=overlap_b,
+                     cfg={**cfg, "network_seed": 2}),
     })
-    net_a = roles._net(3, cfg, cfg["seed_source"])
-    net_b = roles._net(2, cfg, cfg["seed_target"])
+    net_a = roles._net(3, cfg, 1)
+    net_b = roles._net(2, cfg, 2)
     loss, grad_a, grad_b = roles.objective(net_a, net_b, XA, XB, labelled, Y, overlap_a,
                                            overlap_b, w, cfg["gamma"], cfg["alpha"])
     after_a = roles._net(3, cfg, 0)
@@ -105,7 +109,9 @@ def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption):
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_encrypted_equals_unencrypted(n_classes):
     X, y, y_fit, cut = _data(n_classes=n_classes)
-    kw = dict(max_iter=3, key_size=KEY, random_state=0, batch_size=20)
+    # Two batches of 15 overlap rows: small networks (roles.check_batches).
+    kw = dict(max_iter=3, key_size=KEY, random_state=0, batch_size=15,
+              hidden_layer_sizes=(4,), representation_dim=4)
     plain = FederatedTransferClassifier(TOPO, encryption=None, **kw).fit(X, y_fit)
     enc = FederatedTransferClassifier(TOPO, **kw).fit(X, y_fit)
     np.testing.assert_allclose(enc.loss_curve_, plain.loss_curve_, rtol=1e-7)
@@ -189,7 +195,7 @@ def _raw_chunks(a):
 def test_transcript_carries_nothing_private(monkeypatch):
     monkeypatch.setattr(ftl_estimator, "_make_runtime",
                         lambda: LocalRuntime(keep_payloads=True))
-    X, y, y_fit, cut = _data(n=60)
+    X, y, y_fit, cut = _data(n=90)
     clf = FederatedTransferClassifier(TOPO, max_iter=2, key_size=KEY, random_state=0)
     clf.fit(X, y_fit)
     scores, predict_transcript = clf._collaborative_scores(X[cut:, 3:])
@@ -201,10 +207,11 @@ def test_transcript_carries_nothing_private(monkeypatch):
         assert len(transcript) > 0
         for m in transcript:
             if m.kind == "plain":
-                # Public by protocol: which overlap rows are labelled, the stop flag.
-                assert m.tag in {"labelled_overlap", "continue"}, m
+                # Public by protocol: which overlap rows are labelled, the stop
+                # flag, each network's number of parameters.
+                assert m.tag in {"labelled_overlap", "continue", "n_params"}, m
                 value = np.asarray(m.decoded())
-                assert value.dtype == bool
+                assert value.dtype == (int if m.tag == "n_params" else bool)
             elif m.kind == "masked":
                 assert np.asarray(m.decoded()).dtype == object  # masked big integers
             elif m.kind == "ciphertext":
@@ -213,11 +220,11 @@ def test_transcript_carries_nothing_private(monkeypatch):
                 assert chunk not in m.payload
     # The labels themselves (as +-1 floats, or the classes) never travel in plain.
     plain_tags = {m.tag for m in clf.transcript_ if m.kind == "plain"}
-    assert plain_tags == {"labelled_overlap", "continue"}
+    assert plain_tags == {"labelled_overlap", "continue", "n_params"}
 
 
 def test_unencrypted_mode_marks_everything_plain(monkeypatch):
-    X, y, y_fit, cut = _data(n=60)
+    X, y, y_fit, cut = _data(n=90)
     clf = FederatedTransferClassifier(TOPO, encryption=None, max_iter=1).fit(X, y_fit)
     assert {m.kind for m in clf.transcript_} == {"plain"}
 
@@ -267,3 +274,158 @@ def test_no_message_before_validation(monkeypatch):
     with pytest.raises(ValueError):
         FederatedTransferClassifier(TOPO, encryption=None).fit(X, np.full(len(y), -1))
     assert calls == []
+
+
+def test_each_role_receives_only_its_own_network_seed(monkeypatch):
+    seen = {}
+
+    def spy(role):
+        def wrapped(ctx, **kw):
+            seen[ctx.party] = kw["cfg"]
+            return role(ctx, **kw)
+        return wrapped
+
+    monkeypatch.setattr(roles, "source", spy(roles.source))
+    monkeypatch.setattr(roles, "target", spy(roles.target))
+    X, y, y_fit, cut = _data()
+    clf = FederatedTransferClassifier(TOPO, encryption=None, max_iter=1,
+                                      random_state=0).fit(X, y_fit)
+    bank, shop = seen["bank"], seen["shop"]
+    assert bank["network_seed"] != shop["network_seed"]
+    # No key and no value of one party's configuration is the other's seed;
+    # the batch seed is the only shared randomness.
+    for mine, other in ((bank, shop), (shop, bank)):
+        assert not any("seed" in k and k not in ("network_seed", "batch_seed")
+                       for k in mine)
+        assert other["network_seed"] not in mine.values()
+    assert bank["batch_seed"] == shop["batch_seed"]
+    assert set(bank) == set(shop)
+    assert "network_seed" not in clf._cfg  # prediction runs without either seed
+
+
+@pytest.mark.parametrize("batch_size", [None, 7, 10, 29])
+@pytest.mark.parametrize("n_labelled", [0, 2, 5, 30])
+def test_batches_have_no_small_remainder_and_enough_labels(batch_size, n_labelled):
+    n, K, d = 30, 1, 4
+    w = np.zeros(n, dtype=bool)
+    w[np.random.RandomState(1).permutation(n)[:n_labelled]] = True
+    need = roles.min_labelled_per_batch(K, d)
+    shapes = None
+    for epoch in range(3):
+        batches = roles._batches(w, batch_size, K, d, 5 + epoch)
+        np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(n))
+        assert min(len(b) for b in batches) >= min(batch_size or n, n)
+        assert all(w[b].sum() == 0 or w[b].sum() >= need for b in batches)
+        # What check_batches checks once: the same sizes and labelled counts.
+        epoch_shapes = (sorted(map(len, batches)), sorted(int(w[b].sum()) for b in batches))
+        assert shapes in (None, epoch_shapes)
+        shapes = epoch_shapes
+
+
+# -- the reviewer's attack: A solves its alignment gradient for U^B -------------------
+def _alignment_jacobian(net, X, rows):
+    """A's own linear map G -> parameter gradient on the batch rows (J^T)."""
+    _, acts = net.forward(X)
+    acts = [a[rows] for a in acts]
+    d = net.layer_sizes[-1]
+    return np.column_stack([flatten_blocks(net.backward(acts, e.reshape(len(rows), d)))
+                            for e in np.eye(len(rows) * d)])
+
+
+def _solve_for_target_representations(net, X, rows, gamma, g_align):
+    """From A's view only: g_align = J^T vec(2 gamma / n_b (U^A - U^B))."""
+    JT = _alignment_jacobian(net, X, rows)
+    UA = net.forward(X)[0][rows]
+    rhs = JT @ UA.ravel() - len(rows) / (2 * gamma) * g_align
+    return np.linalg.lstsq(JT, rhs, rcond=None)[0].reshape(UA.shape), JT
+
+
+def _attack_setting(n, seed=0):
+    rng = np.random.RandomState(seed)
+    XA, XB = rng.randn(n, 3), rng.randn(n, 3)
+    Y = np.where(rng.rand(n, 1) > 0.5, 1.0, -1.0)
+    cfg = _cfg(hidden_layer_sizes=[4], representation_dim=2, gamma=1.0)
+    return XA, XB, Y, cfg
+
+
+def test_attack_recovers_representations_of_a_small_batch_which_is_refused(monkeypatch):
+    # 8 rows x d=2 = 16 unknowns against A's 26 parameters: the gradient A
+    # would decrypt (as before check_batches) determines U^B exactly.
+    XA, XB, Y, cfg = _attack_setting(8)
+    net_a, net_b = roles._net(3, cfg, 1), roles._net(3, cfg, 2)
+    rows = np.arange(8)
+    UA, UB = net_a.forward(XA)[0], net_b.forward(XB)[0]
+    _, acts = net_a.forward(XA)
+    g_align = flatten_blocks(net_a.backward(acts, 2 * cfg["gamma"] / 8 * (UA - UB)))
+    UB_hat, JT = _solve_for_target_representations(net_a, XA, rows, cfg["gamma"], g_align)
+    assert np.linalg.matrix_rank(JT) == UB.size
+    np.testing.assert_allclose(UB_hat, UB, atol=1e-9)
+    # Refused: by the check both roles run, and by fit before any message.
+    w = np.ones(8, dtype=bool)
+    with pytest.raises(ValueError, match="source 'A' solve for the target's"):
+        roles.check_batches(w, None, 1, 2, net_a.n_params, net_b.n_params, "A", "B")
+    with pytest.raises(RoleError, match="solve for the target's"):
+        LocalRuntime().run({
+            "A": partial(roles.source, X=XA, labelled=rows, Y=Y, overlap=rows,
+                         cfg={**cfg, "network_seed": 1}),
+            "B": partial(roles.target, X=XB, overlap=rows, cfg={**cfg, "network_seed": 2}),
+        })
+    calls = []
+    monkeypatch.setattr(ftl_estimator, "_make_runtime", lambda: calls.append(1))
+    X, y, y_fit, cut = _data()              # 30 overlap rows in 3 batches of 10
+    with pytest.raises(ValueError, match="batch of 10 overlap rows.*need at least 15 rows"):
+        FederatedTransferClassifier(TOPO, hidden_layer_sizes=(4,), representation_dim=2,
+                                    batch_size=10, encryption=None).fit(X, y_fit)
+    assert calls == []
+
+
+def test_attack_fails_on_an_accepted_batch(monkeypatch):
+    # 16 rows x d=2 = 32 unknowns against 26 parameters + dL/dPhi + loss.
+    n = 16
+    XA, XB, Y, cfg = _attack_setting(n)
+    cfg["encryption"] = "paillier"
+    decrypted = {}
+    recv_unmasked = roles._Channel.recv_unmasked
+
+    def spy(self, tag, state):
+        decrypted[tag] = recv_unmasked(self, tag, state)
+        return decrypted[tag]
+
+    monkeypatch.setattr(roles._Channel, "recv_unmasked", spy)
+    rows = np.arange(n)
+    LocalRuntime().run({
+        "A": partial(roles.source, X=XA, labelled=rows, Y=Y, overlap=rows,
+                     cfg={**cfg, "network_seed": 1}),
+        "B": partial(roles.target, X=XB, overlap=rows, cfg={**cfg, "network_seed": 2}),
+    })
+    net_a, net_b = roles._net(3, cfg, 1), roles._net(3, cfg, 2)
+    UA, UB = net_a.forward(XA)[0], net_b.forward(XB)[0]
+    # What A decrypted is the alignment gradient the attack assumes...
+    _, acts = net_a.forward(XA)
+    expected = flatten_blocks(net_a.backward(acts, 2 * cfg["gamma"] / n * (UA - UB)))
+    np.testing.assert_allclose(decrypted["grad_source"], expected, atol=1e-7)
+    # ...but it has fewer equations than B's representations have values.
+    UB_hat, JT = _solve_for_target_representations(net_a, XA, rows, cfg["gamma"],
+                                                   decrypted["grad_source"])
+    assert np.linalg.matrix_rank(JT) < UB.size
+    # (1e-9 on the refused batch above; what remains is A's view of U^B
+    # projected on its gradient's row space, see docs/transfer.rst.)
+    assert np.linalg.norm(UB_hat - UB) > 0.1 * np.linalg.norm(UB)
+
+
+def test_guard_protects_the_source_and_single_labelled_rows():
+    # B's gradient is linear in T = -2 gamma / n_b U^A on unlabelled rows.
+    w = np.zeros(20, dtype=bool)
+    w[:4] = True
+    with pytest.raises(ValueError, match="target 'B' solve for the source's"):
+        roles.check_batches(w, None, 1, 2, 10, 40, "A", "B")
+    roles.check_batches(w, None, 1, 2, 10, 39, "A", "B")
+    # dL/dPhi from a single labelled row is (c (-y/2 + phi.u/4)) u: refuse it.
+    one = np.zeros(20, dtype=bool)
+    one[3] = True
+    with pytest.raises(ValueError, match="1 labelled overlap row"):
+        roles.check_batches(one, None, 1, 2, 10, 10, "A", "B")
+    # Two labelled rows are enough with K = 1 (spread so no batch holds one).
+    two = one.copy()
+    two[7] = True
+    roles.check_batches(two, 10, 1, 2, 10, 10, "A", "B")

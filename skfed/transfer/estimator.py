@@ -118,7 +118,14 @@ class FederatedTransferClassifier(ClassifierMixin, BaseEstimator):
         ``n_iter_no_change`` consecutive epochs.
     n_iter_no_change : int, default=10
     batch_size : int or "auto", default="auto"
-        Overlap rows per step; "auto" uses all of them (full batch).
+        Overlap rows per step; "auto" uses all of them (full batch). The
+        overlap is cut into ``n_overlap // batch_size`` batches of nearly
+        equal size (no small last batch); labelled overlap rows are spread
+        so that a batch carries none or at least ``n_outputs + 1`` of them.
+        ``fit`` refuses batches too small for the networks: a party's
+        gradient would then determine the other party's representations
+        (every batch needs more than ``(n_params_A + n_outputs * d + 1) / d``
+        and ``n_params_B / d`` rows; see docs/transfer.rst).
     encryption : {"paillier"} or None, default="paillier"
         None sends the same messages unencrypted (for debugging and
         comparison only).
@@ -127,7 +134,8 @@ class FederatedTransferClassifier(ClassifierMixin, BaseEstimator):
     n_jobs : int, default=None
         joblib workers for the encrypted arithmetic.
     random_state : int, RandomState instance or None, default=None
-        Seeds both networks' initial weights and the batch order.
+        Draws each party's own network seed (each party receives only its
+        own) and the shared batch seed.
     verbose : int, default=0
         Print the loss after every epoch.
 
@@ -294,6 +302,8 @@ class FederatedTransferClassifier(ClassifierMixin, BaseEstimator):
 
         rng = check_random_state(self.random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=3)
+        # Hyper-parameters both parties agree on; the batch seed is the only
+        # shared randomness. Each party gets only its own network seed below.
         cfg = {
             "source_name": src, "target_name": tgt,
             "hidden_layer_sizes": hidden, "activation": self.activation,
@@ -303,7 +313,6 @@ class FederatedTransferClassifier(ClassifierMixin, BaseEstimator):
             "momentum": float(self.momentum), "max_iter": int(self.max_iter),
             "tol": float(self.tol), "n_iter_no_change": int(self.n_iter_no_change),
             "batch_size": batch_size, "batch_seed": int(seeds[0]),
-            "seed_source": int(seeds[1]), "seed_target": int(seeds[2]),
             "encryption": self.encryption, "key_size": int(self.key_size),
             "n_jobs": self.n_jobs, "verbose": int(self.verbose),
         }
@@ -312,11 +321,19 @@ class FederatedTransferClassifier(ClassifierMixin, BaseEstimator):
         pos_a = np.searchsorted(rows_a, ov)
         pos_b = np.searchsorted(rows_b, ov)
         lab_a = np.searchsorted(rows_a, np.flatnonzero(src_lab))
+        # Refuse, before any message, batches in which one party's gradient
+        # would determine the other's representations (the roles check again).
+        roles.check_batches(
+            src_lab[ov], batch_size, K, cfg["representation_dim"],
+            roles.n_parameters(len(columns[src]), hidden, cfg["representation_dim"]),
+            roles.n_parameters(len(columns[tgt]), hidden, cfg["representation_dim"]),
+            src, tgt)
         fns = {
             src: partial(roles.source, X=X[np.ix_(rows_a, columns[src])].copy(),
-                         labelled=lab_a, Y=Y, overlap=pos_a, cfg=dict(cfg)),
+                         labelled=lab_a, Y=Y, overlap=pos_a,
+                         cfg={**cfg, "network_seed": int(seeds[1])}),
             tgt: partial(roles.target, X=X[np.ix_(rows_b, columns[tgt])].copy(),
-                         overlap=pos_b, cfg=dict(cfg)),
+                         overlap=pos_b, cfg={**cfg, "network_seed": int(seeds[2])}),
         }
         results, transcript = _make_runtime().run(fns)
         self.topology_ = topology

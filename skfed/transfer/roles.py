@@ -191,14 +191,118 @@ def _optimizer(cfg):
     return SGD(cfg["learning_rate_init"], momentum=cfg["momentum"])
 
 
-def _batches(n_overlap, cfg, epoch):
-    """Both parties derive the same batches from the public seed."""
-    bs = cfg["batch_size"]
-    if bs is None or bs >= n_overlap:
-        return [np.arange(n_overlap)]
-    rng = np.random.RandomState((cfg["batch_seed"] + epoch) % (2**32))
-    perm = rng.permutation(n_overlap)
-    return [np.sort(perm[i:i + bs]) for i in range(0, n_overlap, bs)]
+def n_parameters(n_in, hidden_layer_sizes, representation_dim):
+    """Number of parameters of a representation network (weights and biases)."""
+    sizes = [n_in, *hidden_layer_sizes, representation_dim]
+    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def min_labelled_per_batch(n_outputs, representation_dim):
+    """Fewest labelled overlap rows a batch may carry (if it carries any).
+
+    A decrypts ``dL/dPhi`` (``K d`` values) and the loss (1 value); both are
+    functions of B's representations of the labelled rows of the batch only
+    (``n_c d`` unknowns), so ``n_c d`` must exceed ``K d + 1``.
+    """
+    K, d = n_outputs, representation_dim
+    return (K * d + 1) // d + 1
+
+
+def _batches(w, batch_size, n_outputs, representation_dim, seed):
+    """The batches of one epoch (positions in the overlap order), from ``seed``.
+
+    Both parties derive the same batches from the public batch seed and the
+    public labelled mask ``w``. ``len(w) // batch_size`` batches of nearly
+    equal size (the remainder is spread over them, so there is no small last
+    batch). The labelled rows are spread over as many batches as can each
+    carry at least :func:`min_labelled_per_batch` of them; the other batches
+    carry none. The batch sizes and labelled counts do not depend on the seed
+    (only which rows go where does), so :func:`check_batches` can check them
+    once.
+    """
+    w = np.asarray(w, dtype=bool)
+    n = len(w)
+    n_batches = 1 if batch_size is None or batch_size >= n else n // batch_size
+    rng = np.random.RandomState(seed % (2**32))
+    lab = rng.permutation(np.flatnonzero(w))
+    unl = rng.permutation(np.flatnonzero(~w))
+    need = min_labelled_per_batch(n_outputs, representation_dim)
+    n_lab_batches = min(n_batches, max(len(lab) // need, 1)) if len(lab) else 0
+    lab_chunks = np.array_split(lab, n_lab_batches) if n_lab_batches else []
+    carriers = np.sort(rng.permutation(n_batches)[:n_lab_batches])
+    chunks = [np.empty(0, dtype=int) for _ in range(n_batches)]
+    for j, chunk in zip(carriers, lab_chunks):
+        chunks[j] = chunk
+    # Fill with unlabelled rows, always topping up the smallest batch.
+    totals = np.array([len(c) for c in chunks])
+    counts = np.zeros(n_batches, dtype=int)
+    for _ in range(len(unl)):
+        j = int(np.argmin(totals))
+        totals[j] += 1
+        counts[j] += 1
+    parts = np.split(unl, np.cumsum(counts)[:-1])
+    return [np.sort(np.concatenate([c, u])).astype(int) for c, u in zip(chunks, parts)]
+
+
+def _epoch_batches(w, cfg, n_outputs, epoch):
+    return _batches(w, cfg["batch_size"], n_outputs, cfg["representation_dim"],
+                    cfg["batch_seed"] + epoch)
+
+
+def check_batches(w, batch_size, n_outputs, representation_dim, n_params_source,
+                  n_params_target, source="source", target="target"):
+    """Refuse batches in which one party's gradient determines the other's representations.
+
+    Backprop is linear in the upstream gradient and each party knows its own
+    Jacobian, so what a party decrypts per batch is a set of *linear
+    equations* in the other party's values (see docs/transfer.rst):
+
+    * A decrypts its alignment gradient ``J_A^T vec(2 gamma/n_b (U^A - U^B))``
+      (``n_params_source`` equations), ``dL/dPhi`` (``K d``) and the loss
+      (1), all in B's ``n_b d`` representation values of the batch;
+    * B decrypts ``J_B^T vec(T + ...)`` (``n_params_target`` equations) in
+      A's ``n_b d`` values of ``T`` (``-2 gamma/n_b u^A_i`` on unlabelled rows);
+    * ``dL/dPhi`` and the loss involve B's labelled rows only.
+
+    Each count of unknowns must exceed its count of equations, for every batch.
+
+    Raises
+    ------
+    ValueError
+        Naming the batch, the counts and what to change.
+    """
+    K, d = n_outputs, representation_dim
+    batches = _batches(w, batch_size, K, d, 0)
+    w = np.asarray(w, dtype=bool)
+    n_b = min(len(b) for b in batches)
+    n_c = [int(w[b].sum()) for b in batches]
+    hint = ("use larger batches (batch_size, or 'auto' for all overlap rows) or more "
+            "overlap rows, smaller hidden_layer_sizes, or a larger representation_dim")
+    eq_a = n_params_source + K * d + 1
+    if n_b * d <= eq_a:
+        raise ValueError(
+            f"a batch of {n_b} overlap rows would let the source {source!r} solve for the "
+            f"target's representations: it decrypts {eq_a} values per batch (its "
+            f"{n_params_source}-parameter network's gradient, dL/dPhi and the loss), "
+            f"equations in the target's {n_b} x {d} = {n_b * d} representation values; "
+            f"need at least {eq_a // d + 1} rows per batch: {hint}"
+        )
+    if n_b * d <= n_params_target:
+        raise ValueError(
+            f"a batch of {n_b} overlap rows would let the target {target!r} solve for the "
+            f"source's representations: its {n_params_target}-parameter network's gradient "
+            f"is linear in the source's {n_b} x {d} = {n_b * d} values; need at least "
+            f"{n_params_target // d + 1} rows per batch: {hint}"
+        )
+    need = min_labelled_per_batch(K, d)
+    few = [c for c in n_c if 0 < c < need]
+    if few:
+        raise ValueError(
+            f"a batch carries {few[0]} labelled overlap row(s): dL/dPhi ({K} x {d}) and the "
+            f"loss that the source {source!r} decrypts would determine the target's "
+            f"representations of those rows; need at least {need} labelled overlap rows "
+            f"(there are {int(w.sum())})"
+        )
 
 
 def _net(n_in, cfg, seed):
@@ -257,25 +361,30 @@ def source(ctx, X, labelled, Y, overlap, cfg):
     """
     ch = _Channel(ctx, cfg["target_name"], cfg, pools=True)
     gamma, alpha = cfg["gamma"], cfg["alpha"]
-    net = _net(X.shape[1], cfg, cfg["seed_source"])
+    net = _net(X.shape[1], cfg, cfg["network_seed"])
     theta, wmask = net.get_flat(), net.weight_mask()
     opt = _optimizer(cfg)
-    n_lab = len(labelled)
+    n_lab, K = len(labelled), Y.shape[1]
     # Overlap rows' labels (0 where A has none): encrypted once per fit.
     lab_pos = {int(r): j for j, r in enumerate(labelled)}
     w = np.array([int(r) in lab_pos for r in overlap], dtype=float)
-    Y_ov = np.zeros((len(overlap), Y.shape[1]))
+    Y_ov = np.zeros((len(overlap), K))
     for i, r in enumerate(overlap):
         if int(r) in lab_pos:
             Y_ov[i] = Y[lab_pos[int(r)]]
+    # Sizes first: neither side sends anything derived from its
+    # representations before both have checked the batches (check_batches).
     ctx.send(ch.peer, "labelled_overlap", w.astype(bool), kind="plain")
+    ctx.send(ch.peer, "n_params", net.n_params, kind="plain")
+    n_params_b = int(ctx.recv(ch.peer, "n_params"))
+    check_batches(w, cfg["batch_size"], K, cfg["representation_dim"], net.n_params,
+                  n_params_b, cfg["source_name"], cfg["target_name"])
     ch.send_encrypted("labels", Y_ov)
 
     losses, best, stall = [], np.inf, 0
     for epoch in range(cfg["max_iter"]):
         epoch_loss = 0.0
-        batches = _batches(len(overlap), cfg, epoch)
-        for b in batches:
+        for b in _epoch_batches(w, cfg, K, epoch):
             net.set_flat(theta)
             U, acts = net.forward(X)
             Phi = Y.T @ U[labelled] / n_lab
@@ -304,7 +413,7 @@ def source(ctx, X, labelled, Y, overlap, cfg):
             G_lab[labelled] = Y @ g_phi / n_lab
             g_class = flatten_blocks(net.backward(acts, G_lab))
             grad = g_class + g_align + alpha * wmask * theta
-            loss = (loss_b + (Y.shape[1] * LOG2 if n_c > 0 else 0.0)
+            loss = (loss_b + (K * LOG2 if n_c > 0 else 0.0)
                     + gamma / n_b * float(np.sum(U[rows] ** 2))
                     + 0.5 * alpha * float(np.sum((wmask * theta) ** 2)))
             theta = opt.step(theta, grad)
@@ -335,15 +444,20 @@ def target(ctx, X, overlap, cfg):
     """
     ch = _Channel(ctx, cfg["source_name"], cfg, pools=True)
     gamma, alpha = cfg["gamma"], cfg["alpha"]
-    net = _net(X.shape[1], cfg, cfg["seed_target"])
+    net = _net(X.shape[1], cfg, cfg["network_seed"])
     theta, wmask = net.get_flat(), net.weight_mask()
     opt = _optimizer(cfg)
     w = np.asarray(ctx.recv(ch.peer, "labelled_overlap"), dtype=float)
+    ctx.send(ch.peer, "n_params", net.n_params, kind="plain")
+    n_params_a = int(ctx.recv(ch.peer, "n_params"))
     enc_labels = ch.recv_foreign("labels")                      # [[w Y]]_A
+    K = enc_labels.shape[1]
+    check_batches(w, cfg["batch_size"], K, cfg["representation_dim"], n_params_a,
+                  net.n_params, cfg["source_name"], cfg["target_name"])
     Xo = X[overlap]
     n_iter = 0
     for epoch in range(cfg["max_iter"]):
-        for b in _batches(len(overlap), cfg, epoch):
+        for b in _epoch_batches(w, cfg, K, epoch):
             net.set_flat(theta)
             U, acts = net.forward(Xo[b])
             wb = w[b]
