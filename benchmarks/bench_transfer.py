@@ -64,14 +64,23 @@ def utility(overlaps, seeds, dataset, gamma):
             train = np.setdiff1d(np.arange(len(X)), test)
             y_fit = y.copy()
             y_fit[b_only] = -1            # B's rows carry no labels
-            ftl = FederatedTransferClassifier(
-                topo, hidden_layer_sizes=(16,), representation_dim=8, max_iter=200, gamma=gamma,
-                encryption=None, random_state=seed).fit(X_fed[train], y_fit[train])
+            try:
+                ftl = FederatedTransferClassifier(
+                    topo, hidden_layer_sizes=(16,), representation_dim=8, max_iter=200,
+                    gamma=gamma, encryption=None, random_state=seed).fit(X_fed[train],
+                                                                         y_fit[train])
+            except ValueError as exc:
+                # Too few overlap rows for these networks: a party's gradient
+                # would determine the other's representations (check_batches).
+                print(f"{n_ov:>7} refused: {exc}")
+                break
             res["ftl"].append(roc_auc_score(y[test], ftl.decision_function(X_fed[test])))
             b_alone = LogisticRegression(max_iter=1000).fit(X[overlap, cut:], y[overlap])
             res["b"].append(roc_auc_score(y[test], b_alone.decision_function(X[test, cut:])))
             joined = LogisticRegression(max_iter=1000).fit(X[train], y[train])
             res["joined"].append(roc_auc_score(y[test], joined.decision_function(X[test])))
+        if not res["ftl"]:
+            continue
         f, b, j = (np.array(res[k]) for k in ("ftl", "b", "joined"))
         print(f"{n_ov:>7} {f.mean():>8.4f}+-{f.std():.3f} {b.mean():>8.4f}+-{b.std():.3f} "
               f"{j.mean():>8.4f}+-{j.std():.3f} {int((f > b).sum()):>4}/{len(seeds)}")
