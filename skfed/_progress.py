@@ -68,7 +68,8 @@ class FitProgress:
     def _attributes(self, state):
         if state is None or self.reconstruct is None:
             return None
-        return self.reconstruct(state)
+        # Lazy: scikit-learn calls it only for callbacks that want a fitted estimator.
+        return lambda: self.reconstruct(state)
 
     def _begin(self, state):
         task = self._ctx.subcontext(task_name=self.unit)

@@ -26,7 +26,7 @@ class Recorder:
         self.begins += 1
 
     def on_fit_task_end(self, estimator, context, *, fitted_estimator=None, **kwargs):
-        if context.task_name != "round":
+        if context.task_name not in ("round", "iteration"):
             return False
         self.ends.append(fitted_estimator)
         return self.stop_after is not None and len(self.ends) >= self.stop_after
@@ -62,3 +62,16 @@ def test_progress_lines(capsys):
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[skfed]")]
     assert len(lines) == 2
     assert "round 2/2" in lines[1] and "objective" in lines[1] and "MB" in lines[1]
+
+
+def test_vertical_progress_and_callbacks(capsys):
+    from skfed import VerticalLogisticRegression, VerticalTopology
+
+    X, y = _data()
+    topo = VerticalTopology({"a": [0, 1], "b": [2, 3]}, label_party="a")
+    rec = Recorder(stop_after=2)
+    est = VerticalLogisticRegression(topo, encryption=None, max_iter=10, tol=None, verbose=1)
+    est.set_callbacks(rec).fit(X, y)
+    assert est.n_iter_ == 2 and len(rec.ends) == 2
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[skfed]")]
+    assert lines[0].startswith("[skfed] iteration 1/10: objective")

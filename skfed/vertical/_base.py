@@ -11,6 +11,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._progress import CallbackSupportMixin, FitProgress
 from ..crypto.paillier import check_key_size
 from ..runtime import LocalRuntime
 from ..runtime.party import party_of
@@ -34,7 +35,7 @@ def _make_runtime():
     return LocalRuntime()
 
 
-class BaseVerticalLinear(BaseEstimator):
+class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
     """Common machinery; subclasses define the task and the output layout."""
 
     _task = None  # "linear" or "logistic"
@@ -141,7 +142,8 @@ class BaseVerticalLinear(BaseEstimator):
             guest: partial(roles.guest_fit, X=X[:, columns[guest]].copy(), Y=Y.copy(),
                            cfg=cfg, seed=int(seed)),
             **{h: partial(roles.host_fit, X=X[:, columns[h]].copy(), cfg=cfg) for h in hosts},
-            topology.arbiter: partial(roles.arbiter_fit, cfg=cfg),
+            topology.arbiter: partial(roles.arbiter_fit, cfg=cfg,
+                                      progress=self._progress(X, Y)),
         }
         results, transcript = self._runtime().run(role_fns)
 
@@ -181,6 +183,11 @@ class BaseVerticalLinear(BaseEstimator):
     def _keep_own_model(self, W, intercept):
         """Store this party's (K, n_own) coefficients and intercepts (subclasses)."""
         raise NotImplementedError
+
+    def _progress(self, X=None, y=None):
+        """Progress lines and callbacks, at the arbiter (it holds no model)."""
+        return FitProgress(self, total=int(self.max_iter), unit="iteration",
+                           verbose=self.verbose, X=X, y=y)
 
     def _check_batch_privacy(self, n_samples, n_columns, party):
         """Refuse mini-batches a party's own gradient would solve for.
@@ -271,7 +278,7 @@ class BaseVerticalLinear(BaseEstimator):
             verbose=int(self.verbose),
         )
         if me == arbiter:
-            role = partial(arbiter_party, cfg=cfg)
+            role = partial(arbiter_party, cfg=cfg, progress=self._progress())
         elif me == guest:
             role = partial(data_party, role=partial(roles.guest_fit, X=X, Y=Y, cfg=cfg,
                                                     seed=int(seed)), cfg=cfg)

@@ -39,7 +39,7 @@ def data_party(ctx, role, cfg):
     return role(ctx)
 
 
-def arbiter_party(ctx, cfg):
+def arbiter_party(ctx, cfg, progress=None):
     """The arbiter: check the set-up of every data party, then run its role."""
     parties = (cfg.label_party, *cfg.hosts)
     mine = _public(cfg)
@@ -52,4 +52,5 @@ def arbiter_party(ctx, cfg):
         raise ProtocolMismatch(
             f"the data parties hold different numbers of rows {sizes}; align the "
             "samples first (skfed.align_samples) and pass the aligned rows")
-    return roles.arbiter_fit(ctx, replace(cfg, n_samples=int(sizes[cfg.label_party])))
+    return roles.arbiter_fit(ctx, replace(cfg, n_samples=int(sizes[cfg.label_party])),
+                             progress=progress)

@@ -46,7 +46,6 @@ comparison with centralised gradient descent.
 
 import contextlib
 import math
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -356,11 +355,13 @@ def _data_party_codec(ctx, cfg):
 
 # -- fit ----------------------------------------------------------------------
 
-def arbiter_fit(ctx, cfg):
+def arbiter_fit(ctx, cfg, progress=None):
     """Arbiter: generates the key pair, decrypts masked gradients and the loss.
 
     Holds no data and no model state. Returns the loss curve, the number of
-    epochs and whether the loss converged.
+    epochs and whether the loss converged. ``progress`` is a local object of
+    the arbiter's process (a :class:`~skfed._progress.FitProgress`): progress
+    lines, and scikit-learn callbacks that may stop the fit.
     """
     if cfg.encryption is None:
         codec = _PlainCodec()
@@ -381,9 +382,8 @@ def arbiter_fit(ctx, cfg):
         loss = codec.decrypt(codec.from_wire(ctx.recv(cfg.label_party, "loss")))
         epoch_loss = float(np.sum(loss))
         loss_curve.append(epoch_loss)
-        if cfg.verbose:
-            print(f"Iteration {epoch + 1}, loss = {epoch_loss:.8f}", file=sys.stdout,
-                  flush=True)
+        asked_to_stop = progress is not None and progress.update(
+            epoch + 1, objective=epoch_loss, nbytes=ctx.bytes_sent + ctx.bytes_received)
         # scikit-learn's SGD rule: converged after N_ITER_NO_CHANGE epochs in a
         # row without improving the best loss by tol (one flat epoch is not
         # enough: Adam's loss can pause before falling again).
@@ -392,10 +392,12 @@ def arbiter_fit(ctx, cfg):
             best_loss = min(best_loss, epoch_loss)
             converged = no_improvement >= N_ITER_NO_CHANGE
         finite = bool(np.isfinite(epoch_loss))
-        stop = converged or epoch + 1 == cfg.max_iter or not finite
+        stop = converged or asked_to_stop or epoch + 1 == cfg.max_iter or not finite
         ctx.broadcast(parties, "stop", bool(stop))
         if stop:
             break
+    if progress is not None:
+        progress.close()
     return {"loss_curve": loss_curve, "n_iter": len(loss_curve), "converged": converged}
 
 
