@@ -34,8 +34,13 @@ has the key owner decrypt it. Neither side ever decrypts a per-row quantity.
 
 What each side learns, per step: A learns ``dL/dPhi`` (K x d aggregate), its
 own parameter gradient and the loss value; B learns its own parameter
-gradient. Both learn public sizes, which overlap rows are labelled (as in the
-paper, B's loss is a sum over them) and the stopping decision.
+gradient. Both learn public sizes (including each network's number of
+parameters), which overlap rows are labelled (as in the paper, B's loss is a
+sum over them) and the stopping decision. A party's exact gradient is a set
+of equations in the other's values (A's alignment gradient is linear in
+``U^B`` through A's own Jacobian, B's in ``T``): :func:`check_batches` refuses
+batches in which they would determine them; the projection that remains is
+described in docs/transfer.rst.
 """
 
 import contextlib
@@ -53,7 +58,8 @@ from ..crypto.paillier import (
 from ..runtime.local import PartyContext as LocalPartyContext
 from .networks import SGD, Adam, DenseNet, PlainOps, flatten_blocks
 
-__all__ = ["objective", "source", "target", "source_predict", "target_predict"]
+__all__ = ["objective", "source", "target", "source_predict", "target_predict",
+           "check_batches", "n_parameters"]
 
 LOG2 = float(np.log(2.0))
 
