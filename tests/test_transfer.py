@@ -413,6 +413,28 @@ def test_attack_fails_on_an_accepted_batch(monkeypatch):
     assert np.linalg.norm(UB_hat - UB) > 0.1 * np.linalg.norm(UB)
 
 
+def test_symmetric_attack_by_the_target_is_refused(monkeypatch):
+    # B's gradient is J_B^T vec(T + 2 gamma/n_b U^B), T = -2 gamma/n_b U^A on
+    # unlabelled rows: 12 rows x d=2 = 24 unknowns against B's 46 parameters
+    # (A's 18 parameters + dL/dPhi + loss give 21 equations: A's side is fine).
+    n, gamma = 12, 1.0
+    rng = np.random.RandomState(0)
+    XA, XB = rng.randn(n, 1), rng.randn(n, 8)
+    cfg = _cfg(hidden_layer_sizes=[4], representation_dim=2, gamma=gamma)
+    net_a, net_b = roles._net(1, cfg, 1), roles._net(8, cfg, 2)
+    UA, UB = net_a.forward(XA)[0], net_b.forward(XB)[0]
+    _, acts = net_b.forward(XB)
+    g_b = flatten_blocks(net_b.backward(acts, 2 * gamma / n * (UB - UA)))
+    JT = _alignment_jacobian(net_b, XB, np.arange(n))
+    rhs = JT @ UB.ravel() - n / (2 * gamma) * g_b
+    UA_hat = np.linalg.lstsq(JT, rhs, rcond=None)[0].reshape(UA.shape)
+    np.testing.assert_allclose(UA_hat, UA, atol=1e-9)
+    w = np.zeros(n, dtype=bool)
+    roles.check_batches(w, None, 1, 2, net_a.n_params, 23, "A", "B")
+    with pytest.raises(ValueError, match="target 'B' solve for the source's"):
+        roles.check_batches(w, None, 1, 2, net_a.n_params, net_b.n_params, "A", "B")
+
+
 def test_guard_protects_the_source_and_single_labelled_rows():
     # B's gradient is linear in T = -2 gamma / n_b U^A on unlabelled rows.
     w = np.zeros(20, dtype=bool)
