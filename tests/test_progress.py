@@ -75,3 +75,16 @@ def test_vertical_progress_and_callbacks(capsys):
     assert est.n_iter_ == 2 and len(rec.ends) == 2
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[skfed]")]
     assert lines[0].startswith("[skfed] iteration 1/10: objective")
+
+
+def test_transfer_progress_and_callbacks(capsys):
+    from skfed import FederatedTransferClassifier
+
+    X, y = _data()
+    rec = Recorder(stop_after=2)
+    est = FederatedTransferClassifier(encryption=None, max_iter=10, tol=0.0, verbose=1,
+                                      random_state=0)
+    est.set_callbacks(rec).fit(X, y)
+    assert est.n_iter_ == 2 and len(rec.ends) == 2
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[skfed]")]
+    assert lines[0].startswith("[skfed] iteration 1/10: objective")

@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._progress import CallbackSupportMixin, FitProgress
 from ..crypto.paillier import check_key_size
 from ..runtime import LocalRuntime
 from ..topology import VerticalTopology
@@ -68,7 +69,7 @@ def _presence(X, cols, party):
     return held
 
 
-class FederatedTransferClassifier(ClassifierMixin, BaseEstimator):
+class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     """Secure federated transfer learning between a labelled source and a target.
 
     Two parties hold different features (a :class:`~skfed.VerticalTopology`
@@ -331,7 +332,9 @@ class FederatedTransferClassifier(ClassifierMixin, BaseEstimator):
         fns = {
             src: partial(roles.source, X=X[np.ix_(rows_a, columns[src])].copy(),
                          labelled=lab_a, Y=Y, overlap=pos_a,
-                         cfg={**cfg, "network_seed": int(seeds[1])}),
+                         cfg={**cfg, "network_seed": int(seeds[1])},
+                         progress=FitProgress(self, total=int(self.max_iter),
+                                              unit="iteration", verbose=self.verbose)),
             tgt: partial(roles.target, X=X[np.ix_(rows_b, columns[tgt])].copy(),
                          overlap=pos_b, cfg={**cfg, "network_seed": int(seeds[2])}),
         }

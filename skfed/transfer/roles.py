@@ -358,7 +358,7 @@ def objective(net_a, net_b, XA, XB, labelled, Y, overlap_a, overlap_b, w, gamma,
 
 
 # -- training ------------------------------------------------------------------
-def source(ctx, X, labelled, Y, overlap, cfg):
+def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
     """Party A: features ``X`` (its rows), labels ``Y`` (K columns in {-1, +1})
     on rows ``labelled``; ``overlap`` gives the position in ``X`` of each
     overlap row, in the order both parties agreed on.
@@ -425,18 +425,22 @@ def source(ctx, X, labelled, Y, overlap, cfg):
             theta = opt.step(theta, grad)
             epoch_loss += loss * n_b / len(overlap)
         losses.append(epoch_loss)
-        if cfg["verbose"]:
-            print(f"Iteration {epoch + 1}, loss = {epoch_loss:.8f}")
+        # ``progress`` is a local object of A's process: progress lines and
+        # scikit-learn callbacks, which may stop the fit.
+        asked_to_stop = progress is not None and progress.update(
+            epoch + 1, objective=epoch_loss, nbytes=ctx.bytes_sent + ctx.bytes_received)
         if epoch_loss > best - cfg["tol"]:
             stall += 1
         else:
             stall = 0
         best = min(best, epoch_loss)
-        stop = stall >= cfg["n_iter_no_change"]
+        stop = stall >= cfg["n_iter_no_change"] or asked_to_stop
         ctx.send(ch.peer, "continue", not stop, kind="plain")
         if stop:
             break
     ch.close()
+    if progress is not None:
+        progress.close()
     net.set_flat(theta)
     U, _ = net.forward(X)
     return {"coefs": net.coefs, "intercepts": net.intercepts,
