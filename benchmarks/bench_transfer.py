@@ -145,7 +145,11 @@ def main():
     p.add_argument("--n-jobs", type=int, default=None)
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-utility", action="store_true")
+    p.add_argument("--quick", action="store_true",
+                   help="2 seeds, overlap 100 only, 100 speed rows (for make bench)")
     args = p.parse_args()
+    if args.quick:
+        args.overlaps, args.seeds, args.speed_rows = [100], 2, 100
     if not args.skip_utility:
         utility(args.overlaps, range(args.seeds), args.dataset, args.gamma)
     if not args.skip_speed:
