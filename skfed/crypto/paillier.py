@@ -617,6 +617,9 @@ def _generate_obfuscators(ctx, count, n_jobs, force_parallel=False):
     """``count`` fresh DJN randomisers as a list, chunked over joblib workers."""
     if count <= 0:
         return []
+    # As in the workers: without it, role threads computing randomisers at
+    # the same time convoy on the interpreter lock (~30% slower measured).
+    _release_gil()
     if force_parallel:
         k = max(1, min(effective_n_jobs(n_jobs), count))
     else:
@@ -893,6 +896,7 @@ class ObfuscatorPool:
         )
 
     def _refill(self):
+        _release_gil()
         parallel = effective_n_jobs(self.n_jobs) > 1
         try:
             while True:
@@ -1232,6 +1236,7 @@ class EncryptedArray:
         ints = _encode(values, s, ctx.max_int)
         if pool is not None:
             _check_pool(pool, ctx, obfuscator)
+            _release_gil()
             plain = _obj_from_list([gmpy2.mpz(int(v) % ctx.n) for v in ints.ravel().tolist()])
             c = _obj((plain * ctx.n + 1) * pool.take(plain.size) % ctx.nsquare)
         else:
