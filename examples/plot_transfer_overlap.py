@@ -7,6 +7,10 @@ the target the bottom half. For growing overlaps we compare the target's AUC
 on its held-out rows for FTL and for a logistic regression trained only on the
 labelled overlap rows ("B alone"). Runs unencrypted (the same messages; see
 ``docs/transfer.rst`` for the encrypted cost).
+
+Overlaps below ~85 rows are refused for this network: with so few rows per
+batch, a party's own gradient would determine the other party's
+representations (see "What each side learns" in ``docs/transfer.rst``).
 """
 
 import numpy as np
@@ -26,7 +30,7 @@ except ImportError:  # pragma: no cover - optional dependency
 X, y = load_digits(return_X_y=True)
 X, y = StandardScaler().fit_transform(X), (y >= 5).astype(int)
 cut = X.shape[1] // 2
-overlaps, seeds = [25, 50, 100, 200, 400], range(3)
+overlaps, seeds = [100, 200, 400], range(3)
 ftl_auc, b_auc = [], []
 for n_ov in overlaps:
     f, b = [], []
@@ -45,6 +49,7 @@ for n_ov in overlaps:
         b.append(roc_auc_score(y[test], lr.decision_function(X[test, cut:])))
     ftl_auc.append(np.mean(f))
     b_auc.append(np.mean(b))
+    print(f"overlap {n_ov:>4}: FTL AUC {ftl_auc[-1]:.3f}   B alone {b_auc[-1]:.3f}")
 
 plt.plot(overlaps, ftl_auc, "o-", label="federated transfer (FTL)")
 plt.plot(overlaps, b_auc, "s--", label="B alone (overlap rows only)")
