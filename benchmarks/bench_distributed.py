@@ -48,11 +48,8 @@ from skfed.runtime.grpc import free_local_ports  # noqa: E402
 PARTIES = ("arbiter", "guest", "host")
 
 
-def load():
-    try:
-        return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    except OSError:
-        return "load average unavailable"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import load  # noqa: E402
 
 
 def write_csv(path, header, columns):

@@ -38,11 +38,8 @@ from skfed.runtime.grpc import GrpcRuntime, free_local_ports  # noqa: E402
 PARTIES = ("arbiter", "guest", "host")
 
 
-def load():
-    try:
-        return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    except OSError:
-        return "load average unavailable"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import load  # noqa: E402
 
 
 def fit_parties(X, y, topo, params, use_dask):

@@ -51,14 +51,8 @@ from skfed.crypto import paillier  # noqa: E402
 from skfed.crypto.paillier import generate_keypair  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import load  # noqa: E402
 from _offline import precompute, precomputed, recording_pools  # noqa: E402
-
-
-def load():
-    try:
-        return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    except OSError:
-        return "load average unavailable"
 
 
 def fit_seconds(est, X, y):
