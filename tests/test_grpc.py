@@ -265,20 +265,28 @@ def test_mutual_tls_is_the_default():
 
 # -- failures -----------------------------------------------------------------
 
-def _run_threads(runtimes, roles):
-    results, errors = {}, {}
+def _in_threads(names, work):
+    """Run ``work(name)`` for every party in its own thread; the errors by party."""
+    errors = {}
 
     def target(name):
         try:
-            results.update(runtimes[name].run({name: roles[name]})[0])
+            work(name)
         except Exception as exc:  # noqa: BLE001 - inspected by the test
             errors[name] = exc
 
-    threads = [threading.Thread(target=target, args=(n,)) for n in roles]
+    threads = [threading.Thread(target=target, args=(n,)) for n in names]
     for t in threads:
         t.start()
     for t in threads:
         t.join(PROCESS_LIMIT)
+    return errors
+
+
+def _run_threads(runtimes, roles):
+    results = {}
+    errors = _in_threads(
+        roles, lambda name: results.update(runtimes[name].run({name: roles[name]})[0]))
     return results, errors
 
 
@@ -319,20 +327,7 @@ def test_disagreeing_settings_are_named(pki):
         topology=topo, n_rounds=2, eta0=0.5 if p == "client1" else 0.01,
         runtime=GrpcRuntime(p, addresses, **_tls(pki, p), timeout=60)) for p in names}
     data = {"server": (None, None), "client0": (X[:20], y[:20]), "client1": (X[20:], y[20:])}
-    roles = {p: None for p in names}
-    errors = {}
-
-    def target(p):
-        try:
-            ests[p].fit(*data[p])
-        except Exception as exc:  # noqa: BLE001
-            errors[p] = exc
-
-    threads = [threading.Thread(target=target, args=(p,)) for p in roles]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(PROCESS_LIMIT)
+    errors = _in_threads(names, lambda p: ests[p].fit(*data[p]))
     for est in ests.values():
         est.runtime.close()
     assert "eta0: 'client1' has 0.5, 'server' has 0.01" in str(errors["server"])
@@ -427,23 +422,16 @@ def test_collaborative_predict_per_party(pki):
         p, addresses, **_tls(pki, p), timeout=60)) for p in names}
     fit_data = {"arbiter": (None, None), "bank": (X[:, :2], y), "shop": (X[:, 2:], None)}
     new = np.random.RandomState(1).randn(7, 4)
-    out, errors = {}, {}
+    out = {}
 
     def party(p):
-        try:
-            ests[p].fit(*fit_data[p])
-            if p == "bank":
-                out[p] = (ests[p].predict(new[:, :2]), ests[p].predict_proba(new[:, :2]))
-            elif p == "shop":
-                out[p] = (ests[p].predict(new[:, 2:]), ests[p].predict_proba(new[:, 2:]))
-        except Exception as exc:  # noqa: BLE001
-            errors[p] = exc
+        ests[p].fit(*fit_data[p])
+        if p == "bank":
+            out[p] = (ests[p].predict(new[:, :2]), ests[p].predict_proba(new[:, :2]))
+        elif p == "shop":
+            out[p] = (ests[p].predict(new[:, 2:]), ests[p].predict_proba(new[:, 2:]))
 
-    threads = [threading.Thread(target=party, args=(p,)) for p in names]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(PROCESS_LIMIT)
+    errors = _in_threads(names, party)
     for est in ests.values():
         est.runtime.close()
     assert not errors, errors
