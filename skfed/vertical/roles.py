@@ -193,6 +193,9 @@ class _PlainCodec:
     def idle(self):
         return contextlib.nullcontext()
 
+    def expect(self, count):
+        pass
+
     def encrypt(self, a):
         return np.array(a, dtype=np.float64)
 
@@ -276,6 +279,15 @@ class _PaillierCodec:
 
     def idle(self):
         return self.pool.idle() if self.pool is not None else contextlib.nullcontext()
+
+    def expect(self, count):
+        # The pool refills (while the party waits) up to exactly what the
+        # protocol will take before the party's next big encryption: without
+        # this it aims at its largest request so far, and in the fit's last
+        # batch computes a whole batch of randomisers nobody uses, on the
+        # cores the other parties are computing on.
+        if self.pool is not None:
+            self.pool.reserve(count)
 
     def encrypt(self, a):
         return self._p.EncryptedArray.encrypt(self.public_key, np.asarray(a, dtype=np.float64),
@@ -401,6 +413,16 @@ def arbiter_fit(ctx, cfg, progress=None):
     return {"loss_curve": loss_curve, "n_iter": len(loss_curve), "converged": converged}
 
 
+def _next_batch_size(cfg, batches, epoch, b):
+    """Rows of the batch after batch ``b`` of ``epoch``; 0 after the last one
+    ``max_iter`` allows (an early stop wastes at most one batch's refill)."""
+    if b + 1 < len(batches):
+        return len(batches[b + 1])
+    if epoch + 1 < cfg.max_iter:
+        return batch_sizes(cfg.n_samples, cfg.batch_size)[0]
+    return 0
+
+
 def _masked_gradient_step(ctx, cfg, codec, enc_grad, W, optimizer, n_batch, penalised):
     """Mask [[G]], let the arbiter decrypt it, unmask, add the L2 term, step."""
     masked, mask = codec.mask(enc_grad)
@@ -443,15 +465,18 @@ def guest_fit(ctx, X, Y, cfg, seed):
     rng = np.random.default_rng(batch_seed)
     r, c, const = _residual_form(cfg.task, K)
     n = cfg.n_samples
-    for _ in range(cfg.max_iter):
+    for epoch in range(cfg.max_iter):
         enc_epoch_loss = None
-        for idx in epoch_batches(rng, cfg.n_samples, cfg.batch_size):
+        batches = epoch_batches(rng, cfg.n_samples, cfg.batch_size)
+        for b, idx in enumerate(batches):
             Xk, Yk, nb = Xb[idx], Y[idx], len(idx)
             a = Xk @ W - c * Yk
             # A fresh encryption of the guest's own part, computed before the
             # hosts' parts arrive: its new randomness re-randomises the sum, so
             # a host cannot divide its own [[u_k]] out of [[d]] to read a.
             enc_d = codec.encrypt(a)
+            # Randomisers still to take: this batch's mask, the next batch's a.
+            codec.expect(Xb.shape[1] * K + _next_batch_size(cfg, batches, epoch, b) * K)
             for h in cfg.hosts:
                 enc_d = codec.add(enc_d, codec.from_wire(_recv(ctx, codec, h, "u")))
             ctx.broadcast(cfg.hosts, "d", codec.to_wire(enc_d), kind=codec.kind_ct)
@@ -493,11 +518,14 @@ def host_fit(ctx, X, cfg):
     rng = np.random.default_rng(batch_seed)
     d_own = X.shape[1]
     r = _residual_form(cfg.task, K)[0]
-    for _ in range(cfg.max_iter):
-        for idx in epoch_batches(rng, cfg.n_samples, cfg.batch_size):
+    for epoch in range(cfg.max_iter):
+        batches = epoch_batches(rng, cfg.n_samples, cfg.batch_size)
+        for b, idx in enumerate(batches):
             Xk, nb = X[idx], len(idx)
             u = Xk @ W
             ctx.send(cfg.label_party, "u", codec.to_wire(codec.encrypt(u)), kind=codec.kind_ct)
+            # Randomisers still to take: the loss term, the mask, the next u.
+            codec.expect(1 + d_own * K + _next_batch_size(cfg, batches, epoch, b) * K)
             enc_d = codec.from_wire(_recv(ctx, codec, cfg.label_party, "d"))
             prod = codec.matmul(np.vstack([Xk.T, u.T]), enc_d)
             reg = nb * cfg.alpha * float(np.sum(W ** 2)) / r
