@@ -72,8 +72,11 @@ def _cfg(**kw):
     return cfg
 
 
+@pytest.mark.parametrize("hidden", [[2], []], ids=["hidden", "linear"])
 @pytest.mark.parametrize("encryption", [None, "paillier"])
-def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption):
+def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption, hidden):
+    """Both protocols: unpacked ciphertexts through hidden layers, and
+    row-packed ciphertexts for linear representations."""
     rng = np.random.RandomState(3)
     XA, XB = rng.randn(14, 3), rng.randn(12, 2)
     labelled = np.array([0, 2, 3, 4, 6, 8, 9, 11, 13])
@@ -82,7 +85,7 @@ def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption):
     overlap_b = np.array([1, 2, 4, 5, 6, 7, 9, 10, 11])
     w = np.isin(overlap_a, labelled).astype(float)
     # Networks small enough for 9 overlap rows (roles.check_batches).
-    cfg = _cfg(encryption=encryption, hidden_layer_sizes=[2])
+    cfg = _cfg(encryption=encryption, hidden_layer_sizes=hidden)
     results, _ = LocalRuntime().run({
         "A": partial(roles.source, X=XA, labelled=labelled, Y=Y, overlap=overlap_a,
                      cfg={**cfg, "network_seed": 1}),
@@ -106,12 +109,13 @@ def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption):
 
 
 # -- fidelity of the encrypted protocol ------------------------------------------------
+@pytest.mark.parametrize("hidden", [(4,), ()], ids=["hidden", "linear"])
 @pytest.mark.parametrize("n_classes", [2, 3])
-def test_encrypted_equals_unencrypted(n_classes):
+def test_encrypted_equals_unencrypted(n_classes, hidden):
     X, y, y_fit, cut = _data(n_classes=n_classes)
     # Two batches of 15 overlap rows: small networks (roles.check_batches).
     kw = dict(max_iter=3, key_size=KEY, random_state=0, batch_size=15,
-              hidden_layer_sizes=(4,), representation_dim=4)
+              hidden_layer_sizes=hidden, representation_dim=4)
     plain = FederatedTransferClassifier(TOPO, encryption=None, **kw).fit(X, y_fit)
     enc = FederatedTransferClassifier(TOPO, **kw).fit(X, y_fit)
     np.testing.assert_allclose(enc.loss_curve_, plain.loss_curve_, rtol=1e-7)
@@ -123,6 +127,22 @@ def test_encrypted_equals_unencrypted(n_classes):
         tags = [m.tag for m in plain.transcript_.filter(sender=party)]
         assert tags == [m.tag for m in enc.transcript_.filter(sender=party)
                         if m.kind != "public_key"]
+
+
+def test_linear_protocol_with_an_unlabelled_batch():
+    """A batch without labelled rows takes the protocol's other loss branch."""
+    X, y, y_fit, cut = _data(n=150)
+    y_fit[53:cut] = -1                          # 3 labelled overlap rows: one batch
+    kw = dict(max_iter=2, key_size=KEY, random_state=0, batch_size=25,
+              hidden_layer_sizes=(), representation_dim=4)
+    plain = FederatedTransferClassifier(TOPO, encryption=None, **kw).fit(X, y_fit)
+    enc = FederatedTransferClassifier(TOPO, **kw).fit(X, y_fit)
+    w = np.isin(np.arange(50, 100), np.arange(50, 53))
+    batches = roles._batches(w, 25, 1, 4, 0)
+    assert sorted(int(w[b].sum()) for b in batches) == [0, 3]
+    np.testing.assert_allclose(enc.loss_curve_, plain.loss_curve_, rtol=1e-7)
+    np.testing.assert_allclose(enc.decision_function(X[cut:]),
+                               plain.decision_function(X[cut:]), rtol=1e-6, atol=1e-8)
 
 
 def test_learns_something_and_api():
@@ -192,35 +212,44 @@ def _raw_chunks(a):
     return [v.tobytes() for v in a.ravel() if np.isfinite(v) and v != 0]
 
 
-def test_transcript_carries_nothing_private(monkeypatch):
+@pytest.mark.parametrize("hidden", [(16,), ()], ids=["hidden", "linear"])
+def test_transcript_carries_nothing_private(monkeypatch, hidden):
     monkeypatch.setattr(ftl_estimator, "_make_runtime",
                         lambda: LocalRuntime(keep_payloads=True))
     X, y, y_fit, cut = _data(n=90)
-    clf = FederatedTransferClassifier(TOPO, max_iter=2, key_size=KEY, random_state=0)
+    clf = FederatedTransferClassifier(TOPO, max_iter=2, key_size=KEY, random_state=0,
+                                      hidden_layer_sizes=hidden)
     clf.fit(X, y_fit)
     scores, predict_transcript = clf._collaborative_scores(X[cut:, 3:])
     np.testing.assert_allclose(scores[:, 0], clf.decision_function(X[cut:]), atol=1e-8)
     private = (_raw_chunks(X[~np.isnan(X)]) + _raw_chunks(clf.source_model_["phi"])
                + _raw_chunks(clf.source_model_["coefs"][0])
                + _raw_chunks(clf.target_model_["coefs"][0]))
+    public = {"labelled_overlap", "continue", "n_params"} | ({"n_outputs"} if not hidden
+                                                              else set())
     for transcript in (clf.transcript_, predict_transcript):
         assert len(transcript) > 0
         for m in transcript:
             if m.kind == "plain":
                 # Public by protocol: which overlap rows are labelled, the stop
-                # flag, each network's number of parameters.
-                assert m.tag in {"labelled_overlap", "continue", "n_params"}, m
+                # flag, each network's number of parameters (and the number of
+                # outputs, which [[Phi]]'s shape shows anyway).
+                assert m.tag in public, m
                 value = np.asarray(m.decoded())
-                assert value.dtype == (int if m.tag == "n_params" else bool)
+                assert value.dtype == (bool if m.tag in {"labelled_overlap", "continue"}
+                                       else int)
             elif m.kind == "masked":
                 assert np.asarray(m.decoded()).dtype == object  # masked big integers
             elif m.kind == "ciphertext":
-                assert m.decoded()["scheme"] == "paillier"
+                obj = m.decoded()
+                if obj.get("kind") == "packed-rows":        # several values per ciphertext
+                    obj = obj["ciphertexts"]
+                assert obj["scheme"] == "paillier"
             for chunk in private:
                 assert chunk not in m.payload
     # The labels themselves (as +-1 floats, or the classes) never travel in plain.
     plain_tags = {m.tag for m in clf.transcript_ if m.kind == "plain"}
-    assert plain_tags == {"labelled_overlap", "continue", "n_params"}
+    assert plain_tags == public
 
 
 def test_unencrypted_mode_marks_everything_plain(monkeypatch):

@@ -32,6 +32,30 @@ Each party pushes its encrypted output gradient through its own network
 plaintext), adds a statistical mask to the encrypted parameter gradient and
 has the key owner decrypt it. Neither side ever decrypts a per-row quantity.
 
+**Linear representations** (``hidden_layer_sizes=()``, ``u = [x, 1] theta``)
+take a cheaper protocol with the same decryptions. Every product with a
+per-row ciphertext is then a plaintext matrix times ciphertext rows, which
+row-packed ciphertexts (:class:`~skfed.crypto.packing.PackedRows`, ~11
+values per 2048-bit ciphertext) support, so the ``n_b x d`` matrices ``T``
+and ``U^B`` cost ``n_b ceil(d / 11)`` encryptions instead of ``n_b d``:
+
+* B's gradient ``[X^B, 1]^T [[T]] + ([X^B, 1]^T diag(w) U^B) [[M]]``: the
+  d x d product taken *after* the sum over rows;
+* A's alignment term ``[X^A, 1]^T [[U^B]]`` (which, with A's own
+  ``theta``, also gives A the loss's ``<U^A, U^B>``: for a linear map
+  ``<U, G> = theta . J^T G``);
+* ``V = (wY)^T U^B``: A computes ``[[V]]`` under B's key (factors +-1),
+  masks every slot with ``R``; B decrypts ``V + R``, returns
+  ``[[Sigma Phi^T - 2 (V + R)^T]]`` under A's key and A adds ``2 R`` back:
+  A learns ``dL/dPhi = c/4 (Phi Sigma - 2 V)`` exactly as before;
+* the loss: B returns ``[[Phi . (V + R) - 4/c L_B]]`` (``L_B`` its own
+  plaintext terms), A removes ``Phi . R``; with ``Phi . dL/dPhi`` and
+  ``<U^A, U^B>`` this is the loss, one scalar as before.
+
+A still decrypts its alignment gradient, ``dL/dPhi`` and one loss scalar;
+B its gradient and masked values; :func:`check_batches` counts the same
+equations.
+
 What each side learns, per step: A learns ``dL/dPhi`` (K x d aggregate), its
 own parameter gradient and the loss value; B learns its own parameter
 gradient. Both learn public sizes (including each network's number of
@@ -47,7 +71,16 @@ import contextlib
 
 import numpy as np
 
+from ..crypto.packing import (
+    PackedRows,
+    add_ints,
+    dot_ints,
+    fixed_point,
+    unpack_ints,
+    unpack_masked,
+)
 from ..crypto.paillier import (
+    DEFAULT_PRECISION_BITS,
     EncryptedArray,
     ObfuscatorPool,
     decode_masked,
@@ -62,6 +95,10 @@ __all__ = ["objective", "source", "target", "source_predict", "target_predict",
            "check_batches", "n_parameters"]
 
 LOG2 = float(np.log(2.0))
+# Bits a plaintext factor of ``X @ [[V]]`` may take in a packed product: the
+# default 32-bit precision plus 16 bits of scale lift between rows of
+# different magnitudes (the slot width reserves them).
+PACK_EXPONENT_BITS = 48
 
 
 # -- encryption: the same messages with or without Paillier ------------------
@@ -95,6 +132,7 @@ class _Channel:
         self.paillier = cfg["encryption"] == "paillier"
         self.n_jobs = cfg.get("n_jobs")
         self.sigma_bits = 80
+        self.phi_scale = DEFAULT_PRECISION_BITS  # what send_encrypted encodes at
         self.own_pool = self.peer_pool = None
         if self.paillier:
             self.pk, self.sk = generate_keypair(cfg["key_size"])
@@ -177,7 +215,8 @@ class _Channel:
         """Decrypt the peer's masked values and return them (still masked)."""
         obj = self._recv(tag)
         if self.paillier:
-            enc = EncryptedArray.from_wire(self.pk, obj)
+            enc = PackedRows.from_wire(self.pk, obj).enc if PackedRows.is_wire(obj) \
+                else EncryptedArray.from_wire(self.pk, obj)
             ints = enc.decrypt_encoded(self.sk, n_jobs=self.n_jobs)
             self.ctx.send(self.peer, tag + "_decrypted", ints, kind="masked")
         else:
@@ -189,6 +228,72 @@ class _Channel:
             return np.asarray(obj, dtype=float)
         mask, scale = state
         return decode_masked(obj, mask, scale, sigma_bits=self.sigma_bits)
+
+    # packed rows (the linear protocol) ----------------------------------------
+    def send_rows(self, tag, values, n_terms):
+        """Encrypt a matrix row-packed under our key; slots sized for ``n_terms`` summands."""
+        values = np.asarray(values, dtype=float)
+        if self.paillier:
+            slot = PackedRows.slot_bits_for(n_terms, PACK_EXPONENT_BITS, self.sigma_bits)
+            payload = PackedRows.encrypt(self.pk, values, slot_bits=slot, n_jobs=self.n_jobs,
+                                         pool=self.own_pool).to_wire()
+        else:
+            payload = values
+        self.ctx.send(self.peer, tag, payload, kind=self.kind)
+
+    def recv_rows(self, tag):
+        """Receive a row-packed matrix under the peer's key."""
+        obj = self._recv(tag)
+        return PackedRows.from_wire(self.peer_pk, obj, n_jobs=self.n_jobs) \
+            if self.paillier else np.asarray(obj, dtype=float)
+
+    def send_masked_rows(self, tag, packed):
+        """Mask every slot of a packed matrix under the peer's key; the peer decrypts."""
+        if not self.paillier:
+            self.ctx.send(self.peer, tag, np.asarray(packed, dtype=float), kind="plain")
+            return None
+        masked, mask = packed.add_random_mask(self.sigma_bits, n_jobs=self.n_jobs,
+                                              pool=self.peer_pool)
+        self.ctx.send(self.peer, tag, masked.to_wire(), kind="ciphertext")
+        return mask, packed
+
+    def recv_unmasked_rows(self, tag, state):
+        obj = self._recv(tag + "_decrypted")
+        if not self.paillier:
+            return np.asarray(obj, dtype=float)
+        mask, p = state
+        return unpack_masked(obj, mask, p.scale_bits, p.width, p.slot_bits, p.n_slots,
+                             p.value_bits)
+
+    def recv_own_adding(self, tag, ints, scale):
+        """Decrypt a value under our key and add integers at ``scale`` to it.
+
+        The peer subtracted a value it only knew masked (``V + R``); adding
+        our multiple of the mask ``R`` back here keeps the arithmetic exact.
+        """
+        obj = self._recv(tag)
+        if not self.paillier:
+            return np.asarray(obj, dtype=float)
+        enc = EncryptedArray.from_wire(self.pk, obj)
+        vals = enc.decrypt_encoded(self.sk, n_jobs=self.n_jobs)
+        if ints is not None:
+            shift = enc.scale_bits - scale
+            vals = vals + np.asarray(ints, dtype=object) * (1 << shift)
+        s = 1 << enc.scale_bits
+        return np.array([int(v) / s for v in np.ravel(vals)]).reshape(vals.shape)
+
+    def recv_masked_rows(self, tag):
+        """Decrypt a masked packed matrix the peer sent *for us to keep*.
+
+        Returns the masked slot integers and their scale (``None`` scale and
+        the plain values without encryption).
+        """
+        obj = self._recv(tag)
+        if not self.paillier:
+            return np.asarray(obj, dtype=float), None
+        p = PackedRows.from_wire(self.pk, obj)
+        ints = p.enc.decrypt_encoded(self.sk, n_jobs=self.n_jobs)
+        return unpack_ints(ints, p.width, p.slot_bits, p.n_slots), p.scale_bits
 
 
 def _optimizer(cfg):
@@ -357,6 +462,130 @@ def objective(net_a, net_b, XA, XB, labelled, Y, overlap_a, overlap_b, w, gamma,
     return float(loss), grad_a, grad_b
 
 
+# -- one step of training, per party and protocol ---------------------------------
+def _with_ones(A):
+    return np.hstack([A, np.ones((A.shape[0], 1))])
+
+
+def _source_step(ch, net, theta, acts, U, Phi, rows, wY, c, gamma, labelled, Y, n_lab):
+    """A's side of one step for networks with hidden layers (unpacked ciphertexts).
+
+    ``wY`` (K, n_b) are the batch's labels, 0 on unlabelled rows. Returns
+    A's gradient without the L2 term and the loss terms that involve B.
+    """
+    n_b = len(rows)
+    ch.send_encrypted("phi_t", Phi.T)
+    ch.send_encrypted("m", 0.25 * c * Phi.T @ Phi)
+    ch.send_encrypted("t", -0.5 * c * wY.T @ Phi - 2 * gamma / n_b * U[rows])
+    # Alignment gradient under B's key, pushed through our network; backprop
+    # is linear, so the constant factor applies to the (smaller) result.
+    enc_ub = ch.recv_foreign("u_b")
+    acts_rows = [a[rows] for a in acts]
+    blocks = [e * (-2 * gamma / n_b) + p for e, p in zip(
+        net.backward(acts_rows, enc_ub, ops=ch.ops),
+        net.backward(acts_rows, 2 * gamma / n_b * U[rows]))]
+    state = ch.send_masked("grad_source", blocks)
+    g_phi = ch.recv_own("g_phi").T                     # (K, d)
+    loss_b = float(ch.recv_own("loss_target")[0])
+    ch.serve_decrypt("grad_target")
+    g_align = ch.recv_unmasked("grad_source", state)
+    return _class_gradient(net, acts, U, labelled, Y, g_phi, n_lab) + g_align, loss_b
+
+
+def _class_gradient(net, acts, U, labelled, Y, g_phi, n_lab):
+    # Phi's gradient flows to A's labelled rows: dPhi/du_j = y_j / N_L.
+    G_lab = np.zeros_like(U)
+    G_lab[labelled] = Y @ g_phi / n_lab
+    return flatten_blocks(net.backward(acts, G_lab))
+
+
+def _source_step_linear(ch, net, theta, acts, U, Phi, rows, wY, c, gamma, labelled, Y,
+                        n_lab):
+    """A's side of one step for linear representations (row-packed ciphertexts).
+
+    With ``u = [x, 1] theta`` every product with a per-row ciphertext is a
+    plaintext matrix times row-packed ciphertexts, so whole rows travel in
+    a few ciphertexts (see the module docstring). Same inputs and outputs as
+    :func:`_source_step`.
+    """
+    n_b, d = len(rows), Phi.shape[1]
+    phi_ints = fixed_point(Phi.T, ch.phi_scale)
+    ch.send_encrypted("phi_t", Phi.T)
+    ch.send_rows("m", 0.25 * c * Phi.T @ Phi, n_terms=n_b + d + 2)
+    ch.send_rows("t", -0.5 * c * wY.T @ Phi - 2 * gamma / n_b * U[rows], n_terms=n_b + d + 2)
+    enc_ub = ch.recv_rows("u_b")                       # [[U^B]] under B's key
+    # V = (wY)^T U^B enters dL/dPhi; B adds it to its own term under our key
+    # after decrypting it masked (v_state keeps the mask R).
+    v_state = ch.send_masked_rows("v", wY @ enc_ub)
+    Xa = _with_ones(acts[0][rows])
+    xu_state = ch.send_masked_rows("grad_source", Xa.T @ enc_ub)
+    ch.serve_decrypt("grad_target")
+    R, s_v = (v_state[0], v_state[1].scale_bits) if v_state else (None, 0)
+    # G1 = Phi Sigma - 2 V  (B sent it minus 2R); W = Phi . V - 4/c L_B
+    G1 = ch.recv_own_adding("g_phi", None if R is None else 2 * R.T, s_v).T
+    W = ch.recv_own_adding("loss_target", None if R is None or c == 0 else
+                           -np.sum(phi_ints * R.T), ch.phi_scale + s_v)[0]
+    XU = ch.recv_unmasked_rows("grad_source", xu_state)    # [X, 1]^T U^B
+    theta_m = np.vstack([net.coefs[0], net.intercepts[0]])
+    inner = float(np.sum(theta_m * XU))                    # <U^A, U^B> on the batch
+    g_align = (2 * gamma / n_b * (Xa.T @ U[rows] - XU)).ravel()
+    g_phi = 0.25 * c * G1
+    loss_b = (0.125 * c * float(np.sum(Phi * G1)) - 0.25 * c * W if c > 0 else W)
+    loss_b -= 2 * gamma / n_b * inner
+    return _class_gradient(net, acts, U, labelled, Y, g_phi, n_lab) + g_align, loss_b
+
+
+def _target_step(ch, net, acts, U, wb, c, gamma, own, enc_labels):
+    """B's side of one step for networks with hidden layers; returns B's gradient
+    without the L2 term. ``own`` is B's plaintext share of the loss."""
+    n_b = len(wb)
+    ch.send_encrypted("u_b", U)
+    enc_phi_t = ch.recv_foreign("phi_t")               # (d, K)
+    enc_m = ch.recv_foreign("m")                       # (d, d)
+    enc_t = ch.recv_foreign("t")                       # (n_b, d)
+    # dL/dPhi: one d x d plaintext sum Sigma against [[Phi]].
+    Uw = wb[:, None] * U
+    sigma = Uw.T @ U
+    g_phi_t = (ch.ops.matmul(U.T, enc_labels) * (-0.5 * c)
+               + ch.ops.matmul(sigma, enc_phi_t) * (0.25 * c))
+    ch.send_derived("g_phi", g_phi_t)
+    # Our share of the loss: cross terms under A's key plus own terms.
+    loss_part = (ch.ops.matmul(sigma.ravel(), enc_m.ravel()) * 0.5
+                 + ch.ops.matmul(U.ravel(), enc_t.ravel()) + own)
+    ch.send_derived("loss_target", loss_part.reshape(1))
+    G = enc_t + ch.ops.matmul(Uw, enc_m) + 2 * gamma / n_b * U
+    state = ch.send_masked("grad_target", net.backward(acts, G, ops=ch.ops))
+    ch.serve_decrypt("grad_source")
+    return ch.recv_unmasked("grad_target", state)
+
+
+def _target_step_linear(ch, net, acts, U, wb, c, gamma, own, enc_labels):
+    """B's side of one step for linear representations (row-packed ciphertexts)."""
+    n_b, d = U.shape
+    ch.send_rows("u_b", U, n_terms=n_b + 2)
+    enc_phi_t = ch.recv_foreign("phi_t")               # (d, K) under A's key
+    enc_m = ch.recv_rows("m")                          # (d, d) packed
+    enc_t = ch.recv_rows("t")                          # (n_b, d) packed
+    Xb = _with_ones(acts[0])
+    Uw = wb[:, None] * U
+    # [X, 1]^T (T + diag(w) U M): the d x d product taken after the sum over rows.
+    state = ch.send_masked_rows("grad_target", Xb.T @ enc_t + (Xb.T @ Uw) @ enc_m)
+    VR, s_v = ch.recv_masked_rows("v")                 # V + R (R: A's mask)
+    E = ch.ops.matmul(Uw.T @ U, enc_phi_t)             # Sigma Phi^T under A's key
+    if ch.paillier:
+        E = add_ints(E, -2 * VR.T, s_v)
+        W = (dot_ints(enc_phi_t, VR.T, s_v) + (-4.0 / c * own) if c > 0 else
+             EncryptedArray.encrypt(ch.peer_pk, [own], pool=ch.peer_pool))
+    else:
+        E = E - 2 * VR.T
+        W = np.array([float(np.sum(enc_phi_t * VR.T)) - 4.0 / c * own if c > 0 else own])
+    ch.send_derived("g_phi", E)
+    ch.send_derived("loss_target", W)
+    ch.serve_decrypt("grad_source")
+    XG = ch.recv_unmasked_rows("grad_target", state)
+    return (XG + 2 * gamma / n_b * Xb.T @ U).ravel()
+
+
 # -- training ------------------------------------------------------------------
 def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
     """Party A: features ``X`` (its rows), labels ``Y`` (K columns in {-1, +1})
@@ -385,7 +614,12 @@ def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
     n_params_b = int(ctx.recv(ch.peer, "n_params"))
     check_batches(w, cfg["batch_size"], K, cfg["representation_dim"], net.n_params,
                   n_params_b, cfg["source_name"], cfg["target_name"])
-    ch.send_encrypted("labels", Y_ov)
+    linear = not cfg["hidden_layer_sizes"]
+    if linear:
+        ctx.send(ch.peer, "n_outputs", K, kind="plain")
+    else:
+        ch.send_encrypted("labels", Y_ov)
+    step = _source_step_linear if linear else _source_step
 
     losses, best, stall = [], np.inf, 0
     for epoch in range(cfg["max_iter"]):
@@ -398,31 +632,12 @@ def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
             wb = w[b]
             n_b, n_c = len(b), wb.sum()
             c = 1.0 / n_c if n_c > 0 else 0.0
-            T = -0.5 * c * (wb[:, None] * Y_ov[b]) @ Phi - 2 * gamma / n_b * U[rows]
-            ch.send_encrypted("phi_t", Phi.T)
-            ch.send_encrypted("m", 0.25 * c * Phi.T @ Phi)
-            ch.send_encrypted("t", T)
-
-            # Alignment gradient under B's key, pushed through our network.
-            enc_ub = ch.recv_foreign("u_b")
-            G = enc_ub * (-2 * gamma / n_b) + 2 * gamma / n_b * U[rows]
-            blocks = net.backward([a[rows] for a in acts], G, ops=ch.ops)
-            state = ch.send_masked("grad_source", blocks)
-
-            g_phi = ch.recv_own("g_phi").T                     # (K, d)
-            loss_b = float(ch.recv_own("loss_target")[0])
-            ch.serve_decrypt("grad_target")
-            g_align = ch.recv_unmasked("grad_source", state)
-
-            # Phi's gradient flows to A's labelled rows: dPhi/du_j = y_j / N_L.
-            G_lab = np.zeros_like(U)
-            G_lab[labelled] = Y @ g_phi / n_lab
-            g_class = flatten_blocks(net.backward(acts, G_lab))
-            grad = g_class + g_align + alpha * wmask * theta
-            loss = (loss_b + (K * LOG2 if n_c > 0 else 0.0)
+            grad, loss_cross = step(ch, net, theta, acts, U, Phi, rows, wb * Y_ov[b].T, c,
+                                    gamma, labelled, Y, n_lab)
+            loss = (loss_cross + (K * LOG2 if n_c > 0 else 0.0)
                     + gamma / n_b * float(np.sum(U[rows] ** 2))
                     + 0.5 * alpha * float(np.sum((wmask * theta) ** 2)))
-            theta = opt.step(theta, grad)
+            theta = opt.step(theta, grad + alpha * wmask * theta)
             epoch_loss += loss * n_b / len(overlap)
         losses.append(epoch_loss)
         # ``progress`` is a local object of A's process: progress lines and
@@ -460,10 +675,15 @@ def target(ctx, X, overlap, cfg):
     w = np.asarray(ctx.recv(ch.peer, "labelled_overlap"), dtype=float)
     ctx.send(ch.peer, "n_params", net.n_params, kind="plain")
     n_params_a = int(ctx.recv(ch.peer, "n_params"))
-    enc_labels = ch.recv_foreign("labels")                      # [[w Y]]_A
-    K = enc_labels.shape[1]
+    linear = not cfg["hidden_layer_sizes"]
+    if linear:
+        enc_labels, K = None, int(ctx.recv(ch.peer, "n_outputs"))
+    else:
+        enc_labels = ch.recv_foreign("labels")                  # [[w Y]]_A
+        K = enc_labels.shape[1]
     check_batches(w, cfg["batch_size"], K, cfg["representation_dim"], n_params_a,
                   net.n_params, cfg["source_name"], cfg["target_name"])
+    step = _target_step_linear if linear else _target_step
     Xo = X[overlap]
     n_iter = 0
     for epoch in range(cfg["max_iter"]):
@@ -471,32 +691,13 @@ def target(ctx, X, overlap, cfg):
             net.set_flat(theta)
             U, acts = net.forward(Xo[b])
             wb = w[b]
-            n_b, n_c = len(b), wb.sum()
+            n_c = wb.sum()
             c = 1.0 / n_c if n_c > 0 else 0.0
-            ch.send_encrypted("u_b", U)
-            enc_phi_t = ch.recv_foreign("phi_t")               # (d, K)
-            enc_m = ch.recv_foreign("m")                       # (d, d)
-            enc_t = ch.recv_foreign("t")                       # (n_b, d)
-
-            # dL/dPhi: one d x d plaintext sum Sigma against [[Phi]].
-            Uw = wb[:, None] * U
-            sigma = Uw.T @ U
-            g_phi_t = (ch.ops.matmul(U.T, enc_labels[b]) * (-0.5 * c)
-                       + ch.ops.matmul(sigma, enc_phi_t) * (0.25 * c))
-            ch.send_derived("g_phi", g_phi_t)
-            # Our share of the loss: cross terms under A's key plus own terms.
-            loss_part = (ch.ops.matmul(sigma.ravel(), enc_m.ravel()) * 0.5
-                         + ch.ops.matmul(U.ravel(), enc_t.ravel())
-                         + (gamma / n_b * float(np.sum(U ** 2))
-                            + 0.5 * alpha * float(np.sum((wmask * theta) ** 2))))
-            ch.send_derived("loss_target", loss_part.reshape(1))
-
-            G = enc_t + ch.ops.matmul(Uw, enc_m) + 2 * gamma / n_b * U
-            blocks = net.backward(acts, G, ops=ch.ops)
-            state = ch.send_masked("grad_target", blocks)
-            ch.serve_decrypt("grad_source")
-            grad = ch.recv_unmasked("grad_target", state) + alpha * wmask * theta
-            theta = opt.step(theta, grad)
+            own = (gamma / len(b) * float(np.sum(U ** 2))
+                   + 0.5 * alpha * float(np.sum((wmask * theta) ** 2)))
+            grad = step(ch, net, acts, U, wb, c, gamma, own,
+                        None if enc_labels is None else enc_labels[b])
+            theta = opt.step(theta, grad + alpha * wmask * theta)
         n_iter += 1
         if not ctx.recv(ch.peer, "continue"):
             break
