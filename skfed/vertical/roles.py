@@ -425,8 +425,18 @@ def _next_batch_size(cfg, batches, epoch, b):
 
 def _masked_gradient_step(ctx, cfg, codec, enc_grad, W, optimizer, n_batch, penalised):
     """Mask [[G]], let the arbiter decrypt it, unmask, add the L2 term, step."""
+    mask = _send_masked_gradient(ctx, cfg, codec, enc_grad)
+    return _gradient_step(ctx, cfg, codec, mask, W, optimizer, n_batch, penalised)
+
+
+def _send_masked_gradient(ctx, cfg, codec, enc_grad):
     masked, mask = codec.mask(enc_grad)
     ctx.send(cfg.arbiter, "gradient", codec.to_wire(masked), kind=codec.kind_masked)
+    return mask
+
+
+def _gradient_step(ctx, cfg, codec, mask, W, optimizer, n_batch, penalised):
+    """Receive G + R from the arbiter, unmask, add the L2 term, step."""
     G = codec.unmask(_recv(ctx, codec, cfg.arbiter, "gradient"), mask).reshape(W.shape)
     grad = G / n_batch
     if cfg.alpha:
@@ -481,19 +491,22 @@ def guest_fit(ctx, X, Y, cfg, seed):
                 enc_d = codec.add(enc_d, codec.from_wire(_recv(ctx, codec, h, "u")))
             ctx.broadcast(cfg.hosts, "d", codec.to_wire(enc_d), kind=codec.kind_ct)
             prod = codec.matmul(np.vstack([Xk.T, a.T]), enc_d)
+            base = getattr(enc_d, "scale_bits", 0)
+            # The gradient leaves before the hosts' loss terms are awaited, so
+            # the arbiter decrypts it while the hosts still compute theirs
+            # (same messages, the arbiter's order; the step waits for it).
+            grad = codec.publish(prod[:Xb.shape[1]], base, GRADIENT_EXTRA_BITS)
+            mask = _send_masked_gradient(ctx, cfg, codec, grad)
             enc_S = codec.trace_rows(prod, Xb.shape[1])
             for h in cfg.hosts:
                 enc_S = codec.add(enc_S, codec.from_wire(_recv(ctx, codec, h, "loss_term")))
             reg = nb * cfg.alpha * float(np.sum((W * penalised[:, None]) ** 2)) / r
             # This batch's mean loss, weighted by its share of the epoch (nb / n).
             enc_loss = codec.affine(enc_S, r / (2 * n), (const + r * reg / (2 * nb)) * nb / n)
-            base = getattr(enc_d, "scale_bits", 0)
             enc_loss = codec.publish(enc_loss, base, LOSS_EXTRA_BITS)
             enc_epoch_loss = (enc_loss if enc_epoch_loss is None
                               else codec.add(enc_epoch_loss, enc_loss))
-            grad = codec.publish(prod[:Xb.shape[1]], base, GRADIENT_EXTRA_BITS)
-            W = _masked_gradient_step(ctx, cfg, codec, grad, W, optimizer, nb * 1.0 / r,
-                                      penalised)
+            W = _gradient_step(ctx, cfg, codec, mask, W, optimizer, nb * 1.0 / r, penalised)
         ctx.send(cfg.arbiter, "loss", codec.to_wire(enc_epoch_loss), kind=codec.kind_ct)
         if _recv(ctx, codec, cfg.arbiter, "stop"):
             break
