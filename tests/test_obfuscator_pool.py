@@ -310,3 +310,34 @@ def test_workers_only_background(keys):
     np.testing.assert_array_equal(EncryptedArray(pk, rho, 0).decrypt(sk), np.zeros(6))
     with pytest.raises(ValueError, match="background"):
         ObfuscatorPool(pk, background="always")
+
+
+def test_key_owner_pool_uses_crt_and_matches_the_public_computation(keys):
+    pk, sk = keys
+    other_pk, other_sk = generate_keypair(512)
+    with pytest.raises(ValueError, match="does not match"):
+        ObfuscatorPool(pk, private_key=other_sk)
+    ctx = paillier._owner_context(sk)
+    assert isinstance(ctx, paillier._OwnerKeyContext)
+    # Same exponent, same randomiser: CRT recombination equals h_s**r mod n**2.
+    tp, _ = ctx._crt_tables(3)
+    digits = paillier._random_digits(3, tp.n_windows, tp.window)
+    rho = ctx.obfuscators(0)
+    assert len(rho) == 0
+    xp, xq = tp.pow_digits(digits), ctx._crt[1].pow_digits(digits)
+    hs, n2 = ctx._base(), int(pk.n) ** 2
+    for i, row in enumerate(digits):
+        r = sum(int(v) << (tp.window * j) for j, v in enumerate(row))
+        combined = int(xp[i]) + int(ctx.p2) * ((int(xq[i]) - int(xp[i])) * int(ctx._p2_inv)
+                                                % int(ctx.q2))
+        assert combined == pow(int(hs), r, n2)
+    with parallel_config(backend="threading"):
+        with ObfuscatorPool(pk, private_key=sk, n_jobs=2, background=False) as pool:
+            pool.fill(8)
+            rho = pool.take(8)
+    assert len(set(_as_ints(rho))) == 8
+    # n-th residues: they encrypt zero, and a ciphertext made with them decrypts.
+    np.testing.assert_array_equal(EncryptedArray(pk, rho, 0).decrypt(sk), np.zeros(8))
+    with ObfuscatorPool(pk, private_key=sk, background=False) as pool:
+        enc = EncryptedArray.encrypt(pk, [1.5, -2.0], pool=pool)
+    np.testing.assert_array_equal(enc.decrypt(sk), [1.5, -2.0])

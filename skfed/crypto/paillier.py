@@ -386,6 +386,66 @@ class _KeyContext:
         return (-(-self.exponent_bits // window) + 2) * self.mul_seconds
 
 
+class _OwnerKeyContext(_KeyContext):
+    """The key owner's context: randomisers computed modulo ``p**2`` and ``q**2``.
+
+    ``h_s**r mod n**2`` by the Chinese remainder theorem: two fixed-base
+    tables over half-size moduli, the same exponent ``r`` for both, then one
+    recombination. Same randomisers (same distribution) as the public
+    computation, ~1.8x faster at 2048 bits; only a party that holds the
+    private key can use it, so it serves encryption under one's own key.
+    """
+
+    def __init__(self, n, p, q):
+        super().__init__(n)
+        self.p2, self.q2 = gmpy2.mpz(p) ** 2, gmpy2.mpz(q) ** 2
+        if self.p2 * self.q2 != self.nsquare:
+            raise ValueError("p * q does not match the public key")
+        self._p2_inv = gmpy2.invert(self.p2, self.q2)
+        self._crt = None
+
+    def worker_factors(self):
+        return int(gmpy2.isqrt(self.p2)), int(gmpy2.isqrt(self.q2))
+
+    def _crt_tables(self, upcoming):
+        # The public table's upgrade rule decides the window; then one table
+        # per prime power, built outside the lock like the public one.
+        window = self.djn_table(upcoming).window
+        with self._lock:
+            if self._crt is not None and self._crt[0].window >= window:
+                return self._crt
+            hs = self._base()
+        tables = tuple(FixedBaseTable(hs % m, m, self.exponent_bits, window=window)
+                       for m in (self.p2, self.q2))
+        with self._lock:
+            if self._crt is None or self._crt[0].window < window:
+                self._crt = tables
+            return self._crt
+
+    def djn_table(self, upcoming=0):
+        # Count uses and decide the window without building the public table.
+        with self._lock:
+            self._n_obfuscations += upcoming
+            large = self._n_obfuscations >= self.upgrade_threshold()
+        return _WindowOnly(DJN_WINDOW_LARGE if large else DJN_WINDOW_SMALL)
+
+    def obfuscators(self, count, mode="djn"):
+        if mode != "djn" or count == 0:
+            return super().obfuscators(count, mode)
+        tp, tq = self._crt_tables(count)
+        digits = _random_digits(count, tp.n_windows, tp.window)
+        xp, xq = tp.pow_digits(digits), tq.pow_digits(digits)
+        return _obj(xp + self.p2 * ((xq - xp) * self._p2_inv % self.q2))
+
+    def obfuscation_seconds(self, mode):
+        return 0.55 * super().obfuscation_seconds(mode)
+
+
+class _WindowOnly:
+    def __init__(self, window):
+        self.window = window
+
+
 def _random_digits(count, n_windows, window):
     """Uniform exponents as little-endian base-``2**window`` digits, from :mod:`secrets`.
 
@@ -420,6 +480,24 @@ def _context(n):
         else:
             _CONTEXTS.move_to_end(n)
         return ctx
+
+
+def _owner_context(private_key):
+    """The cached :class:`_OwnerKeyContext` of a private key (this process only)."""
+    n = int(private_key.public_key.n)
+    with _CONTEXTS_LOCK:
+        ctx = _OWNER_CONTEXTS.get(n)
+        if ctx is None:
+            ctx = _OwnerKeyContext(n, private_key.p, private_key.q)
+            _OWNER_CONTEXTS[n] = ctx
+            while len(_OWNER_CONTEXTS) > _MAX_CONTEXTS:
+                _OWNER_CONTEXTS.popitem(last=False)
+        else:
+            _OWNER_CONTEXTS.move_to_end(n)
+        return ctx
+
+
+_OWNER_CONTEXTS = OrderedDict()
 
 
 # --------------------------------------------------------------------------
@@ -608,9 +686,19 @@ def _multiexp_parallel(ctx, base_vectors, K, n_jobs):
 # --------------------------------------------------------------------------
 
 
-def _obfuscator_worker(count, n, width):
+def _obfuscator_worker(count, n, width, factors=None):
     _release_gil()
-    return _to_blob(_context(n).obfuscators(count).tolist(), width)
+    # ``factors``: the key owner's own workers (same machine) use CRT.
+    ctx = _context(n) if factors is None else _owner_context(_Factors(n, *factors))
+    return _to_blob(ctx.obfuscators(count).tolist(), width)
+
+
+class _Factors:
+    """The parts of a private key :func:`_owner_context` reads."""
+
+    def __init__(self, n, p, q):
+        self.public_key = _phe.PaillierPublicKey(int(n))
+        self.p, self.q = p, q
 
 
 def _generate_obfuscators(ctx, count, n_jobs, force_parallel=False):
@@ -628,7 +716,8 @@ def _generate_obfuscators(ctx, count, n_jobs, force_parallel=False):
         return ctx.obfuscators(count).tolist()
     w = ctx.nsq_bytes
     sizes = [s.stop - s.start for s in _split(count, k)]
-    blobs = _run(_obfuscator_worker, [(c, int(ctx.n), w) for c in sizes], n_jobs)
+    factors = ctx.worker_factors() if isinstance(ctx, _OwnerKeyContext) else None
+    blobs = _run(_obfuscator_worker, [(c, int(ctx.n), w, factors) for c in sizes], n_jobs)
     return [x for blob in blobs for x in _from_blob(blob, w)]
 
 
@@ -687,6 +776,11 @@ class ObfuscatorPool:
         Whether :meth:`idle` refills in the background; ``"workers"`` only
         when the refill can run on joblib workers; False: :meth:`idle` does
         nothing.
+    private_key : phe.paillier.PaillierPrivateKey, default=None
+        Pass the key pair's private key when the pool serves encryption
+        under one's *own* key: randomisers are then computed modulo ``p**2``
+        and ``q**2`` (~1.8x faster at 2048 bits, same distribution). It
+        stays in this process and its own joblib workers.
 
     Attributes
     ----------
@@ -717,9 +811,13 @@ class ObfuscatorPool:
     _LOCAL_CHUNK = 64
     _WORKER_CHUNK = 256
 
-    def __init__(self, public_key, *, n_jobs=None, target=0, background=True):
+    def __init__(self, public_key, *, n_jobs=None, target=0, background=True,
+                 private_key=None):
         self.public_key = public_key
-        self._ctx = _context(public_key.n)
+        if private_key is not None and int(private_key.public_key.n) != int(public_key.n):
+            raise ValueError("private key does not match the pool's public key")
+        self._ctx = _context(public_key.n) if private_key is None else \
+            _owner_context(private_key)
         check_key_size(self._ctx.n_bits)
         self.n_jobs = n_jobs
         if background not in (True, False, "workers"):

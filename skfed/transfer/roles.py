@@ -144,7 +144,8 @@ class _Channel:
                 # we wait for the peer; only on workers when the peer's role
                 # shares this process (LocalRuntime).
                 bg = "workers" if isinstance(ctx, LocalPartyContext) else True
-                self.own_pool = ObfuscatorPool(self.pk, n_jobs=self.n_jobs, background=bg)
+                self.own_pool = ObfuscatorPool(self.pk, n_jobs=self.n_jobs, background=bg,
+                                               private_key=self.sk)
                 self.peer_pool = ObfuscatorPool(self.peer_pk, n_jobs=self.n_jobs, background=bg)
         else:
             self.ops = PlainOps
