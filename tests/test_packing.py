@@ -102,3 +102,24 @@ def test_exact_integer_helpers(keys):
     shifted = add_ints(enc, [1 << 100, 0, -3], 5).decrypt_encoded(sk)
     assert list(shifted) == [int(fixed_point(0.5, 20)) + (1 << 115), int(fixed_point(-1.25, 20)),
                              int(fixed_point(2.0, 20)) - (3 << 15)]
+
+
+def test_rows_rescale_and_add_at_a_slot_offset(keys):
+    pk, sk = keys
+    rng = np.random.RandomState(2)
+    V = rng.randn(5, 4)
+    P = PackedRows.encrypt(pk, V, slot_bits=SLOT)
+    sub = P[np.array([0, 2, 3])]
+    np.testing.assert_allclose(sub.decrypt(sk), V[[0, 2, 3]], atol=1e-8)
+    lifted = sub.rescale(sub.scale_bits + 7)
+    assert lifted.scale_bits == sub.scale_bits + 7
+    np.testing.assert_allclose(lifted.decrypt(sk), V[[0, 2, 3]], atol=1e-8)
+    col = np.array([[0.5], [-1.5], [2.0]]) @ PackedRows.encrypt(pk, rng.randn(1, 1),
+                                                                  slot_bits=SLOT)
+    for offset in (0, 2):
+        got = sub.add_at(col * -0.5, offset).decrypt(sk)
+        expected = V[[0, 2, 3]].copy()
+        expected[:, offset] += -0.5 * col.decrypt(sk)[:, 0]
+        np.testing.assert_allclose(got, expected, atol=1e-7)
+    with pytest.raises(ValueError, match="do not fit"):
+        sub.add_at(col, 4)

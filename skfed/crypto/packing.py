@@ -337,6 +337,43 @@ class PackedRows:
             return NotImplemented
         return self.rmatmul(other)
 
+    def __getitem__(self, rows):
+        """A subset of rows (index array or slice), same layout."""
+        return self._new(self.enc[rows], self.value_bits)
+
+    def rescale(self, scale_bits, *, n_jobs=None):
+        """The same values at a larger scale (a homomorphic lift of every slot)."""
+        vb = self.value_bits + int(scale_bits) - self.scale_bits
+        self._check_room(vb)
+        return self._new(self.enc.rescale(scale_bits, n_jobs=n_jobs), vb)
+
+    def add_at(self, other, offset, *, n_jobs=None):
+        """Add ``other`` (same rows and slot width) into slots ``offset, offset + 1, ...``.
+
+        ``other`` must fit in one ciphertext per row, and ``offset +
+        other.width`` slots in the first ciphertext of ``self``'s rows; its
+        ciphertexts are shifted by ``2**(slot_bits * offset)`` (that many
+        squarings each) and multiplied into the first chunk. Scales are
+        aligned by lifting the smaller one.
+        """
+        if other.slot_bits != self.slot_bits or other.shape[0] != self.shape[0]:
+            raise ValueError(f"cannot add {other!r} into {self!r}")
+        if other.enc.shape[1] != 1 or offset + other.width > min(self.n_slots, self.width):
+            raise ValueError(f"{other.width} values at slot {offset} do not fit the first "
+                             f"chunk of {self!r}")
+        s = max(self.scale_bits, other.scale_bits)
+        a = self.rescale(s, n_jobs=n_jobs) if s > self.scale_bits else self
+        b = other.rescale(s, n_jobs=n_jobs) if s > other.scale_bits else other
+        col = b.enc[:, 0]
+        if offset:
+            shift = np.full(col.shape, 1 << (self.slot_bits * int(offset)), dtype=object)
+            col = col._new(col._powmod(shift, n_jobs))
+        vb = max(a.value_bits, b.value_bits) + 1
+        self._check_room(vb)
+        c = a.enc._c.copy()
+        c[:, 0] = c[:, 0] * col._c % a.enc._ctx.nsquare
+        return self._new(a.enc._new(c), vb)
+
     def _same_layout(self, other):
         if (other.width, other.slot_bits, other.shape) != (self.width, self.slot_bits,
                                                            self.shape):

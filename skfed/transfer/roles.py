@@ -33,41 +33,39 @@ plaintext), adds a statistical mask to the encrypted parameter gradient and
 has the key owner decrypt it. Neither side ever decrypts a per-row quantity.
 
 **Linear representations** (``hidden_layer_sizes=()``, ``u = [x, 1] theta``)
-take a cheaper protocol with the same decryptions. Every product with a
-per-row ciphertext is then a plaintext matrix times ciphertext rows, which
-row-packed ciphertexts (:class:`~skfed.crypto.packing.PackedRows`, ~11
-values per 2048-bit ciphertext) support, so the ``n_b x d`` matrices ``T``
-and ``U^B`` cost ``n_b ceil(d / 11)`` encryptions instead of ``n_b d``:
+take a protocol whose per-step cost does not grow with the number of rows,
+with the same decryptions. Once per fit each party sends its overlap rows
+encrypted under its own key, row-packed
+(:class:`~skfed.crypto.packing.PackedRows`): A sends ``[[wY, X^A, 1]]_A``,
+B sends ``[[X^B, 1]]_B``. Each then holds the *cross moments* with the
+other's rows under the other's key, e.g. B holds
+``[[C]]_A = [X^B, 1]^T [[wY, X^A, 1]]_A`` (computed once per batch, so once
+per fit at full batch). Since ``U^B = [X^B, 1] theta_B``, per step:
 
-* B's gradient ``[X^B, 1]^T [[T]] + ([X^B, 1]^T diag(w) U^B) [[M]]``: the
-  d x d product taken *after* the sum over rows;
-* A's alignment term ``[X^A, 1]^T [[U^B]]`` (which, with A's own
-  ``theta``, also gives A the loss's ``<U^A, U^B>``: for a linear map
-  ``<U, G> = theta . J^T G``);
-* ``V = (wY)^T U^B``: A computes ``[[V]]`` under B's key (factors +-1),
-  masks every slot with ``R``; B decrypts ``V + R``, returns
-  ``[[Sigma Phi^T - 2 (V + R)^T]]`` under A's key and A adds ``2 R`` back:
-  A learns ``dL/dPhi = c/4 (Phi Sigma - 2 V)`` exactly as before;
-* the loss: B returns ``[[Phi . (V + R) - 4/c L_B]]`` (``L_B`` its own
-  plaintext terms), A removes ``Phi . R``; with ``Phi . dL/dPhi`` and
-  ``<U^A, U^B>`` this is the loss, one scalar as before.
+* B sends ``[[U^B^T [wY, X^A, 1]]]_A = theta_B^T [[C]]_A`` with
+  ``-Sigma Phi^T / 2`` added into the label slots (from A's
+  ``[[Phi]]_A``): A decrypts ``-(Phi Sigma - 2V)^T / 2`` with
+  ``V = (wY)^T U^B`` (so ``dL/dPhi = (Phi Sigma - 2V) / (4 N_c)``, as in the
+  general protocol) and ``[X^A, 1]^T U^B`` (its alignment term; with its own
+  ``theta_A`` also the loss's ``<U^A, U^B>``);
+* A sends B's gradient ``[[[X^B, 1]^T (T + diag(w) U^B M)]]_B``, computed
+  as ``Lambda [[C']]_B + M [[P^T]]_B`` from its cross moments
+  ``[[C']]_B = [wY, X^A, 1]^T [[X^B, 1]]_B``, ``Lambda = [-Phi^T / (2 N_c),
+  -2 gamma / n_b theta_A^T]`` and B's per-step ``[[P^T]]_B =
+  [[U^B^T diag(w) [X^B, 1]]]_B``; B decrypts exactly its gradient;
+* the loss: B sends ``[[Sigma Phi^T + R]]_A`` and
+  ``[[Phi . R + 8 N_c L_B]]_A`` (``L_B`` its own plaintext terms); A
+  obtains ``Q - 8 N_c L_B`` (``Q = Phi Sigma Phi^T``) and, with
+  ``Phi . dL/dPhi`` and ``<U^A, U^B>``, the loss: one scalar, as before.
 
-A still decrypts its alignment gradient, ``dL/dPhi`` and one loss scalar;
-B its gradient and masked values; :func:`check_batches` counts the same
-equations.
-
-What each side learns, per step: A learns ``dL/dPhi`` (K x d aggregate), its
-own parameter gradient and the loss value; B learns its own parameter
-gradient. Both learn public sizes (including each network's number of
-parameters), which overlap rows are labelled (as in the paper, B's loss is a
-sum over them) and the stopping decision. A party's exact gradient is a set
-of equations in the other's values (A's alignment gradient is linear in
-``U^B`` through A's own Jacobian, B's in ``T``): :func:`check_batches` refuses
-batches in which they would determine them; the projection that remains is
-described in docs/transfer.rst.
+Every value a party decrypts is one it learns in the general protocol too
+(``check_batches`` counts the same equations), the other's masked ``Z``
+aside; every ciphertext derived from the other's is re-randomised before it
+goes back.
 """
 
 import contextlib
+import secrets
 
 import numpy as np
 
@@ -77,10 +75,8 @@ from ..crypto.packing import (
     dot_ints,
     fixed_point,
     unpack_ints,
-    unpack_masked,
 )
 from ..crypto.paillier import (
-    DEFAULT_PRECISION_BITS,
     EncryptedArray,
     ObfuscatorPool,
     decode_masked,
@@ -95,10 +91,13 @@ __all__ = ["objective", "source", "target", "source_predict", "target_predict",
            "check_batches", "n_parameters"]
 
 LOG2 = float(np.log(2.0))
-# Bits a plaintext factor of ``X @ [[V]]`` may take in a packed product: the
-# default 32-bit precision plus 16 bits of scale lift between rows of
-# different magnitudes (the slot width reserves them).
-PACK_EXPONENT_BITS = 48
+# The linear protocol's packed products ``X @ [[V]]``: a plaintext factor
+# takes the default 32 bits plus up to 12 bits of scale lift between rows of
+# different magnitudes (features within a factor 4096 of each other); the
+# features travel encrypted below 2**20 in magnitude (standardise them).
+PACK_EXPONENT_BITS = 44
+FEATURE_BOUND_BITS = 20
+REPRESENTATION_BOUND_BITS = 16
 
 
 # -- encryption: the same messages with or without Paillier ------------------
@@ -132,7 +131,7 @@ class _Channel:
         self.paillier = cfg["encryption"] == "paillier"
         self.n_jobs = cfg.get("n_jobs")
         self.sigma_bits = 80
-        self.phi_scale = DEFAULT_PRECISION_BITS  # what send_encrypted encodes at
+        self.phi_scale = PackedRows.PRECISION_BITS  # what send_rows encodes at
         self.own_pool = self.peer_pool = None
         if self.paillier:
             self.pk, self.sk = generate_keypair(cfg["key_size"])
@@ -231,12 +230,12 @@ class _Channel:
         return decode_masked(obj, mask, scale, sigma_bits=self.sigma_bits)
 
     # packed rows (the linear protocol) ----------------------------------------
-    def send_rows(self, tag, values, n_terms):
-        """Encrypt a matrix row-packed under our key; slots sized for ``n_terms`` summands."""
+    def send_rows(self, tag, values, slot_bits, bound_bits=None):
+        """Encrypt a matrix row-packed under our own key and send it."""
         values = np.asarray(values, dtype=float)
         if self.paillier:
-            slot = PackedRows.slot_bits_for(n_terms, PACK_EXPONENT_BITS, self.sigma_bits)
-            payload = PackedRows.encrypt(self.pk, values, slot_bits=slot, n_jobs=self.n_jobs,
+            payload = PackedRows.encrypt(self.pk, values, slot_bits=slot_bits,
+                                         bound_bits=bound_bits, n_jobs=self.n_jobs,
                                          pool=self.own_pool).to_wire()
         else:
             payload = values
@@ -248,53 +247,29 @@ class _Channel:
         return PackedRows.from_wire(self.peer_pk, obj, n_jobs=self.n_jobs) \
             if self.paillier else np.asarray(obj, dtype=float)
 
-    def send_masked_rows(self, tag, packed):
-        """Mask every slot of a packed matrix under the peer's key; the peer decrypts."""
-        if not self.paillier:
-            self.ctx.send(self.peer, tag, np.asarray(packed, dtype=float), kind="plain")
-            return None
-        masked, mask = packed.add_random_mask(self.sigma_bits, n_jobs=self.n_jobs,
-                                              pool=self.peer_pool)
-        self.ctx.send(self.peer, tag, masked.to_wire(), kind="ciphertext")
-        return mask, packed
+    def send_derived_rows(self, tag, packed):
+        """Send a packed matrix computed from the peer's ciphertexts, re-randomised."""
+        payload = packed.obfuscate(n_jobs=self.n_jobs, pool=self.peer_pool).to_wire() \
+            if self.paillier else np.asarray(packed, dtype=float)
+        self.ctx.send(self.peer, tag, payload, kind=self.kind)
 
-    def recv_unmasked_rows(self, tag, state):
-        obj = self._recv(tag + "_decrypted")
-        if not self.paillier:
-            return np.asarray(obj, dtype=float)
-        mask, p = state
-        return unpack_masked(obj, mask, p.scale_bits, p.width, p.slot_bits, p.n_slots,
-                             p.value_bits)
-
-    def recv_own_adding(self, tag, ints, scale):
-        """Decrypt a value under our key and add integers at ``scale`` to it.
-
-        The peer subtracted a value it only knew masked (``V + R``); adding
-        our multiple of the mask ``R`` back here keeps the arithmetic exact.
-        """
-        obj = self._recv(tag)
-        if not self.paillier:
-            return np.asarray(obj, dtype=float)
-        enc = EncryptedArray.from_wire(self.pk, obj)
-        vals = enc.decrypt_encoded(self.sk, n_jobs=self.n_jobs)
-        if ints is not None:
-            shift = enc.scale_bits - scale
-            vals = vals + np.asarray(ints, dtype=object) * (1 << shift)
-        s = 1 << enc.scale_bits
-        return np.array([int(v) / s for v in np.ravel(vals)]).reshape(vals.shape)
-
-    def recv_masked_rows(self, tag):
-        """Decrypt a masked packed matrix the peer sent *for us to keep*.
-
-        Returns the masked slot integers and their scale (``None`` scale and
-        the plain values without encryption).
-        """
+    def recv_own_rows(self, tag):
+        """Receive a packed matrix under our key and decrypt it: (slot integers,
+        scale) with encryption, (values, None) without."""
         obj = self._recv(tag)
         if not self.paillier:
             return np.asarray(obj, dtype=float), None
         p = PackedRows.from_wire(self.pk, obj)
         ints = p.enc.decrypt_encoded(self.sk, n_jobs=self.n_jobs)
         return unpack_ints(ints, p.width, p.slot_bits, p.n_slots), p.scale_bits
+
+    def recv_own_ints(self, tag):
+        """Receive ciphertexts under our key: (signed integers, scale), or (values, None)."""
+        obj = self._recv(tag)
+        if not self.paillier:
+            return np.asarray(obj, dtype=float), None
+        enc = EncryptedArray.from_wire(self.pk, obj)
+        return enc.decrypt_encoded(self.sk, n_jobs=self.n_jobs), enc.scale_bits
 
 
 def _optimizer(cfg):
@@ -468,7 +443,7 @@ def _with_ones(A):
     return np.hstack([A, np.ones((A.shape[0], 1))])
 
 
-def _source_step(ch, net, theta, acts, U, Phi, rows, wY, c, gamma, labelled, Y, n_lab):
+def _source_step(ch, net, theta, acts, U, Phi, rows, wY, c, gamma, labelled, Y, n_lab, b):
     """A's side of one step for networks with hidden layers (unpacked ciphertexts).
 
     ``wY`` (K, n_b) are the batch's labels, 0 on unlabelled rows. Returns
@@ -501,39 +476,91 @@ def _class_gradient(net, acts, U, labelled, Y, g_phi, n_lab):
 
 
 def _source_step_linear(ch, net, theta, acts, U, Phi, rows, wY, c, gamma, labelled, Y,
-                        n_lab):
-    """A's side of one step for linear representations (row-packed ciphertexts).
+                        n_lab, lin, b):
+    """A's side of one step for linear representations (cross moments).
 
-    With ``u = [x, 1] theta`` every product with a per-row ciphertext is a
-    plaintext matrix times row-packed ciphertexts, so whole rows travel in
-    a few ciphertexts (see the module docstring). Same inputs and outputs as
-    :func:`_source_step`.
+    Same outputs as :func:`_source_step`; see the module docstring.
     """
-    n_b, d = len(rows), Phi.shape[1]
-    phi_ints = fixed_point(Phi.T, ch.phi_scale)
-    ch.send_encrypted("phi_t", Phi.T)
-    ch.send_rows("m", 0.25 * c * Phi.T @ Phi, n_terms=n_b + d + 2)
-    ch.send_rows("t", -0.5 * c * wY.T @ Phi - 2 * gamma / n_b * U[rows], n_terms=n_b + d + 2)
-    enc_ub = ch.recv_rows("u_b")                       # [[U^B]] under B's key
-    # V = (wY)^T U^B enters dL/dPhi; B adds it to its own term under our key
-    # after decrypting it masked (v_state keeps the mask R).
-    v_state = ch.send_masked_rows("v", wY @ enc_ub)
+    K, d = Phi.shape
+    n_b = len(rows)
+    ch.send_rows("phi", Phi.reshape(-1, 1), lin.slot_bits, REPRESENTATION_BOUND_BITS)
+    theta_m = np.vstack([net.coefs[0], net.intercepts[0]])          # (p_A + 1, d)
+    # B's gradient (transposed): T^T [X^B, 1] = Lam [wY, X^A, 1]^T [X^B, 1],
+    # plus M P^T with B's P^T = U^B^T diag(w) [X^B, 1] under B's key.
+    Lam = np.hstack([-0.5 * c * Phi.T, -2 * gamma / n_b * theta_m.T])
+    enc_pt = ch.recv_rows("p")
+    ch.send_derived_rows("grad_target", Lam @ lin.cross(b) + (0.25 * c * Phi.T @ Phi) @ enc_pt)
+    # U^B^T [wY, X^A, 1] with -Sigma Phi^T / 2 added to the label slots.
+    D, s_d = ch.recv_own_rows("d")
+    Z, s_z = ch.recv_own_ints("z")                    # Sigma Phi^T + R (B's mask)
+    z2, s_2 = ch.recv_own_ints("loss_target")         # Phi . R + 8/c L_B
+    if ch.paillier:
+        Y_int = sum(int(a) * int(z) for a, z in zip(fixed_point(Phi.ravel(), ch.phi_scale),
+                                                      Z)) - int(z2[0])
+        Y_val = Y_int / (1 << (ch.phi_scale + s_z))
+        D = _to_float(D, s_d)
+        z2 = _to_float(z2, s_2)
+    else:
+        Y_val = float(Phi.ravel() @ Z - z2[0])
+    G1 = -2 * D[:, :K].T                              # Phi Sigma - 2 V
+    XU = D[:, K:].T                                   # [X^A, 1]^T U^B
+    inner = float(np.sum(theta_m * XU))               # <U^A, U^B> on the batch
     Xa = _with_ones(acts[0][rows])
-    xu_state = ch.send_masked_rows("grad_source", Xa.T @ enc_ub)
-    ch.serve_decrypt("grad_target")
-    R, s_v = (v_state[0], v_state[1].scale_bits) if v_state else (None, 0)
-    # G1 = Phi Sigma - 2 V  (B sent it minus 2R); W = Phi . V - 4/c L_B
-    G1 = ch.recv_own_adding("g_phi", None if R is None else 2 * R.T, s_v).T
-    W = ch.recv_own_adding("loss_target", None if R is None or c == 0 else
-                           -np.sum(phi_ints * R.T), ch.phi_scale + s_v)[0]
-    XU = ch.recv_unmasked_rows("grad_source", xu_state)    # [X, 1]^T U^B
-    theta_m = np.vstack([net.coefs[0], net.intercepts[0]])
-    inner = float(np.sum(theta_m * XU))                    # <U^A, U^B> on the batch
     g_align = (2 * gamma / n_b * (Xa.T @ U[rows] - XU)).ravel()
     g_phi = 0.25 * c * G1
-    loss_b = (0.125 * c * float(np.sum(Phi * G1)) - 0.25 * c * W if c > 0 else W)
+    loss_b = (0.25 * c * float(np.sum(Phi * G1)) - 0.125 * c * Y_val if c > 0
+              else float(z2[0]))
     loss_b -= 2 * gamma / n_b * inner
     return _class_gradient(net, acts, U, labelled, Y, g_phi, n_lab) + g_align, loss_b
+
+
+def _to_float(ints, scale):
+    ints = np.asarray(ints, dtype=object)
+    div = 1 << int(scale)
+    return np.array([int(v) / div for v in ints.ravel()]).reshape(ints.shape)
+
+
+def _slot_bits(n_rows, n_inner):
+    """Slot width for the linear protocol's packed values.
+
+    Encoded features, times the other party's columns summed over
+    ``n_rows`` rows (the cross moments), times parameters summed over
+    ``n_inner``, a few additions, and 16 bits of margin; the exact bound of
+    every intermediate is tracked and checked (:class:`PackedRows`).
+    """
+    return (PackedRows.PRECISION_BITS + FEATURE_BOUND_BITS + 2 * PACK_EXPONENT_BITS
+            + int(n_rows).bit_length() + int(n_inner + 1).bit_length() + 2 + 16)
+
+
+class _CrossMoments:
+    """One party's view of the linear protocol's fixed material.
+
+    Sends its rows ``[.., X, 1]`` of the overlap encrypted once per fit (row
+    packed, under its own key) and keeps the peer's; ``cross(b)`` is
+    ``own[b]^T [[peer[b]]]`` under the peer's key, reused while the batch
+    does not change (full batch: once per fit).
+    """
+
+    def __init__(self, ch, own, slot_bits):
+        if np.abs(own).max(initial=0) >= 2.0 ** FEATURE_BOUND_BITS:
+            raise ValueError(
+                f"features must be below 2**{FEATURE_BOUND_BITS} in magnitude for the "
+                "encrypted protocol of linear representations; standardise them (a "
+                "StandardScaler in a Pipeline is column-wise: each party scales its own)"
+            )
+        self.own, self.slot_bits = own, slot_bits
+        # P^T = U^T diag(w) [X, 1] (the target's, per step) is below this.
+        self.p_bound_bits = (REPRESENTATION_BOUND_BITS + FEATURE_BOUND_BITS
+                             + int(len(own)).bit_length())
+        ch.send_rows("features", own, slot_bits, FEATURE_BOUND_BITS)
+        self.peer = ch.recv_rows("features")
+        self._cache = (None, None)
+
+    def cross(self, b):
+        key = np.asarray(b).tobytes()
+        if self._cache[0] != key:
+            self._cache = (key, self.own[b].T @ self.peer[b])
+        return self._cache[1]
 
 
 def _target_step(ch, net, acts, U, wb, c, gamma, own, enc_labels):
@@ -560,31 +587,40 @@ def _target_step(ch, net, acts, U, wb, c, gamma, own, enc_labels):
     return ch.recv_unmasked("grad_target", state)
 
 
-def _target_step_linear(ch, net, acts, U, wb, c, gamma, own, enc_labels):
-    """B's side of one step for linear representations (row-packed ciphertexts)."""
+def _target_step_linear(ch, net, acts, U, wb, c, gamma, own, lin, b):
+    """B's side of one step for linear representations (cross moments)."""
     n_b, d = U.shape
-    ch.send_rows("u_b", U, n_terms=n_b + 2)
-    enc_phi_t = ch.recv_foreign("phi_t")               # (d, K) under A's key
-    enc_m = ch.recv_rows("m")                          # (d, d) packed
-    enc_t = ch.recv_rows("t")                          # (n_b, d) packed
-    Xb = _with_ones(acts[0])
     Uw = wb[:, None] * U
-    # [X, 1]^T (T + diag(w) U M): the d x d product taken after the sum over rows.
-    state = ch.send_masked_rows("grad_target", Xb.T @ enc_t + (Xb.T @ Uw) @ enc_m)
-    VR, s_v = ch.recv_masked_rows("v")                 # V + R (R: A's mask)
-    E = ch.ops.matmul(Uw.T @ U, enc_phi_t)             # Sigma Phi^T under A's key
+    Xt = lin.own[b]                                   # [X^B, 1] of the batch
+    ch.send_rows("p", Uw.T @ Xt, lin.slot_bits, lin.p_bound_bits)
+    enc_phi = ch.recv_rows("phi")                     # [[Phi]] (K d, 1) under A's key
+    K = enc_phi.shape[0] // d
+    theta_m = np.vstack([net.coefs[0], net.intercepts[0]])           # (p_B + 1, d)
+    D = theta_m.T @ lin.cross(b)                      # U^B^T [wY, X^A, 1]
+    sigma = Uw.T @ U
+    E = [sigma @ enc_phi[k * d:(k + 1) * d] for k in range(K)]       # Sigma Phi_k^T
     if ch.paillier:
-        E = add_ints(E, -2 * VR.T, s_v)
-        W = (dot_ints(enc_phi_t, VR.T, s_v) + (-4.0 / c * own) if c > 0 else
-             EncryptedArray.encrypt(ch.peer_pk, [own], pool=ch.peer_pool))
+        for k, e in enumerate(E):
+            D = D.add_at(e * -0.5, k)
+        Z = EncryptedArray.concatenate([e.enc.ravel() for e in E])
+        # R hides Sigma Phi^T from A, which removes Phi . R from the loss term.
+        bits = max(e.value_bits for e in E) + ch.sigma_bits
+        R = np.array([secrets.randbits(bits) for _ in range(Z.size)], dtype=object)
+        z2 = (dot_ints(enc_phi.enc.ravel(), R, Z.scale_bits) + 8.0 / c * own if c > 0
+              else EncryptedArray.encrypt(ch.peer_pk, [own], pool=ch.peer_pool))
+        Z = add_ints(Z, R, Z.scale_bits)
     else:
-        E = E - 2 * VR.T
-        W = np.array([float(np.sum(enc_phi_t * VR.T)) - 4.0 / c * own if c > 0 else own])
-    ch.send_derived("g_phi", E)
-    ch.send_derived("loss_target", W)
-    ch.serve_decrypt("grad_source")
-    XG = ch.recv_unmasked_rows("grad_target", state)
-    return (XG + 2 * gamma / n_b * Xb.T @ U).ravel()
+        for k, e in enumerate(E):
+            D[:, k] += -0.5 * e[:, 0]
+        Z = np.concatenate([e[:, 0] for e in E])
+        z2 = np.array([8.0 / c * own if c > 0 else own])
+    ch.send_derived_rows("d", D)
+    ch.send_derived("z", Z)
+    ch.send_derived("loss_target", z2)
+    Gt, scale = ch.recv_own_rows("grad_target")
+    if ch.paillier:
+        Gt = _to_float(Gt, scale)
+    return (Gt.T + 2 * gamma / n_b * Xt.T @ U).ravel()
 
 
 # -- training ------------------------------------------------------------------
@@ -616,11 +652,16 @@ def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
     check_batches(w, cfg["batch_size"], K, cfg["representation_dim"], net.n_params,
                   n_params_b, cfg["source_name"], cfg["target_name"])
     linear = not cfg["hidden_layer_sizes"]
+    d = cfg["representation_dim"]
     if linear:
         ctx.send(ch.peer, "n_outputs", K, kind="plain")
+        own = np.hstack([w[:, None] * Y_ov, X[overlap], np.ones((len(overlap), 1))])
+        # Slots hold U^B^T [wY, X^A, 1] (B sums over its p_B + 1 parameters).
+        extra = (_CrossMoments(ch, own, _slot_bits(len(overlap), n_params_b // d)),)
+        step = _source_step_linear
     else:
         ch.send_encrypted("labels", Y_ov)
-    step = _source_step_linear if linear else _source_step
+        extra, step = (), _source_step
 
     losses, best, stall = [], np.inf, 0
     for epoch in range(cfg["max_iter"]):
@@ -634,7 +675,7 @@ def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
             n_b, n_c = len(b), wb.sum()
             c = 1.0 / n_c if n_c > 0 else 0.0
             grad, loss_cross = step(ch, net, theta, acts, U, Phi, rows, wb * Y_ov[b].T, c,
-                                    gamma, labelled, Y, n_lab)
+                                    gamma, labelled, Y, n_lab, *extra, b)
             loss = (loss_cross + (K * LOG2 if n_c > 0 else 0.0)
                     + gamma / n_b * float(np.sum(U[rows] ** 2))
                     + 0.5 * alpha * float(np.sum((wmask * theta) ** 2)))
@@ -684,8 +725,14 @@ def target(ctx, X, overlap, cfg):
         K = enc_labels.shape[1]
     check_batches(w, cfg["batch_size"], K, cfg["representation_dim"], n_params_a,
                   net.n_params, cfg["source_name"], cfg["target_name"])
-    step = _target_step_linear if linear else _target_step
     Xo = X[overlap]
+    if linear:
+        # Slots hold B's gradient (A sums over its K + p_A + 1 columns).
+        extra = _CrossMoments(ch, _with_ones(Xo),
+                              _slot_bits(len(overlap), K + n_params_a // cfg["representation_dim"]))
+        step = _target_step_linear
+    else:
+        extra, step = None, _target_step
     n_iter = 0
     for epoch in range(cfg["max_iter"]):
         for b in _epoch_batches(w, cfg, K, epoch):
@@ -697,7 +744,7 @@ def target(ctx, X, overlap, cfg):
             own = (gamma / len(b) * float(np.sum(U ** 2))
                    + 0.5 * alpha * float(np.sum((wmask * theta) ** 2)))
             grad = step(ch, net, acts, U, wb, c, gamma, own,
-                        None if enc_labels is None else enc_labels[b])
+                        *((extra, b) if linear else (enc_labels[b],)))
             theta = opt.step(theta, grad + alpha * wmask * theta)
         n_iter += 1
         if not ctx.recv(ch.peer, "continue"):
