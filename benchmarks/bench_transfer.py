@@ -125,7 +125,7 @@ def speed(n_rows, dim, hidden, key_size, n_jobs, epochs=4):
     in_fit = _epoch_times(fit("paillier"))
     # Online: prepared keys, randomisers for every pool computed beforehand.
     # Each party's first pool holds its own key, the second its peer's.
-    with recording_pools() as demands:
+    with recording_pools() as demands, contextlib.redirect_stdout(io.StringIO()):
         fit("paillier")()
     keys = {"skfed-source": generate_keypair(key_size), "skfed-target": generate_keypair(key_size)}
     peer = {"skfed-source": "skfed-target", "skfed-target": "skfed-source"}
