@@ -579,11 +579,11 @@ def _invert_worker(values, modulus):
 def _decrypt_worker(ciphertexts, p, q):
     _release_gil()
     p, q = gmpy2.mpz(p), gmpy2.mpz(q)
-    n = p * q
     p2, q2 = p * p, q * q
-    # h_p = L_p((n+1)**(p-1) mod p**2)**-1 mod p; same as phe's h_function.
-    hp = gmpy2.invert((gmpy2.powmod(n + 1, p - 1, p2) - 1) // p, p)
-    hq = gmpy2.invert((gmpy2.powmod(n + 1, q - 1, q2) - 1) // q, q)
+    # h_p = L_p((n+1)**(p-1) mod p**2)**-1 mod p (phe's h_function), in closed
+    # form: (1+n)**(p-1) = 1 + (p-1) n mod p**2, so L_p(..) = (p-1) q = -q mod p.
+    hp = gmpy2.invert(-q % p, p)
+    hq = gmpy2.invert(-p % q, q)
     p_inv = gmpy2.invert(p, q)
     mp = (_powmod(ciphertexts % p2, p - 1, p2) - 1) // p * hp % p
     mq = (_powmod(ciphertexts % q2, q - 1, q2) - 1) // q * hq % q
