@@ -296,6 +296,17 @@ def test_bad_input():
             os.environ["SKFED_ALLOW_INSECURE_KEYS"] = "1"
 
 
+def test_unscaled_features_are_refused_for_linear_representations():
+    X, y, y_fit, cut = _data(n=90)
+    X[40, 4] = 3e6                                   # an overlap row of the target
+    with pytest.raises(ValueError, match="'shop' has feature values.*standardise"):
+        FederatedTransferClassifier(TOPO, hidden_layer_sizes=(), key_size=KEY).fit(X, y_fit)
+    clf = FederatedTransferClassifier(TOPO, hidden_layer_sizes=(), key_size=KEY, max_iter=2,
+                                      random_state=0)
+    clf.fit(np.where(np.isnan(X), X, X / 1e6), y_fit)   # scaled: accepted
+    assert clf.n_iter_ == 2
+
+
 def test_no_message_before_validation(monkeypatch):
     calls = []
     monkeypatch.setattr(ftl_estimator, "_make_runtime", lambda: calls.append(1))

@@ -288,6 +288,19 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
             )
         if self.encryption is not None:
             check_key_size(self.key_size)
+        if not hidden:
+            # Linear representations send the overlap rows encrypted with a
+            # public magnitude bound (roles.FEATURE_BOUND_BITS).
+            limit = 2.0 ** roles.FEATURE_BOUND_BITS
+            for party, held in ((src, held_a), (tgt, held_b)):
+                if np.abs(X[np.ix_(held & overlap, columns[party])]).max(initial=0) >= limit:
+                    raise ValueError(
+                        f"party {party!r} has feature values of magnitude >= 2**"
+                        f"{roles.FEATURE_BOUND_BITS}; with hidden_layer_sizes=() the overlap "
+                        "rows travel encrypted below that bound: standardise the features "
+                        "(a StandardScaler in a Pipeline is column-wise: each party scales "
+                        "its own)"
+                    )
         n_overlap = int(overlap.sum())
         batch_size = None if self.batch_size == "auto" else int(self.batch_size)
         if batch_size is not None and batch_size > n_overlap:
