@@ -54,10 +54,16 @@ def load(name):
     return StandardScaler().fit_transform(X), y
 
 
-def utility(overlaps, seeds, dataset, gamma):
+NETWORKS = {
+    "hidden (16,) trained": dict(hidden_layer_sizes=(16,)),
+    "random features (64,)": dict(hidden_layer_sizes=(64,), train_hidden_layers=False),
+}
+
+
+def utility(overlaps, seeds, dataset, gamma, network):
     X, y = load(dataset)
-    print(f"utility on {dataset}: AUC on held-out target-only rows, mean+-std over "
-          f"{len(seeds)} seeds")
+    print(f"utility on {dataset}, {network}: AUC on held-out target-only rows, mean+-std "
+          f"over {len(seeds)} seeds")
     cut = X.shape[1] // 2
     print(f"{'overlap':>7} {'FTL AUC':>14} {'B alone':>14} {'joined':>14} {'FTL wins':>8}")
     for n_ov in overlaps:
@@ -71,7 +77,7 @@ def utility(overlaps, seeds, dataset, gamma):
             y_fit[b_only] = -1            # B's rows carry no labels
             try:
                 ftl = FederatedTransferClassifier(
-                    topo, hidden_layer_sizes=(16,), representation_dim=8, max_iter=200,
+                    topo, **NETWORKS[network], representation_dim=8, max_iter=200,
                     gamma=gamma, encryption=None, random_state=seed).fit(X_fed[train],
                                                                          y_fit[train])
             except ValueError as exc:
@@ -104,14 +110,15 @@ def _epoch_times(fit):
     return float(np.median(np.diff(stamps)))
 
 
-def speed(n_rows, dim, hidden, key_size, n_jobs, epochs=4):
+def speed(n_rows, dim, hidden, key_size, n_jobs, fixed_hidden=False, epochs=4):
     rng = np.random.RandomState(0)
     X = rng.randn(n_rows, 20)
     y = (X[:, 0] + X[:, 10] > 0).astype(int)
 
     def fit(enc, it=epochs):
         return lambda: FederatedTransferClassifier(
-            hidden_layer_sizes=hidden, representation_dim=dim, max_iter=it, tol=0.0,
+            hidden_layer_sizes=hidden, train_hidden_layers=not fixed_hidden,
+            representation_dim=dim, max_iter=it, tol=0.0,
             encryption=enc, key_size=key_size, n_jobs=n_jobs, random_state=0,
             verbose=1).fit(X, y)
 
@@ -137,7 +144,8 @@ def speed(n_rows, dim, hidden, key_size, n_jobs, epochs=4):
     with precomputed(keys, stock) as pools:
         online = _epoch_times(fit("paillier"))
     missed = sum(p.n_missed for p in pools)
-    print(f"speed: {n_rows} overlap rows, d={dim}, hidden={hidden or '() (linear)'}, "
+    kind = "() (linear)" if not hidden else f"{hidden} {'fixed' if fixed_hidden else 'trained'}"
+    print(f"speed: {n_rows} overlap rows, d={dim}, hidden={kind}, "
           f"{key_size}-bit keys, n_jobs={n_jobs}, load average {os.getloadavg()[0]:.2f}: "
           f"{in_fit:.2f} s per epoch encrypted in the fit, {online:.2f} s online "
           f"(randomisers for {epochs} epochs precomputed in {offline:.1f} s, not counted; "
@@ -152,6 +160,8 @@ def main():
     p.add_argument("--speed-rows", type=int, default=500)
     p.add_argument("--speed-dim", type=int, default=32)
     p.add_argument("--speed-hidden", type=int, nargs="*", default=[])
+    p.add_argument("--speed-fixed-hidden", action="store_true",
+                   help="hidden layers as fixed random features (the fast protocol)")
     p.add_argument("--key-size", type=int, default=2048)
     p.add_argument("--dataset", choices=["digits", "breast_cancer"], default="digits")
     p.add_argument("--gamma", type=float, default=0.1)
@@ -164,10 +174,11 @@ def main():
     if args.quick:
         args.overlaps, args.seeds, args.speed_rows = [100], 2, 100
     if not args.skip_utility:
-        utility(args.overlaps, range(args.seeds), args.dataset, args.gamma)
+        for network in NETWORKS:
+            utility(args.overlaps, range(args.seeds), args.dataset, args.gamma, network)
     if not args.skip_speed:
         speed(args.speed_rows, args.speed_dim, tuple(args.speed_hidden), args.key_size,
-              args.n_jobs)
+              args.n_jobs, args.speed_fixed_hidden)
 
 
 if __name__ == "__main__":

@@ -72,11 +72,14 @@ def _cfg(**kw):
     return cfg
 
 
-@pytest.mark.parametrize("hidden", [[2], []], ids=["hidden", "linear"])
+@pytest.mark.parametrize("hidden, train_hidden", [([2], True), ([], True), ([3], False)],
+                         ids=["hidden", "linear", "random-features"])
 @pytest.mark.parametrize("encryption", [None, "paillier"])
-def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption, hidden):
-    """Both protocols: unpacked ciphertexts through hidden layers, and
-    row-packed ciphertexts for linear representations."""
+def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption, hidden,
+                                                                 train_hidden):
+    """Both protocols: unpacked ciphertexts through trained hidden layers, and
+    cross moments for representations linear in what is trained (no hidden
+    layer, or fixed random hidden layers: their parameters do not move)."""
     rng = np.random.RandomState(3)
     XA, XB = rng.randn(14, 3), rng.randn(12, 2)
     labelled = np.array([0, 2, 3, 4, 6, 8, 9, 11, 13])
@@ -85,7 +88,7 @@ def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption, hid
     overlap_b = np.array([1, 2, 4, 5, 6, 7, 9, 10, 11])
     w = np.isin(overlap_a, labelled).astype(float)
     # Networks small enough for 9 overlap rows (roles.check_batches).
-    cfg = _cfg(encryption=encryption, hidden_layer_sizes=hidden)
+    cfg = _cfg(encryption=encryption, hidden_layer_sizes=hidden, train_hidden=train_hidden)
     results, _ = LocalRuntime().run({
         "A": partial(roles.source, X=XA, labelled=labelled, Y=Y, overlap=overlap_a,
                      cfg={**cfg, "network_seed": 1}),
@@ -101,21 +104,25 @@ def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption, hid
     after_b = roles._net(2, cfg, 0)
     after_b.coefs, after_b.intercepts = results["B"]["coefs"], results["B"]["intercepts"]
     lr = cfg["learning_rate_init"]
-    np.testing.assert_allclose(after_a.get_flat(), net_a.get_flat() - lr * grad_a,
+    mask_a, mask_b = roles._trained_mask(net_a, cfg), roles._trained_mask(net_b, cfg)
+    assert mask_a.all() == train_hidden and mask_a[-4:].all()
+    np.testing.assert_allclose(after_a.get_flat(), net_a.get_flat() - lr * mask_a * grad_a,
                                rtol=0, atol=1e-8)
-    np.testing.assert_allclose(after_b.get_flat(), net_b.get_flat() - lr * grad_b,
+    np.testing.assert_allclose(after_b.get_flat(), net_b.get_flat() - lr * mask_b * grad_b,
                                rtol=0, atol=1e-8)
     assert results["A"]["loss_curve"][0] == pytest.approx(loss, abs=1e-8)
 
 
 # -- fidelity of the encrypted protocol ------------------------------------------------
-@pytest.mark.parametrize("hidden", [(4,), ()], ids=["hidden", "linear"])
+@pytest.mark.parametrize("hidden, train_hidden", [((4,), True), ((), True), ((6,), False)],
+                         ids=["hidden", "linear", "random-features"])
 @pytest.mark.parametrize("n_classes", [2, 3])
-def test_encrypted_equals_unencrypted(n_classes, hidden):
+def test_encrypted_equals_unencrypted(n_classes, hidden, train_hidden):
     X, y, y_fit, cut = _data(n_classes=n_classes)
     # Two batches of 15 overlap rows: small networks (roles.check_batches).
     kw = dict(max_iter=3, key_size=KEY, random_state=0, batch_size=15,
-              hidden_layer_sizes=hidden, representation_dim=4)
+              hidden_layer_sizes=hidden, representation_dim=4,
+              train_hidden_layers=train_hidden)
     plain = FederatedTransferClassifier(TOPO, encryption=None, **kw).fit(X, y_fit)
     enc = FederatedTransferClassifier(TOPO, **kw).fit(X, y_fit)
     np.testing.assert_allclose(enc.loss_curve_, plain.loss_curve_, rtol=1e-7)
@@ -127,6 +134,26 @@ def test_encrypted_equals_unencrypted(n_classes, hidden):
         tags = [m.tag for m in plain.transcript_.filter(sender=party)]
         assert tags == [m.tag for m in enc.transcript_.filter(sender=party)
                         if m.kind != "public_key"]
+
+
+def test_random_features_keep_the_hidden_layer_and_run_the_fast_protocol():
+    X, y, y_fit, cut = _data(n=150)
+    kw = dict(hidden_layer_sizes=(8,), representation_dim=4, key_size=KEY, random_state=0)
+    one = FederatedTransferClassifier(TOPO, train_hidden_layers=False, max_iter=1, **kw)
+    three = FederatedTransferClassifier(TOPO, train_hidden_layers=False, max_iter=3, **kw)
+    trained = FederatedTransferClassifier(TOPO, max_iter=3, **kw).fit(X, y_fit)
+    one.fit(X, y_fit)
+    three.fit(X, y_fit)
+    for side in ("source_model_", "target_model_"):
+        a, b, t = (getattr(e, side) for e in (one, three, trained))
+        np.testing.assert_array_equal(a["coefs"][0], b["coefs"][0])     # fixed
+        np.testing.assert_array_equal(a["intercepts"][0], b["intercepts"][0])
+        assert not np.allclose(a["coefs"][1], b["coefs"][1])            # trained
+        assert not np.allclose(a["coefs"][0], t["coefs"][0])            # other init
+    tags = {m.tag for m in three.transcript_}
+    assert {"features", "d", "grad_target"} <= tags                  # cross moments
+    assert "features" not in {m.tag for m in trained.transcript_}
+    assert three.transcript_.total_bytes() < trained.transcript_.total_bytes() / 3
 
 
 def test_linear_protocol_with_an_unlabelled_batch():

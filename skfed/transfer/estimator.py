@@ -99,6 +99,14 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         every row is then in the overlap, so ordinary ``X, y`` work.
     hidden_layer_sizes : tuple of int, default=(16,)
         Hidden layers of both representation networks.
+    train_hidden_layers : bool, default=True
+        False keeps the hidden layers at a fixed random initialisation
+        (random features: weights drawn with variance ``1 / fan_in``, biases
+        uniform in ``[-1, 1]``) and trains only the output layer. The
+        representation is then linear in what is trained, and ``fit`` runs
+        the cross-moment protocol of ``hidden_layer_sizes=()`` on the random
+        features: ~20x faster per epoch with encryption (see
+        docs/transfer.rst), at the price of features that do not adapt.
     activation : {"identity", "logistic", "tanh", "relu"}, default="tanh"
     representation_dim : int, default=8
         Dimension ``d`` of the representations.
@@ -180,6 +188,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
     _parameter_constraints: dict = {
         "topology": [VerticalTopology, None],
         "hidden_layer_sizes": ["array-like"],
+        "train_hidden_layers": ["boolean"],
         "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
         "representation_dim": [Interval(Integral, 1, None, closed="left")],
         "gamma": [Interval(Real, 0, None, closed="left")],
@@ -198,13 +207,14 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         "verbose": ["verbose"],
     }
 
-    def __init__(self, topology=None, *, hidden_layer_sizes=(16,), activation="tanh",
-                 representation_dim=8, gamma=1.0, alpha=1e-4, solver="adam",
+    def __init__(self, topology=None, *, hidden_layer_sizes=(16,), train_hidden_layers=True,
+                 activation="tanh", representation_dim=8, gamma=1.0, alpha=1e-4, solver="adam",
                  learning_rate_init=0.01, momentum=0.9, max_iter=100, tol=1e-4,
                  n_iter_no_change=10, batch_size="auto", encryption="paillier",
                  key_size=2048, n_jobs=None, random_state=None, verbose=0):
         self.topology = topology
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.train_hidden_layers = train_hidden_layers
         self.activation = activation
         self.representation_dim = representation_dim
         self.gamma = gamma
@@ -321,6 +331,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         cfg = {
             "source_name": src, "target_name": tgt,
             "hidden_layer_sizes": hidden, "activation": self.activation,
+            "train_hidden": bool(self.train_hidden_layers),
             "representation_dim": int(self.representation_dim),
             "gamma": float(self.gamma), "alpha": float(self.alpha), "solver": self.solver,
             "learning_rate_init": float(self.learning_rate_init),
@@ -339,8 +350,10 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         # would determine the other's representations (the roles check again).
         roles.check_batches(
             src_lab[ov], batch_size, K, cfg["representation_dim"],
-            roles.n_parameters(len(columns[src]), hidden, cfg["representation_dim"]),
-            roles.n_parameters(len(columns[tgt]), hidden, cfg["representation_dim"]),
+            roles.n_parameters(len(columns[src]), hidden, cfg["representation_dim"],
+                               cfg["train_hidden"]),
+            roles.n_parameters(len(columns[tgt]), hidden, cfg["representation_dim"],
+                               cfg["train_hidden"]),
             src, tgt)
         fns = {
             src: partial(roles.source, X=X[np.ix_(rows_a, columns[src])].copy(),

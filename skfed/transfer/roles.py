@@ -278,9 +278,15 @@ def _optimizer(cfg):
     return SGD(cfg["learning_rate_init"], momentum=cfg["momentum"])
 
 
-def n_parameters(n_in, hidden_layer_sizes, representation_dim):
-    """Number of parameters of a representation network (weights and biases)."""
+def n_parameters(n_in, hidden_layer_sizes, representation_dim, train_hidden=True):
+    """Number of trained parameters of a representation network (weights and biases).
+
+    With ``train_hidden=False`` only the output layer is trained (and sent
+    in gradients); the hidden layers are fixed random features.
+    """
     sizes = [n_in, *hidden_layer_sizes, representation_dim]
+    if not train_hidden:
+        sizes = sizes[-2:]
     return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
@@ -394,7 +400,30 @@ def check_batches(w, batch_size, n_outputs, representation_dim, n_params_source,
 
 def _net(n_in, cfg, seed):
     sizes = [n_in, *cfg["hidden_layer_sizes"], cfg["representation_dim"]]
-    return DenseNet(sizes, cfg["activation"], np.random.RandomState(seed))
+    rng = np.random.RandomState(seed)
+    net = DenseNet(sizes, cfg["activation"], rng)
+    if not cfg.get("train_hidden", True):
+        # Fixed random features (Rahimi & Recht; Huang's extreme learning
+        # machine): unit-variance pre-activations for standardised inputs and
+        # biases that spread the units' offsets, rather than Glorot's range,
+        # which suits weights that will be trained.
+        for W, b in zip(net.coefs[:-1], net.intercepts[:-1]):
+            W[...] = rng.normal(0.0, 1.0 / np.sqrt(W.shape[0]), W.shape)
+            b[...] = rng.uniform(-1.0, 1.0, b.shape)
+    return net
+
+
+def _fast_protocol(cfg):
+    """Whether the representation is linear in its trained parameters."""
+    return not cfg["hidden_layer_sizes"] or not cfg.get("train_hidden", True)
+
+
+def _trained_mask(net, cfg):
+    """1 for the parameters a party trains (all, or the output layer's)."""
+    mask = np.ones(net.n_params)
+    if not cfg.get("train_hidden", True):
+        mask[:net.n_params - net.coefs[-1].size - net.intercepts[-1].size] = 0.0
+    return mask
 
 
 def objective(net_a, net_b, XA, XB, labelled, Y, overlap_a, overlap_b, w, gamma, alpha):
@@ -484,7 +513,7 @@ def _source_step_linear(ch, net, theta, acts, U, Phi, rows, wY, c, gamma, labell
     K, d = Phi.shape
     n_b = len(rows)
     ch.send_rows("phi", Phi.reshape(-1, 1), lin.slot_bits, REPRESENTATION_BOUND_BITS)
-    theta_m = np.vstack([net.coefs[0], net.intercepts[0]])          # (p_A + 1, d)
+    theta_m = np.vstack([net.coefs[-1], net.intercepts[-1]])        # (p_A + 1, d)
     # B's gradient (transposed): T^T [X^B, 1] = Lam [wY, X^A, 1]^T [X^B, 1],
     # plus M P^T with B's P^T = U^B^T diag(w) [X^B, 1] under B's key.
     Lam = np.hstack([-0.5 * c * Phi.T, -2 * gamma / n_b * theta_m.T])
@@ -505,13 +534,15 @@ def _source_step_linear(ch, net, theta, acts, U, Phi, rows, wY, c, gamma, labell
     G1 = -2 * D[:, :K].T                              # Phi Sigma - 2 V
     XU = D[:, K:].T                                   # [X^A, 1]^T U^B
     inner = float(np.sum(theta_m * XU))               # <U^A, U^B> on the batch
-    Xa = _with_ones(acts[0][rows])
+    Xa = _with_ones(acts[-2][rows])         # the output layer's inputs
     g_align = (2 * gamma / n_b * (Xa.T @ U[rows] - XU)).ravel()
     g_phi = 0.25 * c * G1
     loss_b = (0.25 * c * float(np.sum(Phi * G1)) - 0.125 * c * Y_val if c > 0
               else float(z2[0]))
     loss_b -= 2 * gamma / n_b * inner
-    return _class_gradient(net, acts, U, labelled, Y, g_phi, n_lab) + g_align, loss_b
+    grad = _class_gradient(net, acts, U, labelled, Y, g_phi, n_lab)
+    grad[-g_align.size:] += g_align       # the output layer closes the flat vector
+    return grad, loss_b
 
 
 def _to_float(ints, scale):
@@ -591,11 +622,11 @@ def _target_step_linear(ch, net, acts, U, wb, c, gamma, own, lin, b):
     """B's side of one step for linear representations (cross moments)."""
     n_b, d = U.shape
     Uw = wb[:, None] * U
-    Xt = lin.own[b]                                   # [X^B, 1] of the batch
+    Xt = lin.own[b]                                   # [F^B, 1] of the batch (F: features)
     ch.send_rows("p", Uw.T @ Xt, lin.slot_bits, lin.p_bound_bits)
     enc_phi = ch.recv_rows("phi")                     # [[Phi]] (K d, 1) under A's key
     K = enc_phi.shape[0] // d
-    theta_m = np.vstack([net.coefs[0], net.intercepts[0]])           # (p_B + 1, d)
+    theta_m = np.vstack([net.coefs[-1], net.intercepts[-1]])         # (p_B + 1, d)
     D = theta_m.T @ lin.cross(b)                      # U^B^T [wY, X^A, 1]
     sigma = Uw.T @ U
     E = [sigma @ enc_phi[k * d:(k + 1) * d] for k in range(K)]       # Sigma Phi_k^T
@@ -620,7 +651,10 @@ def _target_step_linear(ch, net, acts, U, wb, c, gamma, own, lin, b):
     Gt, scale = ch.recv_own_rows("grad_target")
     if ch.paillier:
         Gt = _to_float(Gt, scale)
-    return (Gt.T + 2 * gamma / n_b * Xt.T @ U).ravel()
+    grad = np.zeros(net.n_params)
+    g = (Gt.T + 2 * gamma / n_b * Xt.T @ U).ravel()
+    grad[-g.size:] = g                    # the output layer closes the flat vector
+    return grad
 
 
 # -- training ------------------------------------------------------------------
@@ -634,7 +668,8 @@ def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
     ch = _Channel(ctx, cfg["target_name"], cfg, pools=True)
     gamma, alpha = cfg["gamma"], cfg["alpha"]
     net = _net(X.shape[1], cfg, cfg["network_seed"])
-    theta, wmask = net.get_flat(), net.weight_mask()
+    theta, wmask, trained = net.get_flat(), net.weight_mask(), _trained_mask(net, cfg)
+    n_trained = int(trained.sum())
     opt = _optimizer(cfg)
     n_lab, K = len(labelled), Y.shape[1]
     # Overlap rows' labels (0 where A has none): encrypted once per fit.
@@ -647,15 +682,17 @@ def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
     # Sizes first: neither side sends anything derived from its
     # representations before both have checked the batches (check_batches).
     ctx.send(ch.peer, "labelled_overlap", w.astype(bool), kind="plain")
-    ctx.send(ch.peer, "n_params", net.n_params, kind="plain")
+    ctx.send(ch.peer, "n_params", n_trained, kind="plain")
     n_params_b = int(ctx.recv(ch.peer, "n_params"))
-    check_batches(w, cfg["batch_size"], K, cfg["representation_dim"], net.n_params,
+    check_batches(w, cfg["batch_size"], K, cfg["representation_dim"], n_trained,
                   n_params_b, cfg["source_name"], cfg["target_name"])
-    linear = not cfg["hidden_layer_sizes"]
+    linear = _fast_protocol(cfg)
     d = cfg["representation_dim"]
     if linear:
         ctx.send(ch.peer, "n_outputs", K, kind="plain")
-        own = np.hstack([w[:, None] * Y_ov, X[overlap], np.ones((len(overlap), 1))])
+        # The output layer's inputs: the features, or fixed random features.
+        feats = net.forward(X[overlap])[1][-2]
+        own = np.hstack([w[:, None] * Y_ov, feats, np.ones((len(overlap), 1))])
         # Slots hold U^B^T [wY, X^A, 1] (B sums over its p_B + 1 parameters).
         extra = (_CrossMoments(ch, own, _slot_bits(len(overlap), n_params_b // d)),)
         step = _source_step_linear
@@ -679,7 +716,7 @@ def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
             loss = (loss_cross + (K * LOG2 if n_c > 0 else 0.0)
                     + gamma / n_b * float(np.sum(U[rows] ** 2))
                     + 0.5 * alpha * float(np.sum((wmask * theta) ** 2)))
-            theta = opt.step(theta, grad + alpha * wmask * theta)
+            theta = opt.step(theta, trained * (grad + alpha * wmask * theta))
             epoch_loss += loss * n_b / len(overlap)
         losses.append(epoch_loss)
         # ``progress`` is a local object of A's process: progress lines and
@@ -712,23 +749,24 @@ def target(ctx, X, overlap, cfg):
     ch = _Channel(ctx, cfg["source_name"], cfg, pools=True)
     gamma, alpha = cfg["gamma"], cfg["alpha"]
     net = _net(X.shape[1], cfg, cfg["network_seed"])
-    theta, wmask = net.get_flat(), net.weight_mask()
+    theta, wmask, trained = net.get_flat(), net.weight_mask(), _trained_mask(net, cfg)
+    n_trained = int(trained.sum())
     opt = _optimizer(cfg)
     w = np.asarray(ctx.recv(ch.peer, "labelled_overlap"), dtype=float)
-    ctx.send(ch.peer, "n_params", net.n_params, kind="plain")
+    ctx.send(ch.peer, "n_params", n_trained, kind="plain")
     n_params_a = int(ctx.recv(ch.peer, "n_params"))
-    linear = not cfg["hidden_layer_sizes"]
+    linear = _fast_protocol(cfg)
     if linear:
         enc_labels, K = None, int(ctx.recv(ch.peer, "n_outputs"))
     else:
         enc_labels = ch.recv_foreign("labels")                  # [[w Y]]_A
         K = enc_labels.shape[1]
     check_batches(w, cfg["batch_size"], K, cfg["representation_dim"], n_params_a,
-                  net.n_params, cfg["source_name"], cfg["target_name"])
+                  n_trained, cfg["source_name"], cfg["target_name"])
     Xo = X[overlap]
     if linear:
         # Slots hold B's gradient (A sums over its K + p_A + 1 columns).
-        extra = _CrossMoments(ch, _with_ones(Xo),
+        extra = _CrossMoments(ch, _with_ones(net.forward(Xo)[1][-2]),
                               _slot_bits(len(overlap), K + n_params_a // cfg["representation_dim"]))
         step = _target_step_linear
     else:
@@ -745,7 +783,7 @@ def target(ctx, X, overlap, cfg):
                    + 0.5 * alpha * float(np.sum((wmask * theta) ** 2)))
             grad = step(ch, net, acts, U, wb, c, gamma, own,
                         *((extra, b) if linear else (enc_labels[b],)))
-            theta = opt.step(theta, grad + alpha * wmask * theta)
+            theta = opt.step(theta, trained * (grad + alpha * wmask * theta))
         n_iter += 1
         if not ctx.recv(ch.peer, "continue"):
             break
