@@ -123,3 +123,24 @@ def test_rows_rescale_and_add_at_a_slot_offset(keys):
         np.testing.assert_allclose(got, expected, atol=1e-7)
     with pytest.raises(ValueError, match="do not fit"):
         sub.add_at(col, 4)
+
+
+def test_decrypted_slots_beyond_the_declared_bound_are_refused(keys):
+    pk, sk = keys
+    P = PackedRows.encrypt(pk, np.array([[3.0, -1.0]]), slot_bits=SLOT)
+    np.testing.assert_array_equal(P.decrypt(sk), [[3.0, -1.0]])
+    understated = PackedRows(P.enc, 2, SLOT, value_bits=PackedRows.PRECISION_BITS)
+    with pytest.raises(OverflowError, match="declared bound"):
+        understated.decrypt_slots(sk)
+    with pytest.raises(ValueError, match="below the tracked"):
+        P.with_bound(P.value_bits - 1)
+    assert P.with_bound(SLOT - 2).value_bits == SLOT - 2
+
+
+def test_absolute_scale_products_have_a_public_scale(keys):
+    pk, sk = keys
+    P = PackedRows.encrypt(pk, np.random.RandomState(3).randn(4, 3), slot_bits=SLOT)
+    for X in (np.full((2, 4), 1e-3), np.full((2, 4), 50.0)):
+        out = P.rmatmul(X, scale_bits=30)
+        assert out.scale_bits == P.scale_bits + 30
+        np.testing.assert_allclose(out.decrypt(sk), X @ P.decrypt(sk), rtol=1e-6, atol=1e-8)

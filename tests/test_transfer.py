@@ -1,5 +1,6 @@
 """FederatedTransferClassifier: objective, protocol fidelity, privacy, errors."""
 
+import threading
 from functools import partial
 
 import numpy as np
@@ -518,3 +519,50 @@ def test_guard_protects_the_source_and_single_labelled_rows():
     two = one.copy()
     two[7] = True
     roles.check_batches(two, 10, 1, 2, 10, 10, "A", "B")
+
+
+# -- the cross-moment protocol against a dishonest or diverging party ----------------
+def test_a_party_that_understates_its_network_is_refused(monkeypatch):
+    """B claims fewer parameters than the features it then sends (identity rows
+    in place of features would let it read A's values): A refuses the layout."""
+    real = roles._trained_mask
+
+    def understated(net, cfg):
+        mask = real(net, cfg)
+        if threading.current_thread().name == "skfed-shop":
+            mask[:cfg["representation_dim"]] = 0.0         # one input row fewer
+        return mask
+
+    monkeypatch.setattr(roles, "_trained_mask", understated)
+    X, y, y_fit, cut = _data(n=150)
+    for encryption in (None, "paillier"):
+        with pytest.raises(RoleError, match="'features'.*public layout"):
+            FederatedTransferClassifier(TOPO, hidden_layer_sizes=(), key_size=KEY,
+                                        encryption=encryption, max_iter=1).fit(X, y_fit)
+
+
+def test_wire_scales_and_bounds_do_not_depend_on_magnitudes(monkeypatch):
+    monkeypatch.setattr(ftl_estimator, "_make_runtime",
+                        lambda: LocalRuntime(keep_payloads=True))
+    X, y, y_fit, cut = _data(n=150)
+    layouts = []
+    for factor in (1.0, 2.0 ** -6):
+        Xs = X.copy()
+        Xs[:, 3:] *= factor                            # the target's columns
+        clf = FederatedTransferClassifier(TOPO, hidden_layer_sizes=(), key_size=KEY,
+                                          max_iter=2, random_state=0).fit(Xs, y_fit)
+        layouts.append([(m.tag, m.decoded()["ciphertexts"]["scale_bits"],
+                         m.decoded()["value_bits"], m.decoded()["slot_bits"])
+                        for m in clf.transcript_
+                        if m.tag in {"d", "grad_target", "p", "phi", "features"}])
+    assert layouts[0] == layouts[1]
+
+
+def test_diverging_training_fails_alike_with_and_without_encryption():
+    X, y, y_fit, cut = _data(n=150)
+    for encryption in (None, "paillier"):
+        with pytest.raises(RoleError, match="diverged"):
+            FederatedTransferClassifier(TOPO, hidden_layer_sizes=(), key_size=KEY,
+                                        encryption=encryption, learning_rate_init=1e4,
+                                        solver="sgd", max_iter=30, random_state=0
+                                        ).fit(X, y_fit)

@@ -315,22 +315,38 @@ class PackedRows:
                 + sigma_bits + 3)
 
     # -- arithmetic ---------------------------------------------------------------
-    def rmatmul(self, X, *, precision_bits=None, n_jobs=None):
-        """``X @ self`` for a plaintext ``X`` of shape (m, rows): a PackedRows (m, width)."""
+    def rmatmul(self, X, *, precision_bits=None, n_jobs=None, scale_bits=None):
+        """``X @ self`` for a plaintext ``X`` of shape (m, rows): a PackedRows (m, width).
+
+        ``scale_bits`` encodes ``X`` at that absolute scale (see
+        :meth:`EncryptedArray.rmatmul`): the result's scale is then public.
+        """
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.shape[0]:
             raise ValueError(f"shapes {X.shape} and {self.shape} not aligned for matmul")
         # The bound the product needs, from the same encoding the
         # multi-exponentiation will use (each output row lifted to the
-        # finest row scale).
-        B = _plain_bits(precision_bits, limit=MAX_EXPONENT_BITS - 1)
-        K, p = _encode_multiplier(X, B, per_row=True)
-        P = int(p.max()) if p.size else 0
-        bits = max((_max_bits(K[r]) + P - int(p[r]) for r in range(K.shape[0])), default=0)
+        # finest row scale when the scale is relative).
+        if scale_bits is None:
+            B = _plain_bits(precision_bits, limit=MAX_EXPONENT_BITS - 1)
+            K, p = _encode_multiplier(X, B, per_row=True)
+            P = int(p.max()) if p.size else 0
+            bits = max((_max_bits(K[r]) + P - int(p[r]) for r in range(K.shape[0])),
+                       default=0)
+        else:
+            bits = _max_bits(_encode(X, int(scale_bits)))
         value_bits = self.value_bits + bits + math.ceil(math.log2(max(X.shape[1], 1) + 1))
         self._check_room(value_bits)
-        out = self.enc.rmatmul(X, precision_bits=precision_bits, n_jobs=n_jobs)
+        out = self.enc.rmatmul(X, precision_bits=precision_bits, n_jobs=n_jobs,
+                               scale_bits=scale_bits)
         return self._new(out, value_bits)
+
+    def with_bound(self, value_bits):
+        """The same ciphertexts declaring a looser public bound (>= the tracked one),
+        e.g. before sending them, so the bound reveals nothing of the values."""
+        if value_bits < self.value_bits:
+            raise ValueError(f"bound {value_bits} is below the tracked {self.value_bits}")
+        return self._new(self.enc, value_bits)
 
     def __rmatmul__(self, other):
         if isinstance(other, (EncryptedArray, PackedRows)):
@@ -443,10 +459,25 @@ class PackedRows:
         masked = self.enc._add_encoded(packed).obfuscate(n_jobs=n_jobs, pool=pool)
         return self._new(masked, bits + 1), mask
 
-    def decrypt(self, private_key, *, n_jobs=None):
-        """Decrypt and decode to a float64 array of shape (rows, width)."""
+    def decrypt_slots(self, private_key, *, n_jobs=None):
+        """Decrypt to the signed slot integers, shape (rows, width).
+
+        Raises
+        ------
+        OverflowError
+            If a slot exceeds the declared ``value_bits`` (a sender's
+            overflow or a tampered plaintext).
+        """
         ints = self.enc.decrypt_encoded(private_key, n_jobs=n_jobs)
         slots = unpack_ints(ints, self.width, self.slot_bits, self.n_slots)
+        if _max_bits(slots) > self.value_bits:
+            raise OverflowError("a decrypted slot exceeds its declared bound: overflow or "
+                                "tampering")
+        return slots
+
+    def decrypt(self, private_key, *, n_jobs=None):
+        """Decrypt and decode to a float64 array of shape (rows, width)."""
+        slots = self.decrypt_slots(private_key, n_jobs=n_jobs)
         return _ints_to_float(slots.ravel().tolist(), self.scale_bits).reshape(self.shape)
 
     # -- wire ----------------------------------------------------------------------

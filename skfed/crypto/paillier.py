@@ -779,8 +779,10 @@ class ObfuscatorPool:
     private_key : phe.paillier.PaillierPrivateKey, default=None
         Pass the key pair's private key when the pool serves encryption
         under one's *own* key: randomisers are then computed modulo ``p**2``
-        and ``q**2`` (~1.8x faster at 2048 bits, same distribution). It
-        stays in this process and its own joblib workers.
+        and ``q**2`` (~1.8x faster at 2048 bits, same distribution). The
+        factors go to the joblib workers that compute randomisers (and stay
+        cached there, as in each worker's per-key tables): use it only with a
+        backend you trust with the key, as for parallel decryption.
 
     Attributes
     ----------
@@ -1561,7 +1563,7 @@ class EncryptedArray:
             c = np.concatenate([prod, c[2 * h :]], axis=0) if c.shape[0] % 2 else prod
         return self._new(_obj(c[0]))
 
-    def rmatmul(self, X, *, precision_bits=None, n_jobs=None):
+    def rmatmul(self, X, *, precision_bits=None, n_jobs=None, scale_bits=None):
         """Plaintext matrix times this encrypted vector or matrix: ``X @ self``.
 
         Computed as a multi-exponentiation (bucket/Pippenger, fixed-base
@@ -1577,6 +1579,12 @@ class EncryptedArray:
         precision_bits : int, default=None
             ``DEFAULT_PLAIN_PRECISION_BITS`` (32) when None; at most 61.
         n_jobs : int, default=None
+        scale_bits : int, default=None
+            Encode ``X`` at this absolute fixed-point scale instead
+            (``round(X * 2**scale_bits)``, below ``2**62`` in magnitude), so
+            that the result's scale, ``self.scale_bits + scale_bits``, does
+            not depend on ``X``'s magnitudes: use it when the result goes to
+            the key owner, whom the scale would otherwise tell them.
 
         Returns
         -------
@@ -1593,7 +1601,7 @@ class EncryptedArray:
             bases = [list(self._c)]
         else:
             bases = [list(self._c[:, j]) for j in range(self.shape[1])]
-        out, s = self._shared_scalar_products(bases, X2, precision_bits, n_jobs)
+        out, s = self._shared_scalar_products(bases, X2, precision_bits, n_jobs, scale_bits)
         out = out if self.ndim == 2 else out[:, 0]
         return self._new(out[0] if squeeze else out, s)
 
@@ -1638,10 +1646,14 @@ class EncryptedArray:
             return NotImplemented
         return self.matmul(other)
 
-    def _shared_scalar_products(self, bases, K_plain, precision_bits, n_jobs):
+    def _shared_scalar_products(self, bases, K_plain, precision_bits, n_jobs, scale_bits=None):
         """``out[r, l] = prod_i bases[l][i] ** K[r, i]`` aligned to one scale."""
-        B = _plain_bits(precision_bits, limit=MAX_EXPONENT_BITS - 1)
-        K, p = _encode_multiplier(K_plain, B, per_row=True)
+        if scale_bits is None:
+            B = _plain_bits(precision_bits, limit=MAX_EXPONENT_BITS - 1)
+            K, p = _encode_multiplier(K_plain, B, per_row=True)
+        else:
+            K = _float_to_ints(K_plain, _check_int(scale_bits, "scale_bits"))
+            p = np.full(K.shape[0], int(scale_bits))
         K = np.asarray(K, dtype=object)
         if K.size and max(abs(int(v)) for v in K.ravel().tolist()) >= 1 << MAX_EXPONENT_BITS:
             raise ValueError(

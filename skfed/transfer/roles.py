@@ -74,7 +74,6 @@ from ..crypto.packing import (
     add_ints,
     dot_ints,
     fixed_point,
-    unpack_ints,
 )
 from ..crypto.paillier import (
     EncryptedArray,
@@ -85,19 +84,27 @@ from ..crypto.paillier import (
     public_key_to_wire,
 )
 from ..runtime.local import PartyContext as LocalPartyContext
+from ..runtime.party import ProtocolMismatch
 from .networks import SGD, Adam, DenseNet, PlainOps, flatten_blocks
 
 __all__ = ["objective", "source", "target", "source_predict", "target_predict",
            "check_batches", "n_parameters"]
 
 LOG2 = float(np.log(2.0))
-# The linear protocol's packed products ``X @ [[V]]``: a plaintext factor
-# takes the default 32 bits plus up to 12 bits of scale lift between rows of
-# different magnitudes (features within a factor 4096 of each other); the
-# features travel encrypted below 2**20 in magnitude (standardise them).
-PACK_EXPONENT_BITS = 44
+# The cross-moment protocol's public fixed point. Every scale and every
+# declared bound on the wire follows from these and the public sizes, so none
+# reveals a magnitude. Encrypted values: 28 fractional bits (features below
+# 2**20, Phi below 2**16). Plaintext factors at absolute scales: a party's own
+# features 2**-36, parameters (theta, Lambda, M, Sigma) 2**-30, with theta,
+# Lambda and M below 2**16 and Sigma below 2**32 (the multi-exponentiation
+# takes factors below 2**62). Exceeding a bound means diverging training.
 FEATURE_BOUND_BITS = 20
 REPRESENTATION_BOUND_BITS = 16
+FEATURE_SCALE_BITS = 36
+PARAM_SCALE_BITS = 30
+PARAM_BOUND_BITS = 16
+SIGMA_BOUND_BITS = 32
+_ENC_BITS = PackedRows.PRECISION_BITS
 
 
 # -- encryption: the same messages with or without Paillier ------------------
@@ -131,7 +138,6 @@ class _Channel:
         self.paillier = cfg["encryption"] == "paillier"
         self.n_jobs = cfg.get("n_jobs")
         self.sigma_bits = 80
-        self.phi_scale = PackedRows.PRECISION_BITS  # what send_rows encodes at
         self.own_pool = self.peer_pool = None
         if self.paillier:
             self.pk, self.sk = generate_keypair(cfg["key_size"])
@@ -229,46 +235,75 @@ class _Channel:
         mask, scale = state
         return decode_masked(obj, mask, scale, sigma_bits=self.sigma_bits)
 
-    # packed rows (the linear protocol) ----------------------------------------
-    def send_rows(self, tag, values, slot_bits, bound_bits=None):
+    # packed rows (the cross-moment protocol) -----------------------------------
+    def send_rows(self, tag, values, slot_bits, bound_bits, precision_bits=None):
         """Encrypt a matrix row-packed under our own key and send it."""
         values = np.asarray(values, dtype=float)
         if self.paillier:
             payload = PackedRows.encrypt(self.pk, values, slot_bits=slot_bits,
-                                         bound_bits=bound_bits, n_jobs=self.n_jobs,
-                                         pool=self.own_pool).to_wire()
+                                         bound_bits=bound_bits, precision_bits=precision_bits,
+                                         n_jobs=self.n_jobs, pool=self.own_pool).to_wire()
         else:
+            _check_bound(values, bound_bits, f"{tag!r}")
             payload = values
         self.ctx.send(self.peer, tag, payload, kind=self.kind)
 
-    def recv_rows(self, tag):
-        """Receive a row-packed matrix under the peer's key."""
-        obj = self._recv(tag)
-        return PackedRows.from_wire(self.peer_pk, obj, n_jobs=self.n_jobs) \
-            if self.paillier else np.asarray(obj, dtype=float)
+    def _checked(self, tag, obj, public_key, shape, slot_bits, scale_bits, value_bits=None):
+        """Parse a packed matrix and refuse a layout other than the public one.
+
+        A party that declared other sizes, slots or bounds than it sends
+        could otherwise slip past :func:`check_batches` (e.g. identity rows
+        in place of its features) or size the other's masks.
+        """
+        if not self.paillier:
+            arr = np.asarray(obj, dtype=float)
+            got = arr.shape
+        else:
+            arr = PackedRows.from_wire(public_key, obj, n_jobs=self.n_jobs)
+            got = (arr.shape, arr.slot_bits, arr.scale_bits,
+                   arr.value_bits if value_bits is not None else None)
+        want = (tuple(shape) if not self.paillier else
+                (tuple(shape), slot_bits, scale_bits, value_bits))
+        if got != want:
+            raise ProtocolMismatch(
+                f"{self.peer!r} sent {tag!r} as {got}, the protocol's public layout is "
+                f"{want} (shape, slot bits, scale, bound)")
+        return arr
+
+    def recv_rows(self, tag, shape, slot_bits, scale_bits, value_bits):
+        """Receive a row-packed matrix under the peer's key, in the public layout."""
+        return self._checked(tag, self._recv(tag), self.peer_pk if self.paillier else None,
+                             shape, slot_bits, scale_bits, value_bits)
 
     def send_derived_rows(self, tag, packed):
-        """Send a packed matrix computed from the peer's ciphertexts, re-randomised."""
-        payload = packed.obfuscate(n_jobs=self.n_jobs, pool=self.peer_pool).to_wire() \
-            if self.paillier else np.asarray(packed, dtype=float)
+        """Send a packed matrix computed from the peer's ciphertexts: re-randomised,
+        declaring the public bound ``slot_bits - 2`` rather than the tracked one."""
+        if self.paillier:
+            packed = packed.with_bound(packed.slot_bits - 2)
+            payload = packed.obfuscate(n_jobs=self.n_jobs, pool=self.peer_pool).to_wire()
+        else:
+            payload = np.asarray(packed, dtype=float)
         self.ctx.send(self.peer, tag, payload, kind=self.kind)
 
-    def recv_own_rows(self, tag):
+    def recv_own_rows(self, tag, shape, slot_bits, scale_bits):
         """Receive a packed matrix under our key and decrypt it: (slot integers,
         scale) with encryption, (values, None) without."""
-        obj = self._recv(tag)
+        p = self._checked(tag, self._recv(tag), self.pk if self.paillier else None, shape,
+                          slot_bits, scale_bits, slot_bits - 2)
         if not self.paillier:
-            return np.asarray(obj, dtype=float), None
-        p = PackedRows.from_wire(self.pk, obj)
-        ints = p.enc.decrypt_encoded(self.sk, n_jobs=self.n_jobs)
-        return unpack_ints(ints, p.width, p.slot_bits, p.n_slots), p.scale_bits
+            return p, None
+        return p.decrypt_slots(self.sk, n_jobs=self.n_jobs), p.scale_bits
 
-    def recv_own_ints(self, tag):
+    def recv_own_ints(self, tag, shape, scale_bits):
         """Receive ciphertexts under our key: (signed integers, scale), or (values, None)."""
         obj = self._recv(tag)
         if not self.paillier:
-            return np.asarray(obj, dtype=float), None
+            return np.asarray(obj, dtype=float).reshape(shape), None
         enc = EncryptedArray.from_wire(self.pk, obj)
+        if enc.shape != tuple(shape) or enc.scale_bits != scale_bits:
+            raise ProtocolMismatch(
+                f"{self.peer!r} sent {tag!r} with shape {enc.shape} and scale "
+                f"{enc.scale_bits}; the protocol's are {tuple(shape)} and {scale_bits}")
         return enc.decrypt_encoded(self.sk, n_jobs=self.n_jobs), enc.scale_bits
 
 
@@ -413,6 +448,14 @@ def _net(n_in, cfg, seed):
     return net
 
 
+def _output_inputs(n_params, d, who):
+    """The peer's output-layer inputs (+1) from its declared parameter count."""
+    if n_params % d:
+        raise ProtocolMismatch(f"{who!r} declared {n_params} parameters, not a multiple of "
+                               f"representation_dim={d}")
+    return n_params // d
+
+
 def _fast_protocol(cfg):
     """Whether the representation is linear in its trained parameters."""
     return not cfg["hidden_layer_sizes"] or not cfg.get("train_hidden", True)
@@ -512,29 +555,35 @@ def _source_step_linear(ch, net, theta, acts, U, Phi, rows, wY, c, gamma, labell
     """
     K, d = Phi.shape
     n_b = len(rows)
+    _check_bound(Phi, REPRESENTATION_BOUND_BITS, "Phi")
     ch.send_rows("phi", Phi.reshape(-1, 1), lin.slot_bits, REPRESENTATION_BOUND_BITS)
     theta_m = np.vstack([net.coefs[-1], net.intercepts[-1]])        # (p_A + 1, d)
-    # B's gradient (transposed): T^T [X^B, 1] = Lam [wY, X^A, 1]^T [X^B, 1],
-    # plus M P^T with B's P^T = U^B^T diag(w) [X^B, 1] under B's key.
+    # B's gradient (transposed): T^T [F^B, 1] = Lam [wY, F^A, 1]^T [F^B, 1],
+    # plus M P^T with B's P^T = U^B^T diag(w) [F^B, 1] under B's key.
     Lam = np.hstack([-0.5 * c * Phi.T, -2 * gamma / n_b * theta_m.T])
-    enc_pt = ch.recv_rows("p")
-    ch.send_derived_rows("grad_target", Lam @ lin.cross(b) + (0.25 * c * Phi.T @ Phi) @ enc_pt)
-    # U^B^T [wY, X^A, 1] with -Sigma Phi^T / 2 added to the label slots.
-    D, s_d = ch.recv_own_rows("d")
-    Z, s_z = ch.recv_own_ints("z")                    # Sigma Phi^T + R (B's mask)
-    z2, s_2 = ch.recv_own_ints("loss_target")         # Phi . R + 8/c L_B
+    M = 0.25 * c * Phi.T @ Phi
+    _check_bound(Lam, PARAM_BOUND_BITS, "parameters")
+    _check_bound(M, PARAM_BOUND_BITS, "Phi^T Phi")
+    enc_pt = ch.recv_rows("p", (d, lin.peer_width), lin.peer_slot_bits,
+                          _ENC_BITS + FEATURE_SCALE_BITS, lin.p_value_bits)
+    Gt = _mul(Lam, lin.cross(b), PARAM_SCALE_BITS) + _mul(M, enc_pt, PARAM_SCALE_BITS)
+    ch.send_derived_rows("grad_target", Gt)
+    # U^B^T [wY, F^A, 1] with -Sigma Phi^T / 2 added to the label slots.
+    D, s_d = ch.recv_own_rows("d", (d, lin.width), lin.slot_bits, _D_SCALE)
+    Z, s_z = ch.recv_own_ints("z", (K * d,), _Z_SCALE)          # Sigma Phi^T + R
+    z2, s_2 = ch.recv_own_ints("loss_target", (1,), _Z_SCALE + _ENC_BITS)
     if ch.paillier:
-        Y_int = sum(int(a) * int(z) for a, z in zip(fixed_point(Phi.ravel(), ch.phi_scale),
+        Y_int = sum(int(a) * int(z) for a, z in zip(fixed_point(Phi.ravel(), _ENC_BITS),
                                                       Z)) - int(z2[0])
-        Y_val = Y_int / (1 << (ch.phi_scale + s_z))
+        Y_val = Y_int / (1 << (_ENC_BITS + s_z))
         D = _to_float(D, s_d)
         z2 = _to_float(z2, s_2)
     else:
         Y_val = float(Phi.ravel() @ Z - z2[0])
     G1 = -2 * D[:, :K].T                              # Phi Sigma - 2 V
-    XU = D[:, K:].T                                   # [X^A, 1]^T U^B
+    XU = D[:, K:].T                                   # [F^A, 1]^T U^B
     inner = float(np.sum(theta_m * XU))               # <U^A, U^B> on the batch
-    Xa = _with_ones(acts[-2][rows])         # the output layer's inputs
+    Xa = _with_ones(acts[-2][rows])                   # the output layer's inputs
     g_align = (2 * gamma / n_b * (Xa.T @ U[rows] - XU)).ravel()
     g_phi = 0.25 * c * G1
     loss_b = (0.25 * c * float(np.sum(Phi * G1)) - 0.125 * c * Y_val if c > 0
@@ -545,6 +594,27 @@ def _source_step_linear(ch, net, theta, acts, U, Phi, rows, wY, c, gamma, labell
     return grad, loss_b
 
 
+# Public scales of what the key owners decrypt (see the constants above).
+_D_SCALE = _ENC_BITS + FEATURE_SCALE_BITS + PARAM_SCALE_BITS
+_Z_SCALE = _ENC_BITS + PARAM_SCALE_BITS
+
+
+def _mul(X, V, scale_bits):
+    """``X @ V`` for a plaintext ``X``; on packed ciphertexts with ``X`` at a public
+    absolute scale, so the result's scale reveals nothing of ``X``."""
+    return V.rmatmul(X, scale_bits=scale_bits) if isinstance(V, PackedRows) else X @ V
+
+
+def _check_bound(values, bits, what):
+    """Refuse (in both modes) values beyond the protocol's public bounds."""
+    values = np.asarray(values, dtype=float)
+    if not np.isfinite(values).all() or np.abs(values).max(initial=0) >= 2.0 ** bits:
+        raise OverflowError(
+            f"{what} of magnitude >= 2**{bits} (or not finite): training has diverged; "
+            "lower learning_rate_init, or standardise the features"
+        )
+
+
 def _to_float(ints, scale):
     ints = np.asarray(ints, dtype=object)
     div = 1 << int(scale)
@@ -552,45 +622,48 @@ def _to_float(ints, scale):
 
 
 def _slot_bits(n_rows, n_inner):
-    """Slot width for the linear protocol's packed values.
+    """Slot width of a party's packed values in the cross-moment protocol.
 
-    Encoded features, times the other party's columns summed over
-    ``n_rows`` rows (the cross moments), times parameters summed over
-    ``n_inner``, a few additions, and 16 bits of margin; the exact bound of
-    every intermediate is tracked and checked (:class:`PackedRows`).
+    Its encrypted rows (features below 2**20 at 28 bits) times the peer's own
+    columns (below 2**20 at 36 bits) summed over ``n_rows`` (the cross
+    moments), times parameters (below 2**16 at 30 bits) summed over
+    ``n_inner``, one addition, and the balanced-digit sign. The other
+    products (Sigma Phi^T, M P^T) stay below this; every intermediate's bound
+    is tracked and checked (:class:`PackedRows`).
     """
-    return (PackedRows.PRECISION_BITS + FEATURE_BOUND_BITS + 2 * PACK_EXPONENT_BITS
-            + int(n_rows).bit_length() + int(n_inner + 1).bit_length() + 2 + 16)
+    return (_ENC_BITS + FEATURE_BOUND_BITS + FEATURE_BOUND_BITS + FEATURE_SCALE_BITS
+            + int(n_rows).bit_length() + PARAM_BOUND_BITS + PARAM_SCALE_BITS
+            + int(n_inner + 1).bit_length() + 1 + 2)
 
 
 class _CrossMoments:
-    """One party's view of the linear protocol's fixed material.
+    """One party's view of the cross-moment protocol's fixed material.
 
-    Sends its rows ``[.., X, 1]`` of the overlap encrypted once per fit (row
-    packed, under its own key) and keeps the peer's; ``cross(b)`` is
-    ``own[b]^T [[peer[b]]]`` under the peer's key, reused while the batch
-    does not change (full batch: once per fit).
+    Sends its rows ``own`` of the overlap (``[.., F, 1]``, ``F`` the output
+    layer's inputs) encrypted once per fit, row-packed under its own key, and
+    receives the peer's, checking their layout against the public sizes;
+    ``cross(b)`` is ``own[b]^T [[peer[b]]]`` under the peer's key, kept while
+    the batch does not change (full batch: once per fit).
     """
 
-    def __init__(self, ch, own, slot_bits):
-        if np.abs(own).max(initial=0) >= 2.0 ** FEATURE_BOUND_BITS:
-            raise ValueError(
-                f"features must be below 2**{FEATURE_BOUND_BITS} in magnitude for the "
-                "encrypted protocol of linear representations; standardise them (a "
-                "StandardScaler in a Pipeline is column-wise: each party scales its own)"
-            )
-        self.own, self.slot_bits = own, slot_bits
-        # P^T = U^T diag(w) [X, 1] (the target's, per step) is below this.
-        self.p_bound_bits = (REPRESENTATION_BOUND_BITS + FEATURE_BOUND_BITS
-                             + int(len(own)).bit_length())
-        ch.send_rows("features", own, slot_bits, FEATURE_BOUND_BITS)
-        self.peer = ch.recv_rows("features")
+    def __init__(self, ch, own, peer_width, n_inner, peer_n_inner):
+        _check_bound(own, FEATURE_BOUND_BITS, "features")
+        n = len(own)
+        self.own, self.width, self.peer_width = own, own.shape[1], peer_width
+        self.slot_bits = _slot_bits(n, n_inner)
+        self.peer_slot_bits = _slot_bits(n, peer_n_inner)
+        # P^T = U^T diag(w) [F, 1] (the target's, per step) is below 2**p_bound.
+        self.p_bound_bits = REPRESENTATION_BOUND_BITS + FEATURE_BOUND_BITS + n.bit_length()
+        self.p_value_bits = _ENC_BITS + FEATURE_SCALE_BITS + self.p_bound_bits
+        ch.send_rows("features", own, self.slot_bits, FEATURE_BOUND_BITS)
+        self.peer = ch.recv_rows("features", (n, peer_width), self.peer_slot_bits,
+                                 _ENC_BITS, _ENC_BITS + FEATURE_BOUND_BITS)
         self._cache = (None, None)
 
     def cross(self, b):
         key = np.asarray(b).tobytes()
         if self._cache[0] != key:
-            self._cache = (key, self.own[b].T @ self.peer[b])
+            self._cache = (key, _mul(self.own[b].T, self.peer[b], FEATURE_SCALE_BITS))
         return self._cache[1]
 
 
@@ -618,27 +691,34 @@ def _target_step(ch, net, acts, U, wb, c, gamma, own, enc_labels):
     return ch.recv_unmasked("grad_target", state)
 
 
-def _target_step_linear(ch, net, acts, U, wb, c, gamma, own, lin, b):
+def _target_step_linear(ch, net, acts, U, wb, c, gamma, own, lin, K, b):
     """B's side of one step for linear representations (cross moments)."""
     n_b, d = U.shape
     Uw = wb[:, None] * U
-    Xt = lin.own[b]                                   # [F^B, 1] of the batch (F: features)
-    ch.send_rows("p", Uw.T @ Xt, lin.slot_bits, lin.p_bound_bits)
-    enc_phi = ch.recv_rows("phi")                     # [[Phi]] (K d, 1) under A's key
-    K = enc_phi.shape[0] // d
+    Xt = lin.own[b]                                   # [F^B, 1] of the batch
+    ch.send_rows("p", Uw.T @ Xt, lin.slot_bits, lin.p_bound_bits,
+                 precision_bits=_ENC_BITS + FEATURE_SCALE_BITS)
+    enc_phi = ch.recv_rows("phi", (K * d, 1), lin.peer_slot_bits, _ENC_BITS,
+                           _ENC_BITS + REPRESENTATION_BOUND_BITS)   # [[Phi]], A's key
     theta_m = np.vstack([net.coefs[-1], net.intercepts[-1]])         # (p_B + 1, d)
-    D = theta_m.T @ lin.cross(b)                      # U^B^T [wY, X^A, 1]
     sigma = Uw.T @ U
-    E = [sigma @ enc_phi[k * d:(k + 1) * d] for k in range(K)]       # Sigma Phi_k^T
+    _check_bound(theta_m, PARAM_BOUND_BITS, "parameters")
+    _check_bound(sigma, SIGMA_BOUND_BITS, "representations")
+    D = _mul(theta_m.T, lin.cross(b), PARAM_SCALE_BITS)             # U^B^T [wY, F^A, 1]
+    E = [_mul(sigma, enc_phi[k * d:(k + 1) * d], PARAM_SCALE_BITS)
+         for k in range(K)]                                         # Sigma Phi_k^T
     if ch.paillier:
         for k, e in enumerate(E):
             D = D.add_at(e * -0.5, k)
         Z = EncryptedArray.concatenate([e.enc.ravel() for e in E])
-        # R hides Sigma Phi^T from A, which removes Phi . R from the loss term.
-        bits = max(e.value_bits for e in E) + ch.sigma_bits
+        # R hides Sigma Phi^T from A, which removes Phi . R from the loss
+        # term; its width follows from the public bounds, not from Sigma.
+        bits = (_ENC_BITS + REPRESENTATION_BOUND_BITS + SIGMA_BOUND_BITS + PARAM_SCALE_BITS
+                + int(d + 1).bit_length() + ch.sigma_bits)
         R = np.array([secrets.randbits(bits) for _ in range(Z.size)], dtype=object)
         z2 = (dot_ints(enc_phi.enc.ravel(), R, Z.scale_bits) + 8.0 / c * own if c > 0
-              else EncryptedArray.encrypt(ch.peer_pk, [own], pool=ch.peer_pool))
+              else EncryptedArray.encrypt(ch.peer_pk, [own], pool=ch.peer_pool,
+                                          precision_bits=_Z_SCALE + _ENC_BITS))
         Z = add_ints(Z, R, Z.scale_bits)
     else:
         for k, e in enumerate(E):
@@ -648,7 +728,7 @@ def _target_step_linear(ch, net, acts, U, wb, c, gamma, own, lin, b):
     ch.send_derived_rows("d", D)
     ch.send_derived("z", Z)
     ch.send_derived("loss_target", z2)
-    Gt, scale = ch.recv_own_rows("grad_target")
+    Gt, scale = ch.recv_own_rows("grad_target", (d, lin.width), lin.slot_bits, _D_SCALE)
     if ch.paillier:
         Gt = _to_float(Gt, scale)
     grad = np.zeros(net.n_params)
@@ -693,8 +773,10 @@ def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
         # The output layer's inputs: the features, or fixed random features.
         feats = net.forward(X[overlap])[1][-2]
         own = np.hstack([w[:, None] * Y_ov, feats, np.ones((len(overlap), 1))])
-        # Slots hold U^B^T [wY, X^A, 1] (B sums over its p_B + 1 parameters).
-        extra = (_CrossMoments(ch, own, _slot_bits(len(overlap), n_params_b // d)),)
+        p_b1 = _output_inputs(n_params_b, d, cfg["target_name"])
+        # A's slots hold U^B^T [wY, F^A, 1] (B sums over its p_B + 1 inputs),
+        # B's hold its gradient (A sums over K + p_A + 1).
+        extra = (_CrossMoments(ch, own, p_b1, p_b1, own.shape[1]),)
         step = _source_step_linear
     else:
         ch.send_encrypted("labels", Y_ov)
@@ -765,9 +847,10 @@ def target(ctx, X, overlap, cfg):
                   n_trained, cfg["source_name"], cfg["target_name"])
     Xo = X[overlap]
     if linear:
-        # Slots hold B's gradient (A sums over its K + p_A + 1 columns).
-        extra = _CrossMoments(ch, _with_ones(net.forward(Xo)[1][-2]),
-                              _slot_bits(len(overlap), K + n_params_a // cfg["representation_dim"]))
+        own = _with_ones(net.forward(Xo)[1][-2])
+        width_a = K + _output_inputs(n_params_a, cfg["representation_dim"],
+                                     cfg["source_name"])
+        extra = _CrossMoments(ch, own, width_a, width_a, own.shape[1])
         step = _target_step_linear
     else:
         extra, step = None, _target_step
@@ -782,7 +865,7 @@ def target(ctx, X, overlap, cfg):
             own = (gamma / len(b) * float(np.sum(U ** 2))
                    + 0.5 * alpha * float(np.sum((wmask * theta) ** 2)))
             grad = step(ch, net, acts, U, wb, c, gamma, own,
-                        *((extra, b) if linear else (enc_labels[b],)))
+                        *((extra, K, b) if linear else (enc_labels[b],)))
             theta = opt.step(theta, trained * (grad + alpha * wmask * theta))
         n_iter += 1
         if not ctx.recv(ch.peer, "continue"):
