@@ -52,9 +52,11 @@ def demo_cases(quick=False):
     X = StandardScaler().fit_transform(X)
     X_fed, topo, target_only, _ = transfer_split(X, y, n_overlap=100, seed=0)
     cv = _target_folds(len(X), target_only, 2 if quick else 3, seed=0)
-    # With 2048-bit keys, encrypted backprop through a hidden layer costs
-    # ~20 s per epoch at this size; linear representations (d=4) cost ~1.5 s.
-    # The demo runs those for a few epochs, plus the full model in the clear.
+    # With 2048-bit keys, encrypted backprop through a trained hidden layer
+    # costs ~10 s per epoch at this size; linear representations (the
+    # cross-moment protocol) well under a second, most of a short fit being
+    # key generation and the once-per-fit encrypted rows. The demo runs those
+    # for a few epochs, plus the full model in the clear.
     encrypted = FederatedTransferClassifier(
         topo, hidden_layer_sizes=(), representation_dim=4, max_iter=3 if quick else 5,
         learning_rate_init=0.05, key_size=2048, random_state=0)
