@@ -441,3 +441,70 @@ def test_collaborative_predict_per_party(pki):
     assert list(ests["bank"].classes_) == ["no", "yes"] and not hasattr(ests["shop"], "classes_")
     with pytest.raises(ValueError, match="holds no model"):
         ests["arbiter"].predict(new)
+
+
+def test_transfer_parties_match_the_simulation(pki):
+    """Source and target in their own runtimes (gRPC, mTLS): the same models, the
+    target's predictions served by the source, as in the simulation."""
+    from skfed import FederatedTransferClassifier
+
+    X, y = make_classification(n_samples=150, n_features=6, n_informative=4, random_state=0)
+    y = np.where(y == 1, 7, 3)
+    X[:50, 3:] = np.nan                     # source only
+    X[100:, :3] = np.nan                    # target only
+    y_fit = y.copy()
+    y_fit[100:] = -1
+    topo = VerticalTopology({"bank": [0, 1, 2], "shop": [3, 4, 5]}, label_party="bank")
+    params = dict(topology=topo, hidden_layer_sizes=(), representation_dim=4, max_iter=3,
+                  key_size=512, random_state=0)
+    ref = FederatedTransferClassifier(**params).fit(X, y_fit)
+
+    rows = {"bank": np.arange(100), "shop": np.arange(50, 150)}
+    overlap = np.arange(50, 100)
+    names = ["bank", "shop"]
+    addresses = {p: f"127.0.0.1:{port}" for p, port in zip(names, free_local_ports(2))}
+    ests = {p: FederatedTransferClassifier(**params, runtime=GrpcRuntime(
+        p, addresses, **_tls(pki, p), timeout=60)) for p in names}
+    cols = {"bank": [0, 1, 2], "shop": [3, 4, 5]}
+    new = X[100:110, 3:]
+    out = {}
+
+    def party(p):
+        Xp = X[np.ix_(rows[p], cols[p])]
+        idx = np.searchsorted(rows[p], overlap)
+        ests[p].fit(Xp, y_fit[rows[p]] if p == "bank" else None, overlap=idx)
+        out[p] = ests[p].predict(new if p == "shop" else None)
+
+    errors = _in_threads(names, party)
+    for est in ests.values():
+        est.runtime.close()
+    assert not errors, errors
+    for attr in ("coefs", "intercepts"):
+        for a, b in zip(ests["bank"].source_model_[attr], ref.source_model_[attr]):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
+        for a, b in zip(ests["shop"].target_model_[attr], ref.target_model_[attr]):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
+    np.testing.assert_allclose(ests["bank"].loss_curve_, ref.loss_curve_, rtol=1e-12)
+    assert not hasattr(ests["bank"], "target_model_")
+    assert not hasattr(ests["shop"], "source_model_")
+    assert list(ests["shop"].classes_) == [3, 7]
+    np.testing.assert_array_equal(out["shop"], ref.predict(X[100:110]))
+    assert out["bank"] is None
+
+
+def test_transfer_parties_that_disagree_are_named(pki):
+    from skfed import FederatedTransferClassifier
+
+    X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+    topo = VerticalTopology({"bank": [0, 1], "shop": [2, 3]}, label_party="bank")
+    names = ["bank", "shop"]
+    addresses = {p: f"127.0.0.1:{port}" for p, port in zip(names, free_local_ports(2))}
+    ests = {p: FederatedTransferClassifier(
+        topo, hidden_layer_sizes=(), gamma=0.5 if p == "shop" else 1.0, encryption=None,
+        runtime=GrpcRuntime(p, addresses, **_tls(pki, p), timeout=60)) for p in names}
+    data = {"bank": (X[:, :2], y), "shop": (X[:, 2:], None)}
+    errors = _in_threads(names, lambda p: ests[p].fit(*data[p], overlap=np.arange(60)))
+    for est in ests.values():
+        est.runtime.close()
+    assert set(errors) == {"bank", "shop"}
+    assert any("gamma" in str(e) for e in errors.values())

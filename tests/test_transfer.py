@@ -551,10 +551,10 @@ def test_wire_scales_and_bounds_do_not_depend_on_magnitudes(monkeypatch):
         Xs[:, 3:] *= factor                            # the target's columns
         clf = FederatedTransferClassifier(TOPO, hidden_layer_sizes=(), key_size=KEY,
                                           max_iter=2, random_state=0).fit(Xs, y_fit)
-        layouts.append([(m.tag, m.decoded()["ciphertexts"]["scale_bits"],
-                         m.decoded()["value_bits"], m.decoded()["slot_bits"])
-                        for m in clf.transcript_
-                        if m.tag in {"d", "grad_target", "p", "phi", "features"}])
+        layouts.append(sorted((m.sender, m.tag, m.decoded()["ciphertexts"]["scale_bits"],
+                               m.decoded()["value_bits"], m.decoded()["slot_bits"])
+                              for m in clf.transcript_
+                              if m.tag in {"d", "grad_target", "p", "phi", "features"}))
     assert layouts[0] == layouts[1]
 
 

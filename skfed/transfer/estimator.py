@@ -14,8 +14,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._progress import CallbackSupportMixin, FitProgress
 from ..crypto.paillier import check_key_size
 from ..runtime import LocalRuntime
+from ..runtime.party import party_of
 from ..topology import VerticalTopology
 from . import roles
+from ._party import setup_params, source_party, target_party
 
 __all__ = ["FederatedTransferClassifier", "OverlapBaseline"]
 
@@ -144,9 +146,19 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         joblib workers for the encrypted arithmetic.
     random_state : int, RandomState instance or None, default=None
         Draws each party's own network seed (each party receives only its
-        own) and the shared batch seed.
+        own) and the shared batch seed. In a deployment each party draws
+        from its own ``random_state``; an integer shared in the configuration
+        lets either party derive the other's initial network (data-free, but
+        leave it None where that matters).
     verbose : int, default=0
         Print the loss after every epoch.
+    runtime : runtime or None, default=None
+        None simulates both parties in this process. A runtime with a
+        ``party`` (e.g. :class:`~skfed.runtime.grpc.GrpcRuntime`) runs only
+        that party: the source calls ``fit(X_source, y, overlap=idx)``, the
+        target ``fit(X_target, overlap=idx)``, each with its own columns
+        only; afterwards the target's ``predict(X_target)`` runs the
+        prediction protocol with the source serving ``predict(None)``.
 
     Attributes
     ----------
@@ -205,13 +217,14 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "runtime": "no_validation",
     }
 
     def __init__(self, topology=None, *, hidden_layer_sizes=(16,), train_hidden_layers=True,
                  activation="tanh", representation_dim=8, gamma=1.0, alpha=1e-4, solver="adam",
                  learning_rate_init=0.01, momentum=0.9, max_iter=100, tol=1e-4,
                  n_iter_no_change=10, batch_size="auto", encryption="paillier",
-                 key_size=2048, n_jobs=None, random_state=None, verbose=0):
+                 key_size=2048, n_jobs=None, random_state=None, verbose=0, runtime=None):
         self.topology = topology
         self.hidden_layer_sizes = hidden_layer_sizes
         self.train_hidden_layers = train_hidden_layers
@@ -231,6 +244,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.runtime = runtime
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -245,29 +259,37 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
 
     # -- fit --------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y=None, *, overlap=None):
         """Run the training protocol between the source and the target.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Both parties' columns; NaN in all of a party's columns where it
-            does not hold the row.
+            does not hold the row. With a party ``runtime``: this party's
+            rows and columns only.
         y : array-like of shape (n_samples,)
-            The source's labels; -1 for unlabelled rows.
+            The source's labels; -1 for unlabelled rows (None at the target
+            of a deployment).
+        overlap : array-like of int, default=None
+            With a party ``runtime`` only: the positions in ``X`` of the rows
+            both parties hold, in the order both agreed on (e.g. from
+            :func:`skfed.align_samples`). Simulated, the NaN pattern gives it.
 
         Returns
         -------
         self
         """
+        if party_of(self.runtime) is not None:
+            return self._fit_party(X, y, overlap)
+        if overlap is not None:
+            raise ValueError("overlap= is for one party per process (a runtime with a "
+                             "party); simulated, the NaN pattern gives the overlap")
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64,
                              y_numeric=False)
         check_classification_targets(y)
         who = type(self).__name__
-        hidden = np.asarray(self.hidden_layer_sizes, dtype=int).ravel().tolist() \
-            if np.size(self.hidden_layer_sizes) else []
-        if any(h < 1 for h in hidden):
-            raise ValueError(f"hidden_layer_sizes must be positive, got {self.hidden_layer_sizes}")
+        hidden = self._hidden()
         topology, src, tgt, columns = _split_parties(
             self.topology, getattr(self, "feature_names_in_", None), X.shape[1], who)
         held_a = _presence(X, columns[src], src)
@@ -290,57 +312,19 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
                     f"be the source's ({src!r}, the topology's label_party)"
                 )
             raise ValueError(f"the source {src!r} has no labelled rows (y = -1 everywhere)")
-        classes = np.unique(y[src_lab])
-        if len(classes) < 2:
-            raise ValueError(
-                f"the source's labelled rows contain 1 class ({classes[0]!r}); "
-                "need at least 2 classes"
-            )
+        classes, K, Y = _source_targets(y[src_lab])
         if self.encryption is not None:
             check_key_size(self.key_size)
         if not hidden:
-            # Linear representations send the overlap rows encrypted with a
-            # public magnitude bound (roles.FEATURE_BOUND_BITS).
-            limit = 2.0 ** roles.FEATURE_BOUND_BITS
             for party, held in ((src, held_a), (tgt, held_b)):
-                if np.abs(X[np.ix_(held & overlap, columns[party])]).max(initial=0) >= limit:
-                    raise ValueError(
-                        f"party {party!r} has feature values of magnitude >= 2**"
-                        f"{roles.FEATURE_BOUND_BITS}; with hidden_layer_sizes=() the overlap "
-                        "rows travel encrypted below that bound: standardise the features "
-                        "(a StandardScaler in a Pipeline is column-wise: each party scales "
-                        "its own)"
-                    )
+                _check_feature_bound(X[np.ix_(held & overlap, columns[party])], party)
         n_overlap = int(overlap.sum())
-        batch_size = None if self.batch_size == "auto" else int(self.batch_size)
-        if batch_size is not None and batch_size > n_overlap:
-            batch_size = None
-
         self.classes_ = classes
-        K = 1 if len(classes) == 2 else len(classes)
-        y_src = y[src_lab]
-        if K == 1:
-            Y = np.where(y_src == classes[1], 1.0, -1.0)[:, None]
-        else:
-            Y = np.where(y_src[:, None] == classes[None, :], 1.0, -1.0)
-
-        rng = check_random_state(self.random_state)
-        seeds = rng.randint(np.iinfo(np.int32).max, size=3)
+        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=3)
         # Hyper-parameters both parties agree on; the batch seed is the only
         # shared randomness. Each party gets only its own network seed below.
-        cfg = {
-            "source_name": src, "target_name": tgt,
-            "hidden_layer_sizes": hidden, "activation": self.activation,
-            "train_hidden": bool(self.train_hidden_layers),
-            "representation_dim": int(self.representation_dim),
-            "gamma": float(self.gamma), "alpha": float(self.alpha), "solver": self.solver,
-            "learning_rate_init": float(self.learning_rate_init),
-            "momentum": float(self.momentum), "max_iter": int(self.max_iter),
-            "tol": float(self.tol), "n_iter_no_change": int(self.n_iter_no_change),
-            "batch_size": batch_size, "batch_seed": int(seeds[0]),
-            "encryption": self.encryption, "key_size": int(self.key_size),
-            "n_jobs": self.n_jobs, "verbose": int(self.verbose),
-        }
+        cfg = self._config(src, tgt, hidden, n_overlap, int(seeds[0]))
+        batch_size = cfg["batch_size"]
         rows_a, rows_b = np.flatnonzero(held_a), np.flatnonzero(held_b)
         ov = np.flatnonzero(overlap)  # the order both parties agree on
         pos_a = np.searchsorted(rows_a, ov)
@@ -364,7 +348,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
             tgt: partial(roles.target, X=X[np.ix_(rows_b, columns[tgt])].copy(),
                          overlap=pos_b, cfg={**cfg, "network_seed": int(seeds[2])}),
         }
-        results, transcript = _make_runtime().run(fns)
+        results, transcript = self._runtime().run(fns)
         self.topology_ = topology
         self._parties = (src, tgt, columns)
         self._cfg = cfg
@@ -375,6 +359,125 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         self.n_overlap_ = n_overlap
         self.transcript_ = transcript
         return self
+
+    def _runtime(self):
+        return _make_runtime() if self.runtime is None else self.runtime
+
+    def _hidden(self):
+        hidden = np.asarray(self.hidden_layer_sizes, dtype=int).ravel().tolist() \
+            if np.size(self.hidden_layer_sizes) else []
+        if any(h < 1 for h in hidden):
+            raise ValueError(f"hidden_layer_sizes must be positive, got {self.hidden_layer_sizes}")
+        return hidden
+
+    def _config(self, src, tgt, hidden, n_overlap, batch_seed):
+        batch_size = None if self.batch_size == "auto" else int(self.batch_size)
+        if batch_size is not None and batch_size > n_overlap:
+            batch_size = None
+        return {
+            "source_name": src, "target_name": tgt,
+            "hidden_layer_sizes": hidden, "activation": self.activation,
+            "train_hidden": bool(self.train_hidden_layers),
+            "representation_dim": int(self.representation_dim),
+            "gamma": float(self.gamma), "alpha": float(self.alpha), "solver": self.solver,
+            "learning_rate_init": float(self.learning_rate_init),
+            "momentum": float(self.momentum), "max_iter": int(self.max_iter),
+            "tol": float(self.tol), "n_iter_no_change": int(self.n_iter_no_change),
+            "batch_size": batch_size, "batch_seed": int(batch_seed),
+            "encryption": self.encryption, "key_size": int(self.key_size),
+            "n_jobs": self.n_jobs, "verbose": int(self.verbose),
+        }
+
+    # -- one party per process ------------------------------------------------------
+    def _fit_party(self, X, y, overlap):
+        """Fit as one party of a deployment (``runtime.party`` is not None)."""
+        me, topology = self.runtime.party, self.topology
+        if topology is None:
+            raise ValueError("with one party per process, pass a VerticalTopology naming "
+                             "the source (label_party) and the target")
+        if len(topology.parties) != 2:
+            raise ValueError(f"{type(self).__name__} needs exactly two parties, got "
+                             f"{list(topology.parties)}")
+        src = topology.label_party
+        (tgt,) = [p for p in topology.parties if p != src]
+        if set(self.runtime.parties) != {src, tgt}:
+            raise ValueError(f"the runtime's parties {sorted(self.runtime.parties)} are not "
+                             f"the topology's {sorted([src, tgt])}")
+        hidden = self._hidden()
+        if self.encryption is not None:
+            check_key_size(self.key_size)
+        X = validate_data(self, X, dtype=np.float64)
+        cols = list(topology.parties[me])
+        if X.shape[1] != len(cols):
+            raise ValueError(f"party {me!r} passed {X.shape[1]} column(s) but the topology "
+                             f"gives it {len(cols)}: {cols}")
+        if overlap is None:
+            raise ValueError("pass overlap=: the positions of the rows both parties hold, "
+                             "in the agreed order (e.g. from skfed.align_samples)")
+        overlap = np.asarray(overlap)
+        if (overlap.ndim != 1 or not len(overlap) or overlap.dtype.kind not in "iu"
+                or overlap.min() < 0 or overlap.max() >= len(X)
+                or len(np.unique(overlap)) != len(overlap)):
+            raise ValueError(f"overlap must be distinct row positions in [0, {len(X)}), "
+                             "at least one")
+        if not hidden:
+            _check_feature_bound(X[overlap], me)
+        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=3)
+        cfg = self._config(src, tgt, hidden, len(overlap), int(seeds[0]))
+        params = setup_params(self.get_params(deep=False), topology)
+        if me == src:
+            if y is None:
+                raise ValueError(f"the source {me!r} passes its labels y (-1 if unlabelled)")
+            y = np.asarray(y)
+            if y.shape != (len(X),):
+                raise ValueError(f"y has shape {y.shape}, expected ({len(X)},)")
+            check_classification_targets(y)
+            lab = np.flatnonzero(y != _unlabelled_like(y))
+            if not len(lab):
+                raise ValueError(f"the source {me!r} has no labelled rows (y = -1 everywhere)")
+            classes, K, Y = _source_targets(y[lab])
+            role = partial(source_party, X=X, labelled=lab, Y=Y, overlap=overlap,
+                           cfg={**cfg, "network_seed": int(seeds[1])}, params=params,
+                           classes=classes.tolist(),
+                           progress=FitProgress(self, total=int(self.max_iter),
+                                                unit="iteration", verbose=self.verbose))
+        else:
+            if y is not None:
+                raise ValueError(f"{me!r} is the target; only the source {src!r} passes y")
+            role = partial(target_party, X=X, overlap=overlap,
+                           cfg={**cfg, "network_seed": int(seeds[2])}, params=params)
+        results, transcript = self.runtime.run({me: role})
+        out = results[me]
+        self.topology_ = topology
+        self._parties = (src, tgt, {me: np.arange(X.shape[1])})
+        self._cfg = cfg
+        self.transcript_ = transcript
+        self.n_overlap_ = len(overlap)
+        if me == src:
+            self.classes_ = classes
+            self.source_model_ = {k: out[k] for k in ("coefs", "intercepts", "phi")}
+            self.loss_curve_ = list(out["loss_curve"])
+            self.n_iter_ = len(self.loss_curve_)
+        else:
+            self.classes_ = np.asarray(out["classes"])
+            self.target_model_ = {k: out[k] for k in ("coefs", "intercepts")}
+            self.n_iter_ = int(out["n_iter"])
+        return self
+
+    def _scores_party(self, X):
+        """Prediction as one party: the target gets its scores, the source serves (None)."""
+        check_is_fitted(self)
+        me, src = self.runtime.party, self._parties[0]
+        if me == src:
+            if X is not None:
+                raise ValueError(f"the source {me!r} serves the target's predictions: call "
+                                 "predict(None) while the target predicts its rows")
+            role = partial(roles.source_predict, phi=self.source_model_["phi"], cfg=self._cfg)
+            self.runtime.run({me: role})
+            return None
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        role = partial(roles.target_predict, X=X, model=self.target_model_, cfg=self._cfg)
+        return self.runtime.run({me: role})[0][me]
 
     # -- prediction ---------------------------------------------------------------
     def decision_function(self, X):
@@ -389,6 +492,9 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         -------
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
         """
+        if party_of(self.runtime) is not None:
+            S = self._scores_party(X)
+            return None if S is None else (S[:, 0] if S.shape[1] == 1 else S)
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan",
                           dtype=np.float64)
@@ -416,7 +522,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
             tgt: partial(roles.target_predict, X=Xb.copy(), model=self.target_model_,
                          cfg=cfg),
         }
-        results, transcript = _make_runtime().run(fns)
+        results, transcript = self._runtime().run(fns)
         return results[tgt], transcript
 
     def predict_proba(self, X):
@@ -427,6 +533,8 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         proba : ndarray of shape (n_samples, n_classes)
         """
         S = self.decision_function(X)
+        if S is None:
+            return None
         if S.ndim == 1:
             p = 1.0 / (1.0 + np.exp(-np.clip(S, -500, 500)))
             return np.column_stack([1 - p, p])
@@ -436,6 +544,8 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
     def predict(self, X):
         """Predicted class of each of the target's rows."""
         S = self.decision_function(X)
+        if S is None:
+            return None
         idx = (S > 0).astype(int) if S.ndim == 1 else S.argmax(axis=1)
         return self.classes_[idx]
 
@@ -465,6 +575,28 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
 
 def _unlabelled_like(y):
     return UNLABELLED if y.dtype.kind in "iuf" else object()
+
+
+def _source_targets(y_lab):
+    """Classes, number of outputs K and the (n, K) +-1 targets of labelled rows."""
+    classes = np.unique(y_lab)
+    if len(classes) < 2:
+        raise ValueError(f"the source's labelled rows contain 1 class ({classes[0]!r}); "
+                         "need at least 2 classes")
+    K = 1 if len(classes) == 2 else len(classes)
+    if K == 1:
+        return classes, K, np.where(y_lab == classes[1], 1.0, -1.0)[:, None]
+    return classes, K, np.where(y_lab[:, None] == classes[None, :], 1.0, -1.0)
+
+
+def _check_feature_bound(X_overlap, party):
+    """The cross-moment protocol sends overlap rows encrypted below a public bound."""
+    if np.abs(X_overlap).max(initial=0) >= 2.0 ** roles.FEATURE_BOUND_BITS:
+        raise ValueError(
+            f"party {party!r} has feature values of magnitude >= 2**"
+            f"{roles.FEATURE_BOUND_BITS}; with hidden_layer_sizes=() the overlap rows travel "
+            "encrypted below that bound: standardise the features (a StandardScaler in a "
+            "Pipeline is column-wise: each party scales its own)")
 
 
 class OverlapBaseline(ClassifierMixin, BaseEstimator):
