@@ -508,3 +508,59 @@ def test_transfer_parties_that_disagree_are_named(pki):
         est.runtime.close()
     assert set(errors) == {"bank", "shop"}
     assert any("gamma" in str(e) for e in errors.values())
+
+
+def test_transfer_processes_with_the_command_line(pki, tmp_path):
+    """``python -m skfed party`` for transfer learning: two processes, the overlap
+    found by private set intersection on customer IDs, the simulation's models."""
+    from skfed import FederatedTransferClassifier
+
+    rng = np.random.RandomState(0)
+    X, y = make_classification(n_samples=120, n_features=4, n_informative=3, n_redundant=0,
+                               random_state=0)
+    ids = rng.permutation(10_000)[:120]
+    bank_rows, shop_rows = np.arange(0, 80), np.arange(40, 120)   # overlap: 40..79
+    y_bank = y[bank_rows].copy()
+    y_bank[rng.rand(80) < 0.2] = -1                               # some unlabelled
+    _write_csv(tmp_path / "bank.csv", ["customer", "a", "b", "label"],
+               [ids[bank_rows], X[bank_rows, 0], X[bank_rows, 1], y_bank])
+    _write_csv(tmp_path / "shop.csv", ["c", "customer", "d"],
+               [X[shop_rows, 2], ids[shop_rows], X[shop_rows, 3]])
+    params = {"hidden_layer_sizes": [], "representation_dim": 3, "max_iter": 3,
+              "key_size": 512, "random_state": 5}
+    config = _write_config(
+        tmp_path / "transfer.toml", "FederatedTransferClassifier", params,
+        {"label_party": "bank", "target": "label", "id_column": "customer"},
+        {"bank": {"columns": ["a", "b"]}, "shop": {"columns": ["c", "d"]}}, pki)
+    procs = {"shop": _spawn(config, "shop", tmp_path, tmp_path / "shop.csv"),
+             "bank": _spawn(config, "bank", tmp_path, tmp_path / "bank.csv")}
+    outputs = _finish(procs)
+    _check_ok(outputs)
+    assert "40 of 80 records are shared" in outputs["bank"][1]
+
+    # The simulation on the same rows, in the order the alignment agreed on.
+    idx = align_samples({"bank": ids[bank_rows], "shop": ids[shop_rows]})
+    order = bank_rows[idx["bank"]]
+    rows = np.concatenate([np.setdiff1d(bank_rows, order), order,
+                           np.setdiff1d(shop_rows, order)])
+    X_sim = np.full((len(rows), 4), np.nan)
+    in_bank, in_shop = np.isin(rows, bank_rows), np.isin(rows, shop_rows)
+    X_sim[in_bank, :2] = X[rows[in_bank], :2]
+    X_sim[in_shop, 2:] = X[rows[in_shop], 2:]
+    y_sim = np.full(len(rows), -1)
+    y_sim[in_bank] = y_bank[np.searchsorted(bank_rows, rows[in_bank])]
+    topo = VerticalTopology({"bank": [0, 1], "shop": [2, 3]}, label_party="bank")
+    bank, shop = _load(tmp_path, "bank"), _load(tmp_path, "shop")
+    assert "target_model_" not in bank and "source_model_" not in shop
+    assert bank["n_iter_"] == shop["n_iter_"] == 3
+    assert len(bank["loss_curve_"]) == 3 and np.isfinite(bank["loss_curve_"]).all()
+    ref = FederatedTransferClassifier(topo, hidden_layer_sizes=(), representation_dim=3,
+                                      max_iter=3, key_size=512, random_state=5)
+    ref.fit(X_sim, y_sim)
+    assert ref.n_overlap_ == 40
+    for got, want in ((bank["source_model_"], ref.source_model_),
+                      (shop["target_model_"], ref.target_model_)):
+        for key in ("coefs", "intercepts"):
+            for a, b in zip(got[key], want[key]):
+                np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(bank["loss_curve_"], ref.loss_curve_, rtol=1e-9)

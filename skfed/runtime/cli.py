@@ -70,7 +70,7 @@ def _load_party_data(dep, role, path):
     holds_y = dep.family == "horizontal" or role == section.get("label_party")
     if holds_y and target is None:
         raise ValueError("the deployment file's [topology] needs target = 'COLUMN'")
-    if dep.family == "vertical":
+    if dep.family in ("vertical", "transfer"):
         features = [_select(header, c, path) for c in dep.config["parties"][role]["columns"]]
     else:
         features = [h for h in header if h not in (target, id_col)]
@@ -89,6 +89,10 @@ def _model_summary(est, role, seconds):
     if hasattr(est, "coef_by_party_"):
         out["coef_by_party_"] = {p: np.asarray(c).tolist()
                                  for p, c in est.coef_by_party_.items()}
+    for name in ("source_model_", "target_model_"):      # transfer: this party's network
+        if hasattr(est, name):
+            out[name] = {k: [np.asarray(a).tolist() for a in v] if isinstance(v, list)
+                         else np.asarray(v).tolist() for k, v in getattr(est, name).items()}
     t = est.transcript_
     out["bytes_sent"] = t.total_bytes(sender=role)
     out["bytes_received"] = t.total_bytes(receiver=role)
@@ -114,7 +118,16 @@ def run(args, out=sys.stdout):
             if not args.data:
                 raise SystemExit(f"{role!r} is a data party: pass --data FILE.csv")
             X, y, ids = _load_party_data(dep, role, args.data)
-            if ids is not None and dep.family == "vertical":
+            if dep.family == "transfer":
+                if ids is None:
+                    raise SystemExit("transfer learning needs [topology] id_column: the "
+                                     "overlap is the intersection of both parties' IDs")
+                idx = align_samples({p: ids if p == role else None
+                                     for p in dep.data_parties()}, runtime=runtime)[role]
+                print(f"[{role}] overlap: {len(idx)} of {len(ids)} records are shared",
+                      file=out, flush=True)
+                est.fit(X, y, overlap=idx)
+            elif ids is not None and dep.family == "vertical":
                 order = dep.data_parties()
                 idx = align_samples({p: ids if p == role else None for p in order},
                                     runtime=runtime)[role]
@@ -122,7 +135,9 @@ def run(args, out=sys.stdout):
                       file=out, flush=True)
                 X = X[idx]
                 y = None if y is None else y[idx]
-            est.fit(X, y)
+                est.fit(X, y)
+            else:
+                est.fit(X, y)
     seconds = time.perf_counter() - start
     summary = _model_summary(est, role, seconds)
     print(f"[{role}] done in {seconds:.1f} s: sent {summary['bytes_sent']} bytes, received "

@@ -40,7 +40,9 @@ on 3.10); a ``.json`` file with the same structure works too.
 
 Relative paths are relative to the file. For horizontal estimators the
 coordinating party must be called ``server`` and every other party is a
-client.
+client. ``FederatedTransferClassifier`` has two parties and no coordinator:
+``label_party`` is the source, and ``id_column`` (required) names the
+record IDs whose intersection is the overlap.
 """
 
 import json
@@ -122,6 +124,7 @@ class Deployment:
     @property
     def family(self):
         from ..horizontal.sgd import _BaseFederatedSGD
+        from ..transfer.estimator import FederatedTransferClassifier
         from ..vertical._base import BaseVerticalLinear
 
         cls = self.estimator_class
@@ -129,6 +132,8 @@ class Deployment:
             return "horizontal"
         if issubclass(cls, BaseVerticalLinear):
             return "vertical"
+        if issubclass(cls, FederatedTransferClassifier):
+            return "transfer"
         raise ValueError(f"{cls.__name__} cannot run one party per process yet")
 
     @property
@@ -145,8 +150,11 @@ class Deployment:
         return [p for p in self.parties if p != self.coordinator()]
 
     def coordinator(self):
+        """The party that holds no data (None for transfer learning)."""
         if self.family == "horizontal":
             return "server"
+        if self.family == "transfer":
+            return None
         return self.section.get("arbiter", "arbiter")
 
     def runtime(self, party, **overrides):
@@ -182,7 +190,7 @@ class Deployment:
             clients = self.data_parties()
             return HorizontalTopology(n_parties=len(clients), party_names=clients)
         arbiter = self.coordinator()
-        if arbiter not in self.config["parties"]:
+        if arbiter is not None and arbiter not in self.config["parties"]:
             raise ValueError(f"the arbiter {arbiter!r} has no [parties.{arbiter}] entry")
         columns = {}
         for p in self.data_parties():
@@ -191,6 +199,8 @@ class Deployment:
                 raise ValueError(f"party {p!r} needs columns = [...] (its feature columns)")
             columns[p] = cols
         label = self.section.get("label_party")
+        if arbiter is None:
+            return VerticalTopology(columns, label_party=label).validate()
         return VerticalTopology(columns, label_party=label, arbiter=arbiter).validate()
 
     def estimator(self, party, **runtime_overrides):
