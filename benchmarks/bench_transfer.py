@@ -126,7 +126,8 @@ def speed(n_rows, dim, hidden, key_size, n_jobs, fixed_hidden=False, epochs=4):
     t = {}
     for it in (1, 51):
         start = time.perf_counter()
-        fit(None, it)()
+        with contextlib.redirect_stdout(io.StringIO()):
+            fit(None, it)()
         t[it] = time.perf_counter() - start
     plain = max(t[51] - t[1], 1e-9) / 50
     in_fit = _epoch_times(fit("paillier"))
