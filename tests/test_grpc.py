@@ -564,3 +564,29 @@ def test_transfer_processes_with_the_command_line(pki, tmp_path):
             for a, b in zip(got[key], want[key]):
                 np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(bank["loss_curve_"], ref.loss_curve_, rtol=1e-9)
+
+
+def test_transfer_setup_compares_normalised_settings(pki):
+    """(4,) and [4], 1 and 1.0 are the same settings; predict(None) at the
+    target is refused before any message."""
+    from skfed import FederatedTransferClassifier
+
+    X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+    topo = VerticalTopology({"bank": [0, 1], "shop": [2, 3]}, label_party="bank")
+    names = ["bank", "shop"]
+    addresses = {p: f"127.0.0.1:{port}" for p, port in zip(names, free_local_ports(2))}
+    spelled = {"bank": dict(hidden_layer_sizes=(4,), gamma=1),
+               "shop": dict(hidden_layer_sizes=[4], gamma=1.0)}
+    ests = {p: FederatedTransferClassifier(
+        topo, representation_dim=8, encryption=None, max_iter=2, **spelled[p],
+        runtime=GrpcRuntime(p, addresses, **_tls(pki, p), timeout=60)) for p in names}
+    data = {"bank": (X[:, :2], y), "shop": (X[:, 2:], None)}
+    errors = _in_threads(names, lambda p: ests[p].fit(*data[p], overlap=np.arange(60)))
+    try:
+        assert not errors, errors
+        assert ests["shop"].n_iter_ == ests["bank"].n_iter_ == 2
+        with pytest.raises(ValueError, match="predicts its own rows"):
+            ests["shop"].predict(None)
+    finally:
+        for est in ests.values():
+            est.runtime.close()

@@ -566,3 +566,46 @@ def test_diverging_training_fails_alike_with_and_without_encryption():
                                         encryption=encryption, learning_rate_init=1e4,
                                         solver="sgd", max_iter=30, random_state=0
                                         ).fit(X, y_fit)
+
+
+def test_string_labels_mark_unlabelled_rows_with_minus_one():
+    """As a CSV column reads: "-1" among string labels is an unlabelled row."""
+    X, y, y_fit, cut = _data(n=90)
+    y_str = np.where(y_fit == 1, "yes", np.where(y_fit == 0, "no", "-1")).astype(object)
+    clf = FederatedTransferClassifier(TOPO, encryption=None, max_iter=2,
+                                      random_state=0).fit(X, y_str)
+    assert list(clf.classes_) == ["no", "yes"]
+    y_mixed = y_str.copy()
+    y_mixed[y_fit == -1] = -1                              # an integer marker, too
+    clf2 = FederatedTransferClassifier(TOPO, encryption=None, max_iter=2,
+                                       random_state=0).fit(X, y_mixed)
+    np.testing.assert_allclose(clf2.loss_curve_, clf.loss_curve_)
+
+
+def test_batches_are_never_empty():
+    w = np.ones(50, dtype=bool)                            # no unlabelled rows to spread
+    batches = roles._batches(w, 1, 1, 4, 0)
+    assert min(len(b) for b in batches) >= roles.min_labelled_per_batch(1, 4)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(50))
+
+
+def test_network_seeds_need_the_partys_own_rows():
+    """A peer sharing an integer random_state cannot rebuild a party's initial
+    network: the seed also hashes the party's rows (in any order)."""
+    X = np.random.RandomState(0).randn(20, 3)
+    s = ftl_estimator._network_seed(1234, "bank", X)
+    assert s == ftl_estimator._network_seed(1234, "bank", X[::-1])    # order-free
+    assert s != ftl_estimator._network_seed(1234, "bank", X + 1e-9)
+    assert s != ftl_estimator._network_seed(1234, "shop", X)
+    assert s != 1234
+
+
+def test_random_features_too_large_are_refused_before_any_message(monkeypatch):
+    sent = []
+    monkeypatch.setattr(ftl_estimator, "_make_runtime", lambda: sent.append(1))
+    X, y, y_fit, cut = _data(n=90)
+    X[40:60, :3] *= 1e8
+    with pytest.raises(ValueError, match="random features of magnitude"):
+        FederatedTransferClassifier(TOPO, hidden_layer_sizes=(8,), train_hidden_layers=False,
+                                    activation="relu").fit(X, y_fit)
+    assert not sent

@@ -6,14 +6,17 @@ The source calls ``fit(X_source, y, overlap=idx)``, the target
 (for instance from :func:`skfed.align_samples`). Before the protocol of
 :mod:`.roles`, one set-up message each way::
 
-    source -> target   setup   {params, n_overlap, batch_seed, classes}   plain
-    target -> source   setup   {params, n_overlap}                        plain
+    source <-> target  setup          {params, n_overlap}      plain
+    source  -> target  setup_source   {batch_seed, classes}    plain
 
-Both check that the other typed in the same public settings and holds as
-many overlap rows (a :class:`~skfed.runtime.party.ProtocolMismatch` names
-only public values). The source's batch seed is the shared randomness of
-mini-batches; its class labels are what the target's ``predict`` returns
-(declared metadata, like the labelled-overlap mask).
+Both check that the other has the same public settings (the normalised
+configuration the roles run with, and the topology) and as many overlap
+rows (a :class:`~skfed.runtime.party.ProtocolMismatch` names only public
+values); only then does the source send its batch seed, the shared
+randomness of mini-batches, and its class labels, which the target's
+``predict`` returns (declared metadata, like the labelled-overlap mask).
+The overlap's *order* cannot be checked here (neither side sees the other's
+IDs): pass the positions :func:`skfed.align_samples` returns.
 """
 
 from ..runtime.party import ProtocolMismatch, check_agreement, public_params
@@ -21,14 +24,17 @@ from . import roles
 
 __all__ = ["PRIVATE_PARAMS", "source_party", "target_party"]
 
-# Each party's own choices; every other parameter must agree.
-PRIVATE_PARAMS = ("n_jobs", "verbose", "random_state", "runtime", "topology")
+# Each party's own choices; every other setting must agree.
+PRIVATE_PARAMS = ("n_jobs", "verbose", "batch_seed", "network_seed")
 
 
-def setup_params(params, topology):
-    """The public set-up both parties compare: hyper-parameters and topology."""
-    public = {k: v for k, v in params.items() if k not in PRIVATE_PARAMS}
-    public["topology"] = (sorted((p, list(c)) for p, c in topology.parties.items()),
+def setup_params(cfg, topology):
+    """The public set-up both parties compare: the normalised configuration the
+    roles run with (so ``(8,)`` and ``[8]``, or ``1`` and ``1.0``, agree) and
+    the topology."""
+    public = {k: v for k, v in cfg.items() if k not in PRIVATE_PARAMS}
+    public["topology"] = (sorted((p, [str(c) for c in cols])
+                                 for p, cols in topology.parties.items()),
                           topology.label_party)
     return public_params(public)
 
@@ -46,15 +52,18 @@ def _exchange(ctx, peer, mine):
 
 
 def source_party(ctx, X, labelled, Y, overlap, cfg, params, classes, progress=None):
-    """The source: announce the set-up, then run :func:`roles.source`."""
-    _exchange(ctx, cfg["target_name"], {
-        "params": params, "n_overlap": len(overlap), "batch_seed": cfg["batch_seed"],
-        "classes": list(classes)})
+    """The source: check the set-up, send the batch seed and classes, run :func:`roles.source`."""
+    peer = cfg["target_name"]
+    _exchange(ctx, peer, {"params": params, "n_overlap": len(overlap)})
+    ctx.send(peer, "setup_source", {"batch_seed": cfg["batch_seed"], "classes": list(classes)},
+             kind="plain")
     return roles.source(ctx, X, labelled, Y, overlap, cfg, progress=progress)
 
 
 def target_party(ctx, X, overlap, cfg, params):
     """The target: check the set-up, take the source's batch seed, run :func:`roles.target`."""
-    theirs = _exchange(ctx, cfg["source_name"], {"params": params, "n_overlap": len(overlap)})
+    peer = cfg["source_name"]
+    _exchange(ctx, peer, {"params": params, "n_overlap": len(overlap)})
+    theirs = ctx.recv(peer, "setup_source")
     out = roles.target(ctx, X, overlap, {**cfg, "batch_seed": int(theirs["batch_seed"])})
     return {**out, "classes": theirs["classes"]}

@@ -1,5 +1,6 @@
 """FederatedTransferClassifier: secure federated transfer learning (Liu et al.)."""
 
+import hashlib
 from functools import partial
 from numbers import Integral, Real
 
@@ -145,11 +146,11 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
     n_jobs : int, default=None
         joblib workers for the encrypted arithmetic.
     random_state : int, RandomState instance or None, default=None
-        Draws each party's own network seed (each party receives only its
-        own) and the shared batch seed. In a deployment each party draws
-        from its own ``random_state``; an integer shared in the configuration
-        lets either party derive the other's initial network (data-free, but
-        leave it None where that matters).
+        Draws the shared batch seed and each party's network seed; a party's
+        network seed also hashes the party's own rows, so a peer with the
+        same integer (a deployment file's ``random_state`` is shared) cannot
+        rebuild its initial network (with linear or random-feature
+        representations that would reveal statistics of its features).
     verbose : int, default=0
         Print the loss after every epoch.
     runtime : runtime or None, default=None
@@ -287,7 +288,6 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
                              "party); simulated, the NaN pattern gives the overlap")
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64,
                              y_numeric=False)
-        check_classification_targets(y)
         who = type(self).__name__
         hidden = self._hidden()
         topology, src, tgt, columns = _split_parties(
@@ -303,7 +303,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
                 f"no overlap rows: no row is held by both {src!r} and {tgt!r}; transfer "
                 "learning needs some shared rows to align the representations"
             )
-        labelled = y != _unlabelled_like(y)
+        labelled = ~_unlabelled(y)
         src_lab = labelled & held_a
         if not src_lab.any():
             if (labelled & held_b).any():
@@ -315,9 +315,6 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         classes, K, Y = _source_targets(y[src_lab])
         if self.encryption is not None:
             check_key_size(self.key_size)
-        if not hidden:
-            for party, held in ((src, held_a), (tgt, held_b)):
-                _check_feature_bound(X[np.ix_(held & overlap, columns[party])], party)
         n_overlap = int(overlap.sum())
         self.classes_ = classes
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=3)
@@ -326,6 +323,12 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         cfg = self._config(src, tgt, hidden, n_overlap, int(seeds[0]))
         batch_size = cfg["batch_size"]
         rows_a, rows_b = np.flatnonzero(held_a), np.flatnonzero(held_b)
+        X_a, X_b = X[np.ix_(rows_a, columns[src])], X[np.ix_(rows_b, columns[tgt])]
+        seed_a = _network_seed(seeds[1], src, X_a)
+        seed_b = _network_seed(seeds[2], tgt, X_b)
+        for party, Xp, held, seed in ((src, X_a, held_a, seed_a), (tgt, X_b, held_b, seed_b)):
+            rows_p = np.flatnonzero(held)
+            _check_fast_inputs(Xp[np.isin(rows_p, np.flatnonzero(overlap))], cfg, seed, party)
         ov = np.flatnonzero(overlap)  # the order both parties agree on
         pos_a = np.searchsorted(rows_a, ov)
         pos_b = np.searchsorted(rows_b, ov)
@@ -340,13 +343,13 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
                                cfg["train_hidden"]),
             src, tgt)
         fns = {
-            src: partial(roles.source, X=X[np.ix_(rows_a, columns[src])].copy(),
+            src: partial(roles.source, X=X_a.copy(),
                          labelled=lab_a, Y=Y, overlap=pos_a,
-                         cfg={**cfg, "network_seed": int(seeds[1])},
+                         cfg={**cfg, "network_seed": seed_a},
                          progress=FitProgress(self, total=int(self.max_iter),
                                               unit="iteration", verbose=self.verbose)),
-            tgt: partial(roles.target, X=X[np.ix_(rows_b, columns[tgt])].copy(),
-                         overlap=pos_b, cfg={**cfg, "network_seed": int(seeds[2])}),
+            tgt: partial(roles.target, X=X_b.copy(),
+                         overlap=pos_b, cfg={**cfg, "network_seed": seed_b}),
         }
         results, transcript = self._runtime().run(fns)
         self.topology_ = topology
@@ -395,14 +398,15 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         if topology is None:
             raise ValueError("with one party per process, pass a VerticalTopology naming "
                              "the source (label_party) and the target")
+        topology.validate()
         if len(topology.parties) != 2:
             raise ValueError(f"{type(self).__name__} needs exactly two parties, got "
                              f"{list(topology.parties)}")
         src = topology.label_party
         (tgt,) = [p for p in topology.parties if p != src]
-        if set(self.runtime.parties) != {src, tgt}:
-            raise ValueError(f"the runtime's parties {sorted(self.runtime.parties)} are not "
-                             f"the topology's {sorted([src, tgt])}")
+        if me not in (src, tgt) or set(self.runtime.parties) != {src, tgt}:
+            raise ValueError(f"the runtime ({me!r} of {sorted(self.runtime.parties)}) does not "
+                             f"match the topology's parties {sorted([src, tgt])}")
         hidden = self._hidden()
         if self.encryption is not None:
             check_key_size(self.key_size)
@@ -420,24 +424,30 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
                 or len(np.unique(overlap)) != len(overlap)):
             raise ValueError(f"overlap must be distinct row positions in [0, {len(X)}), "
                              "at least one")
-        if not hidden:
-            _check_feature_bound(X[overlap], me)
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=3)
         cfg = self._config(src, tgt, hidden, len(overlap), int(seeds[0]))
-        params = setup_params(self.get_params(deep=False), topology)
+        seed = _network_seed(seeds[1] if me == src else seeds[2], me, X)
+        _check_fast_inputs(X[overlap], cfg, seed, me)
+        params = setup_params(cfg, topology)
+        d = cfg["representation_dim"]
+        n_params = {p: roles.n_parameters(len(topology.parties[p]), hidden, d,
+                                          cfg["train_hidden"]) for p in (src, tgt)}
         if me == src:
             if y is None:
                 raise ValueError(f"the source {me!r} passes its labels y (-1 if unlabelled)")
             y = np.asarray(y)
             if y.shape != (len(X),):
                 raise ValueError(f"y has shape {y.shape}, expected ({len(X)},)")
-            check_classification_targets(y)
-            lab = np.flatnonzero(y != _unlabelled_like(y))
+            labelled = ~_unlabelled(y)
+            lab = np.flatnonzero(labelled)
             if not len(lab):
                 raise ValueError(f"the source {me!r} has no labelled rows (y = -1 everywhere)")
             classes, K, Y = _source_targets(y[lab])
+            # Refuse, before any message, batches the roles would refuse.
+            roles.check_batches(labelled[overlap], cfg["batch_size"], K, d, n_params[src],
+                                n_params[tgt], src, tgt)
             role = partial(source_party, X=X, labelled=lab, Y=Y, overlap=overlap,
-                           cfg={**cfg, "network_seed": int(seeds[1])}, params=params,
+                           cfg={**cfg, "network_seed": seed}, params=params,
                            classes=classes.tolist(),
                            progress=FitProgress(self, total=int(self.max_iter),
                                                 unit="iteration", verbose=self.verbose))
@@ -445,7 +455,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
             if y is not None:
                 raise ValueError(f"{me!r} is the target; only the source {src!r} passes y")
             role = partial(target_party, X=X, overlap=overlap,
-                           cfg={**cfg, "network_seed": int(seeds[2])}, params=params)
+                           cfg={**cfg, "network_seed": seed}, params=params)
         results, transcript = self.runtime.run({me: role})
         out = results[me]
         self.topology_ = topology
@@ -472,6 +482,10 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
             if X is not None:
                 raise ValueError(f"the source {me!r} serves the target's predictions: call "
                                  "predict(None) while the target predicts its rows")
+        elif X is None:
+            raise ValueError(f"the target {me!r} predicts its own rows: pass them (the "
+                             "source calls predict(None) to serve)")
+        if me == src:
             role = partial(roles.source_predict, phi=self.source_model_["phi"], cfg=self._cfg)
             self.runtime.run({me: role})
             return None
@@ -491,6 +505,8 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         Returns
         -------
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            With a party ``runtime``: at the target; the source passes
+            ``X=None``, serves the protocol and gets None.
         """
         if party_of(self.runtime) is not None:
             S = self._scores_party(X)
@@ -573,12 +589,34 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         return OverlapBaseline(self.topology, features=reference)
 
 
-def _unlabelled_like(y):
-    return UNLABELLED if y.dtype.kind in "iuf" else object()
+def _unlabelled(y):
+    """Rows marked unlabelled: -1 (scikit-learn's semi-supervised convention),
+    also as the string "-1" among string labels (as a CSV column reads)."""
+    y = np.asarray(y)
+    if y.dtype.kind in "iuf":
+        return y == UNLABELLED
+    return np.array([v == UNLABELLED or (isinstance(v, str) and v.strip() == "-1")
+                     for v in y.ravel()], dtype=bool).reshape(y.shape)
+
+
+def _network_seed(base, party, X_party):
+    """A party's network seed: from its random_state and its own rows.
+
+    The rows (in any order) enter so that a peer sharing the same integer
+    random_state cannot rebuild this party's initial network, which with
+    linear or random-feature representations would let it solve for
+    statistics of this party's features from the first step.
+    """
+    rows = np.ascontiguousarray(X_party[np.lexsort(X_party.T[::-1])]) if X_party.size \
+        else X_party
+    h = hashlib.sha256(b"skfed-ftl-network\0" + str(party).encode() + b"\0"
+                       + int(base).to_bytes(8, "little") + rows.tobytes())
+    return int.from_bytes(h.digest()[:4], "little") & 0x7FFFFFFF
 
 
 def _source_targets(y_lab):
     """Classes, number of outputs K and the (n, K) +-1 targets of labelled rows."""
+    check_classification_targets(y_lab)
     classes = np.unique(y_lab)
     if len(classes) < 2:
         raise ValueError(f"the source's labelled rows contain 1 class ({classes[0]!r}); "
@@ -589,14 +627,19 @@ def _source_targets(y_lab):
     return classes, K, np.where(y_lab[:, None] == classes[None, :], 1.0, -1.0)
 
 
-def _check_feature_bound(X_overlap, party):
-    """The cross-moment protocol sends overlap rows encrypted below a public bound."""
-    if np.abs(X_overlap).max(initial=0) >= 2.0 ** roles.FEATURE_BOUND_BITS:
+def _check_fast_inputs(X_overlap, cfg, seed, party):
+    """The cross-moment protocol sends the output layer's inputs of the overlap rows
+    (the features, or fixed random features) encrypted below a public bound."""
+    if not roles._fast_protocol(cfg):
+        return
+    F = roles._net(X_overlap.shape[1], cfg, seed).forward(X_overlap)[1][-2]
+    if np.abs(F).max(initial=0) >= 2.0 ** roles.FEATURE_BOUND_BITS:
+        what = "random features" if cfg["hidden_layer_sizes"] else "feature values"
         raise ValueError(
-            f"party {party!r} has feature values of magnitude >= 2**"
-            f"{roles.FEATURE_BOUND_BITS}; with hidden_layer_sizes=() the overlap rows travel "
-            "encrypted below that bound: standardise the features (a StandardScaler in a "
-            "Pipeline is column-wise: each party scales its own)")
+            f"party {party!r} has {what} of magnitude >= 2**{roles.FEATURE_BOUND_BITS}; "
+            "the overlap rows travel encrypted below that bound: standardise the "
+            "features (a StandardScaler in a Pipeline is column-wise: each party scales "
+            "its own)")
 
 
 class OverlapBaseline(ClassifierMixin, BaseEstimator):
@@ -658,7 +701,7 @@ class OverlapBaseline(ClassifierMixin, BaseEstimator):
             type(self).__name__)
         both = ~np.isnan(X[:, columns[src]]).any(axis=1) & \
             ~np.isnan(X[:, columns[tgt]]).any(axis=1)
-        rows = both & (y != _unlabelled_like(y))
+        rows = both & ~_unlabelled(y)
         if len(np.unique(y[rows])) < 2:
             raise ValueError("the labelled overlap rows contain 1 class; need at least 2")
         self.cols_ = cols

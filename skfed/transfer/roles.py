@@ -344,9 +344,10 @@ def _batches(w, batch_size, n_outputs, representation_dim, seed):
     equal size (the remainder is spread over them, so there is no small last
     batch). The labelled rows are spread over as many batches as can each
     carry at least :func:`min_labelled_per_batch` of them; the other batches
-    carry none. The batch sizes and labelled counts do not depend on the seed
-    (only which rows go where does), so :func:`check_batches` can check them
-    once.
+    carry none (batches that would stay empty, for want of unlabelled rows,
+    are dropped). The batch sizes and labelled counts do not depend on the
+    seed (only which rows go where does), so :func:`check_batches` can check
+    them once.
     """
     w = np.asarray(w, dtype=bool)
     n = len(w)
@@ -369,7 +370,9 @@ def _batches(w, batch_size, n_outputs, representation_dim, seed):
         totals[j] += 1
         counts[j] += 1
     parts = np.split(unl, np.cumsum(counts)[:-1])
-    return [np.sort(np.concatenate([c, u])).astype(int) for c, u in zip(chunks, parts)]
+    batches = [np.sort(np.concatenate([c, u])).astype(int) for c, u in zip(chunks, parts)]
+    # With few unlabelled rows, batches carrying no labels may stay empty.
+    return [b for b in batches if len(b)]
 
 
 def _epoch_batches(w, cfg, n_outputs, epoch):
