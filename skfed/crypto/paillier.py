@@ -408,10 +408,12 @@ class _OwnerKeyContext(_KeyContext):
         return int(gmpy2.isqrt(self.p2)), int(gmpy2.isqrt(self.q2))
 
     def _crt_tables(self, upcoming):
-        # The public table's upgrade rule decides the window; then one table
-        # per prime power, built outside the lock like the public one.
-        window = self.djn_table(upcoming).window
+        # The public table's upgrade rule (ski rental) decides the window; one
+        # table per prime power, built outside the lock like the public one.
         with self._lock:
+            self._n_obfuscations += upcoming
+            large = self._n_obfuscations >= self.upgrade_threshold()
+            window = DJN_WINDOW_LARGE if large else DJN_WINDOW_SMALL
             if self._crt is not None and self._crt[0].window >= window:
                 return self._crt
             hs = self._base()
@@ -421,13 +423,6 @@ class _OwnerKeyContext(_KeyContext):
             if self._crt is None or self._crt[0].window < window:
                 self._crt = tables
             return self._crt
-
-    def djn_table(self, upcoming=0):
-        # Count uses and decide the window without building the public table.
-        with self._lock:
-            self._n_obfuscations += upcoming
-            large = self._n_obfuscations >= self.upgrade_threshold()
-        return _WindowOnly(DJN_WINDOW_LARGE if large else DJN_WINDOW_SMALL)
 
     def obfuscators(self, count, mode="djn"):
         if mode != "djn" or count == 0:
@@ -439,11 +434,6 @@ class _OwnerKeyContext(_KeyContext):
 
     def obfuscation_seconds(self, mode):
         return 0.55 * super().obfuscation_seconds(mode)
-
-
-class _WindowOnly:
-    def __init__(self, window):
-        self.window = window
 
 
 def _random_digits(count, n_windows, window):
