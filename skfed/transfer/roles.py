@@ -32,9 +32,11 @@ Each party pushes its encrypted output gradient through its own network
 plaintext), adds a statistical mask to the encrypted parameter gradient and
 has the key owner decrypt it. Neither side ever decrypts a per-row quantity.
 
-**Linear representations** (``hidden_layer_sizes=()``, ``u = [x, 1] theta``)
-take a protocol whose per-step cost does not grow with the number of rows,
-with the same decryptions. Once per fit each party sends its overlap rows
+**Representations linear in what is trained** (``hidden_layer_sizes=()``,
+``u = [x, 1] theta``; or fixed random hidden layers, ``train_hidden=False``,
+with the random features ``f(x)`` in place of ``x`` below) take a protocol
+whose per-step cost does not grow with the number of rows, with the same
+decryptions. Once per fit each party sends its overlap rows
 encrypted under its own key, row-packed
 (:class:`~skfed.crypto.packing.PackedRows`): A sends ``[[wY, X^A, 1]]_A``,
 B sends ``[[X^B, 1]]_B``. Each then holds the *cross moments* with the
@@ -61,7 +63,9 @@ per fit at full batch). Since ``U^B = [X^B, 1] theta_B``, per step:
 Every value a party decrypts is one it learns in the general protocol too
 (``check_batches`` counts the same equations), the other's masked ``Z``
 aside; every ciphertext derived from the other's is re-randomised before it
-goes back.
+goes back. Scales and declared bounds on the wire follow from public
+constants only, and each party checks every packed message against the
+public layout before using it (see the constants below).
 """
 
 import contextlib
