@@ -241,7 +241,9 @@ def test_broadcasting_and_scale_alignment(keys):
     x = np.arange(6.0).reshape(2, 3) - 2.5
     ex = EncryptedArray.encrypt(pk, x)
     row = EncryptedArray.encrypt(pk, [1.0, 2.0, 3.0], precision_bits=10)
-    out = ex + row  # (2, 3) + (3,), scales 64 and 10
+    with pytest.raises(ValueError, match="do not broadcast"):
+        ex + row  # a (3,) ciphertext array never stretches silently to (2, 3)
+    out = ex + row.broadcast_to(ex.shape)  # scales 64 and 10
     assert out.shape == (2, 3) and out.scale_bits == 64
     np.testing.assert_array_equal(out.decrypt(sk), x + [1, 2, 3])
     col = ex * np.array([[2.0], [0.5]])  # (2, 3) * (2, 1)

@@ -1377,6 +1377,14 @@ class EncryptedArray:
         """Return the same ciphertexts with a new shape."""
         return self._new(self._c.reshape(*shape))
 
+    def broadcast_to(self, shape):
+        """Return the same ciphertexts broadcast to ``shape`` (as :func:`numpy.broadcast_to`).
+
+        Adding two ciphertext arrays requires equal shapes; broadcasting one
+        is a deliberate step, written out where the protocol means it.
+        """
+        return self._new(np.array(np.broadcast_to(self._c, shape), dtype=object))
+
     def ravel(self):
         """Return a flattened copy (a 1-D array)."""
         return self._new(self._c.ravel())
@@ -1455,10 +1463,16 @@ class EncryptedArray:
     def __add__(self, other):
         if isinstance(other, EncryptedArray):
             self._check_same_key(other)
+            # Broadcasting between ciphertext arrays would silently absorb a
+            # peer's message of the wrong shape (a (1, 1) sent for (n, 1)):
+            # the shapes of two encrypted operands must match exactly.
+            if self.shape != other.shape:
+                raise ValueError(
+                    f"cannot add encrypted arrays of shapes {self.shape} and {other.shape}; "
+                    "ciphertext arrays do not broadcast (reshape explicitly)")
             s = max(self.scale_bits, other.scale_bits)
             a, b = self.rescale(s), other.rescale(s)
-            x, y = np.broadcast_arrays(a._c, b._c)
-            return self._new(_obj(x * y % self._ctx.nsquare), s)
+            return self._new(_obj(a._c * b._c % self._ctx.nsquare), s)
         try:
             ints = _encode(other, self.scale_bits, self._ctx.max_int)
         except TypeError:

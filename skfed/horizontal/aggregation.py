@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from ..crypto.secagg import FixedPointRing, MaskingClient, new_session_id, ring_sum
+from ..runtime.layout import check_array, check_attributes
 from ..runtime.wire import decode, encode
 
 __all__ = ["ClientAggregation", "ServerAggregation", "PROTECTIONS"]
@@ -120,8 +121,13 @@ class ClientAggregation:
                               _slot_bits(len(self.clients)), n_jobs=self.n_jobs)
         ctx.send(self.server, tag, packed.to_wire(), kind="ciphertext")
         if ctx.party == self.key_holder:
-            total = PackedCiphertexts.from_wire(
-                self.public_key, ctx.recv(self.server, tag + "_encrypted_sum"))
+            # What the key holder decrypts must be the sum of every client's
+            # upload, in the upload's layout, never some other ciphertext.
+            total = check_attributes(
+                PackedCiphertexts.from_wire(self.public_key,
+                                            ctx.recv(self.server, tag + "_encrypted_sum")),
+                sender=self.server, tag=tag + "_encrypted_sum", n_values=values.size,
+                slot_bits=packed.slot_bits, n_summands=len(self.clients))
             sums = total.decrypt(self.private_key, values.size)
             ring = from_slot_sums(sums, len(self.clients))
             # Only the aggregate is revealed, as with masking.
@@ -165,20 +171,22 @@ class ServerAggregation:
         ctx = self.ctx
         uploads = ctx.gather(self.clients, tag)
         if self.protection is None:
-            return np.sum([np.asarray(u, dtype=np.float64) for u in uploads], axis=0)
+            return np.sum([check_array(u, sender=c, tag=tag, shape=(size,))
+                           for c, u in zip(self.clients, uploads)], axis=0)
         if self.protection == "masking":
-            for u in uploads:
-                if not isinstance(u, np.ndarray) or u.dtype != np.uint64 or u.shape != (size,):
-                    raise ValueError(f"malformed masked upload under {tag!r}")
+            for c, u in zip(self.clients, uploads):
+                check_array(u, sender=c, tag=tag, shape=(size,), dtype="u", exact_dtype="uint64")
             return self.ring.decode(ring_sum(uploads))
         from ..crypto.paillier import PackedCiphertexts
 
-        parts = [PackedCiphertexts.from_wire(self.public_key, u) for u in uploads]
+        parts = [check_attributes(PackedCiphertexts.from_wire(self.public_key, u), sender=c,
+                                  tag=tag, n_values=size,
+                                  slot_bits=_slot_bits(len(self.clients)), n_summands=1)
+                 for c, u in zip(self.clients, uploads)]
         total = parts[0]
         for p in parts[1:]:
             total = total + p
         ctx.send(self.key_holder, tag + "_encrypted_sum", total.to_wire(), kind="ciphertext")
-        ring = ctx.recv(self.key_holder, tag + "_sum")
-        if not isinstance(ring, np.ndarray) or ring.dtype != np.uint64 or ring.shape != (size,):
-            raise ValueError(f"malformed decrypted aggregate under {tag!r}")
+        ring = check_array(ctx.recv(self.key_holder, tag + "_sum"), sender=self.key_holder,
+                           tag=tag + "_sum", shape=(size,), dtype="u", exact_dtype="uint64")
         return self.ring.decode(ring)

@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from ..runtime.layout import check_array, check_dict, check_scalar
 from ._losses import loss_and_dloss, penalty_grad, penalty_value
 from .aggregation import ClientAggregation, ServerAggregation
 
@@ -178,10 +179,13 @@ def client(ctx, X, y, cfg, seed):
     est = _local_estimator(cfg, seed)
     first = True
     while True:
-        msg = ctx.recv(server_name, "model")
-        if msg["done"]:
+        msg = check_dict(ctx.recv(server_name, "model"), sender=server_name, tag="model",
+                         keys=("done", "model"))
+        if check_scalar(msg["done"], sender=server_name, tag="model", kind="bool"):
             return None
-        model = _unflatten(np.asarray(msg["model"], dtype=np.float64), cfg["layout"])
+        size = sum(int(np.prod(s)) for _, s in cfg["layout"])
+        model = _unflatten(check_array(msg["model"], sender=server_name, tag="model",
+                                       shape=(size,)), cfg["layout"])
         fullbatch = cfg["strategy"] == "fedsgd"
         loss_sum, grad = _loss_and_grad(model, X, Y, W, cfg, with_grad=fullbatch)
         if fullbatch:

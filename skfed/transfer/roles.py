@@ -80,6 +80,7 @@ from ..crypto.packing import (
     fixed_point,
 )
 from ..crypto.paillier import (
+    DEFAULT_PRECISION_BITS,
     EncryptedArray,
     ObfuscatorPool,
     decode_masked,
@@ -87,6 +88,7 @@ from ..crypto.paillier import (
     public_key_from_wire,
     public_key_to_wire,
 )
+from ..runtime.layout import check_array, check_encrypted, check_scalar
 from ..runtime.local import PartyContext as LocalPartyContext
 from ..runtime.party import ProtocolMismatch
 from .networks import SGD, Adam, DenseNet, PlainOps, flatten_blocks
@@ -192,18 +194,23 @@ class _Channel:
             if self.paillier else enc
         self.ctx.send(self.peer, tag, payload, kind=self.kind)
 
-    def recv_foreign(self, tag):
-        """Receive ciphertexts under the peer's key (we cannot decrypt them)."""
+    def recv_foreign(self, tag, shape=None):
+        """Receive fresh ciphertexts under the peer's key, in the public ``shape``."""
         obj = self._recv(tag)
-        return EncryptedArray.from_wire(self.peer_pk, obj, n_jobs=self.n_jobs) \
-            if self.paillier else np.asarray(obj, dtype=float)
+        if not self.paillier:
+            return check_array(obj, sender=self.peer, tag=tag, shape=shape)
+        return check_encrypted(EncryptedArray.from_wire(self.peer_pk, obj, n_jobs=self.n_jobs),
+                               sender=self.peer, tag=tag, shape=shape,
+                               scale_bits=DEFAULT_PRECISION_BITS)
 
-    def recv_own(self, tag):
-        """Receive ciphertexts under our key and decrypt them."""
+    def recv_own(self, tag, shape=None):
+        """Receive ciphertexts under our key, check their public shape, decrypt them."""
         obj = self._recv(tag)
         if self.paillier:
-            return EncryptedArray.from_wire(self.pk, obj).decrypt(self.sk, n_jobs=self.n_jobs)
-        return np.asarray(obj, dtype=float)
+            enc = check_encrypted(EncryptedArray.from_wire(self.pk, obj), sender=self.peer,
+                                  tag=tag, shape=shape)
+            return enc.decrypt(self.sk, n_jobs=self.n_jobs)
+        return check_array(obj, sender=self.peer, tag=tag, shape=shape)
 
     # masked decryption of a vector encrypted under the peer's key ------------
     def send_masked(self, tag, blocks):
@@ -221,15 +228,21 @@ class _Channel:
         self.ctx.send(self.peer, tag, masked.to_wire(), kind="ciphertext")
         return mask, scale
 
-    def serve_decrypt(self, tag):
-        """Decrypt the peer's masked values and return them (still masked)."""
+    def serve_decrypt(self, tag, size=None):
+        """Decrypt the peer's masked vector of public ``size`` and return it (still masked)."""
         obj = self._recv(tag)
         if self.paillier:
             enc = PackedRows.from_wire(self.pk, obj).enc if PackedRows.is_wire(obj) \
                 else EncryptedArray.from_wire(self.pk, obj)
+            # A masked vector leaves its sender flat, at a multiple of 64 bits.
+            check_encrypted(enc, sender=self.peer, tag=tag, shape=(size,))
+            if enc.scale_bits % 64:
+                check_encrypted(enc, sender=self.peer, tag=tag,
+                                scale_bits=-(-enc.scale_bits // 64) * 64)
             ints = enc.decrypt_encoded(self.sk, n_jobs=self.n_jobs)
             self.ctx.send(self.peer, tag + "_decrypted", ints, kind="masked")
         else:
+            obj = check_array(obj, sender=self.peer, tag=tag, shape=(size,))
             self.ctx.send(self.peer, tag + "_decrypted", obj, kind="plain")
 
     def recv_unmasked(self, tag, state):
@@ -534,15 +547,15 @@ def _source_step(ch, net, theta, acts, U, Phi, rows, wY, c, gamma, labelled, Y, 
     ch.send_encrypted("t", -0.5 * c * wY.T @ Phi - 2 * gamma / n_b * U[rows])
     # Alignment gradient under B's key, pushed through our network; backprop
     # is linear, so the constant factor applies to the (smaller) result.
-    enc_ub = ch.recv_foreign("u_b")
+    enc_ub = ch.recv_foreign("u_b", (n_b, U.shape[1]))
     acts_rows = [a[rows] for a in acts]
     blocks = [e * (-2 * gamma / n_b) + p for e, p in zip(
         net.backward(acts_rows, enc_ub, ops=ch.ops),
         net.backward(acts_rows, 2 * gamma / n_b * U[rows]))]
     state = ch.send_masked("grad_source", blocks)
-    g_phi = ch.recv_own("g_phi").T                     # (K, d)
-    loss_b = float(ch.recv_own("loss_target")[0])
-    ch.serve_decrypt("grad_target")
+    g_phi = ch.recv_own("g_phi", Phi.T.shape).T        # (K, d)
+    loss_b = float(ch.recv_own("loss_target", (1,))[0])
+    ch.serve_decrypt("grad_target", ch.peer_n_params)
     g_align = ch.recv_unmasked("grad_source", state)
     return _class_gradient(net, acts, U, labelled, Y, g_phi, n_lab) + g_align, loss_b
 
@@ -679,9 +692,10 @@ def _target_step(ch, net, acts, U, wb, c, gamma, own, enc_labels):
     without the L2 term. ``own`` is B's plaintext share of the loss."""
     n_b = len(wb)
     ch.send_encrypted("u_b", U)
-    enc_phi_t = ch.recv_foreign("phi_t")               # (d, K)
-    enc_m = ch.recv_foreign("m")                       # (d, d)
-    enc_t = ch.recv_foreign("t")                       # (n_b, d)
+    d = U.shape[1]
+    enc_phi_t = ch.recv_foreign("phi_t", (d, None))    # (d, K)
+    enc_m = ch.recv_foreign("m", (d, d))
+    enc_t = ch.recv_foreign("t", (n_b, d))
     # dL/dPhi: one d x d plaintext sum Sigma against [[Phi]].
     Uw = wb[:, None] * U
     sigma = Uw.T @ U
@@ -694,7 +708,7 @@ def _target_step(ch, net, acts, U, wb, c, gamma, own, enc_labels):
     ch.send_derived("loss_target", loss_part.reshape(1))
     G = enc_t + ch.ops.matmul(Uw, enc_m) + 2 * gamma / n_b * U
     state = ch.send_masked("grad_target", net.backward(acts, G, ops=ch.ops))
-    ch.serve_decrypt("grad_source")
+    ch.serve_decrypt("grad_source", ch.peer_n_params)
     return ch.recv_unmasked("grad_target", state)
 
 
@@ -770,7 +784,9 @@ def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
     # representations before both have checked the batches (check_batches).
     ctx.send(ch.peer, "labelled_overlap", w.astype(bool), kind="plain")
     ctx.send(ch.peer, "n_params", n_trained, kind="plain")
-    n_params_b = int(ctx.recv(ch.peer, "n_params"))
+    n_params_b = ch.peer_n_params = check_scalar(ctx.recv(ch.peer, "n_params"),
+                                                 sender=ch.peer, tag="n_params", kind="int",
+                                                 low=1)
     check_batches(w, cfg["batch_size"], K, cfg["representation_dim"], n_trained,
                   n_params_b, cfg["source_name"], cfg["target_name"])
     linear = _fast_protocol(cfg)
@@ -841,14 +857,18 @@ def target(ctx, X, overlap, cfg):
     theta, wmask, trained = net.get_flat(), net.weight_mask(), _trained_mask(net, cfg)
     n_trained = int(trained.sum())
     opt = _optimizer(cfg)
-    w = np.asarray(ctx.recv(ch.peer, "labelled_overlap"), dtype=float)
+    w = check_array(ctx.recv(ch.peer, "labelled_overlap"), sender=ch.peer,
+                    tag="labelled_overlap", shape=(len(overlap),), dtype="b").astype(float)
     ctx.send(ch.peer, "n_params", n_trained, kind="plain")
-    n_params_a = int(ctx.recv(ch.peer, "n_params"))
+    n_params_a = ch.peer_n_params = check_scalar(ctx.recv(ch.peer, "n_params"),
+                                                 sender=ch.peer, tag="n_params", kind="int",
+                                                 low=1)
     linear = _fast_protocol(cfg)
     if linear:
-        enc_labels, K = None, int(ctx.recv(ch.peer, "n_outputs"))
+        enc_labels, K = None, check_scalar(ctx.recv(ch.peer, "n_outputs"), sender=ch.peer,
+                                           tag="n_outputs", kind="int", low=1)
     else:
-        enc_labels = ch.recv_foreign("labels")                  # [[w Y]]_A
+        enc_labels = ch.recv_foreign("labels", (len(overlap), None))  # [[w Y]]_A
         K = enc_labels.shape[1]
     check_batches(w, cfg["batch_size"], K, cfg["representation_dim"], n_params_a,
                   n_trained, cfg["source_name"], cfg["target_name"])
@@ -875,7 +895,8 @@ def target(ctx, X, overlap, cfg):
                         *((extra, K, b) if linear else (enc_labels[b],)))
             theta = opt.step(theta, trained * (grad + alpha * wmask * theta))
         n_iter += 1
-        if not ctx.recv(ch.peer, "continue"):
+        if not check_scalar(ctx.recv(ch.peer, "continue"), sender=ch.peer, tag="continue",
+                            kind="bool"):
             break
     ch.close()
     net.set_flat(theta)
@@ -900,7 +921,7 @@ def target_predict(ctx, X, model, cfg):
     net = _net(X.shape[1], cfg, 0)
     net.coefs, net.intercepts = model["coefs"], model["intercepts"]
     U, _ = net.forward(X)
-    enc_phi_t = ch.recv_foreign("phi_t")
+    enc_phi_t = ch.recv_foreign("phi_t", (U.shape[1], None))
     S = ch.ops.matmul(U, enc_phi_t)                            # (n, K)
     state = ch.send_masked("scores", [S])
     return ch.recv_unmasked("scores", state).reshape(S.shape)

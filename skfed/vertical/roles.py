@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..runtime.layout import check_array, check_encrypted, check_scalar
 from ..runtime.local import PartyContext as LocalPartyContext
 
 __all__ = [
@@ -231,6 +232,12 @@ class _PlainCodec:
     def from_wire(self, obj):
         return np.asarray(obj, dtype=np.float64)
 
+    def received(self, obj, sender, tag, shape, extra_bits=0):
+        return check_array(obj, sender=sender, tag=tag, shape=shape)
+
+    def received_masked(self, obj, sender, tag, shape):
+        return check_array(obj, sender=sender, tag=tag, shape=shape)
+
     # arbiter side
     def decrypt(self, c):
         return np.asarray(c, dtype=np.float64)
@@ -343,6 +350,15 @@ class _PaillierCodec:
     def from_wire(self, obj):
         return self._p.EncryptedArray.from_wire(self.public_key, obj, n_jobs=self.n_jobs)
 
+    def received(self, obj, sender, tag, shape, extra_bits=0):
+        # Fresh encryptions carry the engine's default scale; every other
+        # ciphertext leaves its sender at that scale plus public extra bits.
+        return check_encrypted(self.from_wire(obj), sender=sender, tag=tag, shape=shape,
+                               scale_bits=self._p.DEFAULT_PRECISION_BITS + extra_bits)
+
+    def received_masked(self, obj, sender, tag, shape):
+        return check_array(obj, sender=sender, tag=tag, shape=shape, dtype="O")
+
     def decrypt(self, c):
         return c.decrypt(self._private_key, n_jobs=self.n_jobs)
 
@@ -384,14 +400,20 @@ def arbiter_fit(ctx, cfg, progress=None):
     sizes = batch_sizes(cfg.n_samples, cfg.batch_size)
     loss_curve, converged = [], False
     best_loss, no_improvement = np.inf, 0
+    # The arbiter does not know the parties' widths: the first gradient of a
+    # party fixes its shape, and every later one must match it.
+    grad_shapes = dict.fromkeys(parties, (None, None))
     for epoch in range(cfg.max_iter):
         for _ in sizes:
             for p in parties:
-                masked = codec.from_wire(ctx.recv(p, "gradient"))
+                masked = codec.received(ctx.recv(p, "gradient"), p, "gradient",
+                                        grad_shapes[p], GRADIENT_EXTRA_BITS)
+                grad_shapes[p] = masked.shape
                 ctx.send(p, "gradient", codec.decrypt_masked(masked), kind=codec.kind_masked)
         # One loss per epoch, summed under encryption by the label party: a
         # per-batch loss of a small batch would reveal that batch's labels.
-        loss = codec.decrypt(codec.from_wire(ctx.recv(cfg.label_party, "loss")))
+        loss = codec.decrypt(codec.received(ctx.recv(cfg.label_party, "loss"),
+                                            cfg.label_party, "loss", (1,), LOSS_EXTRA_BITS))
         epoch_loss = float(np.sum(loss))
         loss_curve.append(epoch_loss)
         asked_to_stop = progress is not None and progress.update(
@@ -437,7 +459,9 @@ def _send_masked_gradient(ctx, cfg, codec, enc_grad):
 
 def _gradient_step(ctx, cfg, codec, mask, W, optimizer, n_batch, penalised):
     """Receive G + R from the arbiter, unmask, add the L2 term, step."""
-    G = codec.unmask(_recv(ctx, codec, cfg.arbiter, "gradient"), mask).reshape(W.shape)
+    G = codec.received_masked(_recv(ctx, codec, cfg.arbiter, "gradient"), cfg.arbiter,
+                              "gradient", W.shape)
+    G = codec.unmask(G, mask).reshape(W.shape)
     grad = G / n_batch
     if cfg.alpha:
         grad = grad + cfg.alpha * W * penalised[:, None]
@@ -488,7 +512,8 @@ def guest_fit(ctx, X, Y, cfg, seed):
             # Randomisers still to take: this batch's mask, the next batch's a.
             codec.expect(Xb.shape[1] * K + _next_batch_size(cfg, batches, epoch, b) * K)
             for h in cfg.hosts:
-                enc_d = codec.add(enc_d, codec.from_wire(_recv(ctx, codec, h, "u")))
+                enc_d = codec.add(enc_d, codec.received(_recv(ctx, codec, h, "u"), h, "u",
+                                                        (nb, K)))
             ctx.broadcast(cfg.hosts, "d", codec.to_wire(enc_d), kind=codec.kind_ct)
             prod = codec.matmul(np.vstack([Xk.T, a.T]), enc_d)
             base = getattr(enc_d, "scale_bits", 0)
@@ -499,7 +524,9 @@ def guest_fit(ctx, X, Y, cfg, seed):
             mask = _send_masked_gradient(ctx, cfg, codec, grad)
             enc_S = codec.trace_rows(prod, Xb.shape[1])
             for h in cfg.hosts:
-                enc_S = codec.add(enc_S, codec.from_wire(_recv(ctx, codec, h, "loss_term")))
+                enc_S = codec.add(enc_S, codec.received(
+                    _recv(ctx, codec, h, "loss_term"), h, "loss_term", (1,),
+                    GRADIENT_EXTRA_BITS))
             reg = nb * cfg.alpha * float(np.sum((W * penalised[:, None]) ** 2)) / r
             # This batch's mean loss, weighted by its share of the epoch (nb / n).
             enc_loss = codec.affine(enc_S, r / (2 * n), (const + r * reg / (2 * nb)) * nb / n)
@@ -508,7 +535,8 @@ def guest_fit(ctx, X, Y, cfg, seed):
                               else codec.add(enc_epoch_loss, enc_loss))
             W = _gradient_step(ctx, cfg, codec, mask, W, optimizer, nb * 1.0 / r, penalised)
         ctx.send(cfg.arbiter, "loss", codec.to_wire(enc_epoch_loss), kind=codec.kind_ct)
-        if _recv(ctx, codec, cfg.arbiter, "stop"):
+        if check_scalar(_recv(ctx, codec, cfg.arbiter, "stop"), sender=cfg.arbiter, tag="stop",
+                        kind="bool"):
             break
     codec.close()
     return W
@@ -523,8 +551,10 @@ def host_fit(ctx, X, cfg):
         Its own coefficients; nobody else ever sees them.
     """
     codec = _data_party_codec(ctx, cfg)
-    batch_seed = ctx.recv(cfg.label_party, "batch_seed")
-    K = int(ctx.recv(cfg.label_party, "n_outputs"))
+    batch_seed = check_scalar(ctx.recv(cfg.label_party, "batch_seed"),
+                              sender=cfg.label_party, tag="batch_seed", kind="int", low=0)
+    K = check_scalar(ctx.recv(cfg.label_party, "n_outputs"), sender=cfg.label_party,
+                     tag="n_outputs", kind="int", low=1)
     W = np.zeros((X.shape[1], K))
     penalised = np.ones(X.shape[1])
     optimizer = _optimizer(cfg)
@@ -539,7 +569,8 @@ def host_fit(ctx, X, cfg):
             ctx.send(cfg.label_party, "u", codec.to_wire(codec.encrypt(u)), kind=codec.kind_ct)
             # Randomisers still to take: the loss term, the mask, the next u.
             codec.expect(1 + d_own * K + _next_batch_size(cfg, batches, epoch, b) * K)
-            enc_d = codec.from_wire(_recv(ctx, codec, cfg.label_party, "d"))
+            enc_d = codec.received(_recv(ctx, codec, cfg.label_party, "d"), cfg.label_party,
+                                   "d", (nb, K))
             prod = codec.matmul(np.vstack([Xk.T, u.T]), enc_d)
             reg = nb * cfg.alpha * float(np.sum(W ** 2)) / r
             base = getattr(enc_d, "scale_bits", 0)
@@ -552,7 +583,8 @@ def host_fit(ctx, X, cfg):
             grad = codec.publish(prod[:d_own], base, GRADIENT_EXTRA_BITS)
             W = _masked_gradient_step(ctx, cfg, codec, grad, W, optimizer, nb * 1.0 / r,
                                       penalised)
-        if _recv(ctx, codec, cfg.arbiter, "stop"):
+        if check_scalar(_recv(ctx, codec, cfg.arbiter, "stop"), sender=cfg.arbiter, tag="stop",
+                        kind="bool"):
             break
     codec.close()
     return W
@@ -574,5 +606,6 @@ def guest_predict(ctx, X, W, hosts, fit_intercept):
     """Label party at prediction: adds the hosts' partial scores to its own."""
     scores = (_with_ones(X) if fit_intercept else X) @ W
     for h in hosts:
-        scores = scores + np.asarray(ctx.recv(h, "partial_score"), dtype=np.float64)
+        scores = scores + check_array(ctx.recv(h, "partial_score"), sender=h,
+                                      tag="partial_score", shape=scores.shape)
     return scores

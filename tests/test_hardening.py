@@ -1,0 +1,165 @@
+"""Hardening: received messages are checked against their public layout.
+
+Each test here plays a deviating (or buggy) party and checks that the honest
+party refuses the message with a clear error instead of finishing with a
+wrong result.
+"""
+
+import numpy as np
+import pytest
+
+import skfed.vertical._base as vbase
+from skfed import VerticalLinearRegression, VerticalTopology
+from skfed.crypto.paillier import EncryptedArray, generate_keypair, public_key_from_wire
+from skfed.runtime import LocalRuntime, RoleError
+from skfed.runtime.layout import (
+    LayoutMismatch,
+    check_array,
+    check_attributes,
+    check_dict,
+    check_encrypted,
+    check_scalar,
+)
+from skfed.runtime.party import ProtocolMismatch
+from skfed.vertical import roles
+
+SMALL_KEY = 512
+
+
+class _Tampering:
+    """A party's context that rewrites one outgoing message (a deviating party)."""
+
+    def __init__(self, ctx, tag, rewrite):
+        self._ctx, self._tag, self._rewrite = ctx, tag, rewrite
+        self.public_key = None
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+    def recv(self, frm, tag, *args, **kwargs):
+        obj = self._ctx.recv(frm, tag, *args, **kwargs)
+        if tag == "public_key" and obj is not None:
+            self.public_key = public_key_from_wire(obj)
+        return obj
+
+    def send(self, to, tag, payload, kind="plain"):
+        if tag == self._tag:
+            payload = self._rewrite(self, payload)
+        return self._ctx.send(to, tag, payload, kind=kind)
+
+
+def _first_element(party, payload):
+    """Send a (1, 1) array where the protocol says (n_batch, K)."""
+    if party.public_key is None:
+        return np.asarray(payload)[:1, :1]
+    return EncryptedArray.from_wire(party.public_key, payload)[:1, :1].to_wire()
+
+
+def _data(seed=0, n=40):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    y = X @ np.array([1.5, -2.0, 0.5, 3.0]) + 0.1 * rng.normal(size=n)
+    topo = VerticalTopology({"bank": [0, 1], "shop": [2, 3]}, label_party="bank")
+    return X, y, topo
+
+
+@pytest.mark.parametrize("encryption", [None, "paillier"])
+def test_label_party_refuses_partial_scores_of_the_wrong_shape(monkeypatch, encryption):
+    # Finding 1: numpy broadcasting absorbed a (1, 1) [[u]] and the fit
+    # finished with coefficients off by more than 1 and no error.
+    X, y, topo = _data()
+    honest_host = roles.host_fit
+
+    def deviating_host(ctx, **kwargs):
+        return honest_host(_Tampering(ctx, "u", _first_element), **kwargs)
+
+    monkeypatch.setattr(roles, "host_fit", deviating_host)
+    est = VerticalLinearRegression(topology=topo, encryption=encryption, key_size=SMALL_KEY,
+                                   max_iter=3, learning_rate=0.1)
+    with pytest.raises((RoleError, ProtocolMismatch), match=r"'u' from 'shop' has shape \(1, 1\)"):
+        est.fit(X, y)
+
+
+def test_arbiter_checks_the_scale_of_what_it_decrypts(monkeypatch):
+    # A key holder decrypts only values in the public layout: a loss at a
+    # scale other than the protocol's is refused before decryption.
+    X, y, topo = _data()
+    honest_guest = roles.guest_fit
+
+    def rescale(party, payload):
+        enc = EncryptedArray.from_wire(party.public_key, payload)
+        return enc.rescale(enc.scale_bits + 1).to_wire()
+
+    def deviating_guest(ctx, **kwargs):
+        return honest_guest(_Tampering(ctx, "loss", rescale), **kwargs)
+
+    monkeypatch.setattr(roles, "guest_fit", deviating_guest)
+    monkeypatch.setattr(vbase, "_make_runtime", lambda: LocalRuntime())
+    est = VerticalLinearRegression(topology=topo, encryption="paillier", key_size=SMALL_KEY,
+                                   max_iter=2)
+    with pytest.raises((RoleError, ProtocolMismatch), match="public scale"):
+        est.fit(X, y)
+
+
+def test_honest_runs_pass_the_checks():
+    X, y, topo = _data()
+    est = VerticalLinearRegression(topology=topo, encryption="paillier", key_size=SMALL_KEY,
+                                   max_iter=30, learning_rate=0.1).fit(X, y)
+    assert est.score(X, y) > 0.9
+
+
+# -- the shared mechanism -------------------------------------------------------
+
+def test_check_array_shapes_kinds_and_finiteness():
+    ok = check_array(np.zeros((3, 2), dtype=np.float32), sender="a", tag="t", shape=(3, None))
+    assert ok.dtype == np.float64 and ok.shape == (3, 2)
+    with pytest.raises(LayoutMismatch, match=r"has shape \(2, 2\)"):
+        check_array(np.zeros((2, 2)), sender="a", tag="t", shape=(3, None))
+    with pytest.raises(LayoutMismatch, match="NaN"):
+        check_array(np.array([np.nan]), sender="a", tag="t", shape=(1,))
+    with pytest.raises(LayoutMismatch, match="kind"):
+        check_array("not an array", sender="a", tag="t")
+    with pytest.raises(LayoutMismatch, match="uint64"):
+        check_array(np.zeros(3, dtype=np.uint32), sender="a", tag="t", dtype="u",
+                    exact_dtype="uint64")
+    # a mismatch is a ProtocolMismatch: it names only public values
+    assert issubclass(LayoutMismatch, ProtocolMismatch)
+
+
+def test_check_encrypted_shape_and_scale():
+    pk, _ = generate_keypair(SMALL_KEY)
+    enc = EncryptedArray.encrypt(pk, np.zeros((2, 1)))
+    assert check_encrypted(enc, sender="a", tag="t", shape=(2, 1),
+                           scale_bits=enc.scale_bits) is enc
+    with pytest.raises(LayoutMismatch, match="shape"):
+        check_encrypted(enc, sender="a", tag="t", shape=(1, 1))
+    with pytest.raises(LayoutMismatch, match="scale"):
+        check_encrypted(enc, sender="a", tag="t", scale_bits=enc.scale_bits + 1)
+    with pytest.raises(LayoutMismatch, match="not a ciphertext array"):
+        check_encrypted(np.zeros(2).tolist(), sender="a", tag="t")
+
+
+def test_check_scalar_dict_and_attributes():
+    assert check_scalar(3, sender="a", tag="t", kind="int", low=1) == 3
+    with pytest.raises(LayoutMismatch, match="bool"):
+        check_scalar("false", sender="a", tag="t", kind="bool")
+    with pytest.raises(LayoutMismatch, match="int"):
+        check_scalar(True, sender="a", tag="t", kind="int")
+    with pytest.raises(LayoutMismatch, match="range"):
+        check_scalar(0, sender="a", tag="t", kind="int", low=1)
+    with pytest.raises(LayoutMismatch, match="fields"):
+        check_dict({"done": False}, sender="a", tag="t", keys=("done", "model"))
+    with pytest.raises(LayoutMismatch, match="n_values"):
+        check_attributes(type("P", (), {"n_values": 2})(), sender="a", tag="t", n_values=3)
+
+
+def test_encrypted_arrays_do_not_broadcast():
+    pk, sk = generate_keypair(SMALL_KEY)
+    col = EncryptedArray.encrypt(pk, np.arange(3.0).reshape(3, 1))
+    one = EncryptedArray.encrypt(pk, np.ones((1, 1)))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        col + one
+    with pytest.raises(ValueError, match="do not broadcast"):
+        one - col
+    np.testing.assert_array_equal((col + one.broadcast_to((3, 1))).decrypt(sk),
+                                  np.arange(3.0).reshape(3, 1) + 1)
