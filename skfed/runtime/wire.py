@@ -13,9 +13,11 @@ The format carries only data:
 * numpy object arrays whose elements are all Python (or gmpy2) integers,
   the natural container for masked values and big-integer plaintexts.
 
-Decoding validates every length against the remaining buffer and bounds
-the nesting depth, so a malformed or hostile message raises
-:class:`WireFormatError` instead of exhausting memory or recursion.
+Decoding validates every length against the remaining buffer before it
+allocates anything (so a message can never make the receiver allocate much
+more than the message's own size), accepts only a fixed list of dtypes and
+bounds the nesting depth: a malformed or hostile message raises
+:class:`WireFormatError`, and nothing else.
 """
 
 import struct
@@ -31,8 +33,16 @@ _NONE, _TRUE, _FALSE, _INT, _FLOAT, _STR, _BYTES = b"N", b"T", b"F", b"I", b"D",
 _LIST, _DICT, _ARRAY, _INTARRAY = b"L", b"M", b"A", b"Z"
 
 # Only plain numeric dtypes may travel; object and structured dtypes could
-# smuggle arbitrary Python objects.
+# smuggle arbitrary Python objects. The receiver compares the dtype string
+# against this list before numpy parses it: np.dtype() on crafted strings
+# raises errors of many kinds (SyntaxError among them) and accepts more than
+# we mean to.
 _ALLOWED_KINDS = set("biufc")
+_DTYPES = {np.dtype(t).newbyteorder("<").str: np.dtype(t).newbyteorder("<")
+           for t in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                     "uint64", "float16", "float32", "float64", "complex64", "complex128")}
+# Smallest encoding of one element of an integer (object) array: its length.
+_INT_HEADER = 4
 
 
 class WireFormatError(ValueError):
@@ -103,6 +113,8 @@ def _encode_array(arr, out):
     if arr.dtype.kind not in _ALLOWED_KINDS:
         raise WireFormatError(f"cannot send numpy arrays of dtype {arr.dtype}")
     dtype = arr.dtype.newbyteorder("<") if arr.dtype.itemsize > 1 else arr.dtype
+    if dtype.str not in _DTYPES:
+        raise WireFormatError(f"cannot send numpy arrays of dtype {arr.dtype}")
     descr = dtype.str.encode("ascii")
     raw = np.ascontiguousarray(arr, dtype=dtype).tobytes()
     out.append(_ARRAY + struct.pack(">B", len(descr)) + descr + shape
@@ -163,6 +175,13 @@ def _decode_shape(reader):
     return shape
 
 
+def _count(shape):
+    count = 1
+    for s in shape:
+        count *= s
+    return count
+
+
 def _decode(reader, depth):
     if depth > _MAX_DEPTH:
         raise WireFormatError("payload nested too deeply")
@@ -205,15 +224,12 @@ def _decode(reader, depth):
         return result
     if tag == _ARRAY:
         (n,) = reader.unpack(">B")
-        try:
-            dtype = np.dtype(str(reader.take(n), "ascii"))
-        except (TypeError, ValueError, UnicodeDecodeError) as exc:
-            raise WireFormatError("invalid array dtype") from exc
-        if dtype.kind not in _ALLOWED_KINDS:
-            raise WireFormatError(f"array dtype {dtype} is not allowed")
+        dtype = _DTYPES.get(bytes(reader.take(n)).decode("latin-1"))
+        if dtype is None:
+            raise WireFormatError("array dtype is not one the wire format carries")
         shape = _decode_shape(reader)
         (nbytes,) = reader.unpack(">Q")
-        count = int(np.prod(shape, dtype=object))
+        count = _count(shape)
         if count * dtype.itemsize != nbytes:
             raise WireFormatError("array byte count does not match its shape")
         raw = reader.take(nbytes)
@@ -221,13 +237,17 @@ def _decode(reader, depth):
         return arr.astype(dtype.newbyteorder("="), copy=False)
     if tag == _INTARRAY:
         shape = _decode_shape(reader)
-        count = int(np.prod(shape, dtype=object))
-        if count > len(reader.data) - reader.pos:
+        count = _count(shape)
+        # Every element takes at least its length field: a count the rest of
+        # the message cannot hold is refused before anything is allocated.
+        if count * _INT_HEADER > len(reader.data) - reader.pos:
             raise WireFormatError("integer array length exceeds message size")
-        arr = np.empty(count, dtype=object)
-        for i in range(count):
+        items = []
+        for _ in range(count):
             (n,) = reader.unpack(">I")
-            arr[i] = int.from_bytes(reader.take(n), "big", signed=True)
+            items.append(int.from_bytes(reader.take(n), "big", signed=True))
+        arr = np.empty(count, dtype=object)
+        arr[:] = items
         return arr.reshape(shape)
     raise WireFormatError(f"unknown type tag {tag!r}")
 
@@ -248,10 +268,17 @@ def decode(data):
     WireFormatError
         If ``data`` is not a well-formed skfed message.
     """
-    reader = _Reader(data)
-    if bytes(reader.take(len(_MAGIC))) != _MAGIC:
-        raise WireFormatError("not an skfed message (bad magic)")
-    obj = _decode(reader, 0)
-    if reader.pos != len(reader.data):
-        raise WireFormatError("trailing bytes after message")
+    try:
+        reader = _Reader(data)
+        if bytes(reader.take(len(_MAGIC))) != _MAGIC:
+            raise WireFormatError("not an skfed message (bad magic)")
+        obj = _decode(reader, 0)
+        if reader.pos != len(reader.data):
+            raise WireFormatError("trailing bytes after message")
+    except WireFormatError:
+        raise
+    except (TypeError, ValueError, OverflowError, MemoryError, struct.error) as exc:
+        # Whatever else a crafted message trips over (numpy refusing a
+        # shape, say) is still a malformed message.
+        raise WireFormatError(f"malformed message: {type(exc).__name__}: {exc}") from exc
     return obj
