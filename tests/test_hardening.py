@@ -163,3 +163,150 @@ def test_encrypted_arrays_do_not_broadcast():
         one - col
     np.testing.assert_array_equal((col + one.broadcast_to((3, 1))).decrypt(sk),
                                   np.arange(3.0).reshape(3, 1) + 1)
+
+
+# -- transport: budgets, booleans, key files (findings 5-7) ----------------------
+
+def _serve_and_send(receiver_kwargs, messages):
+    """Start ``shop`` (which never consumes) and let ``bank`` send ``messages``."""
+    from skfed.runtime.grpc import GrpcRuntime, free_local_ports
+
+    ports = free_local_ports(2)
+    addresses = {"bank": f"127.0.0.1:{ports[0]}", "shop": f"127.0.0.1:{ports[1]}"}
+
+    def bank(ctx):
+        for i, payload in enumerate(messages):
+            ctx.send("shop", f"m{i}", payload, kind="plain")
+
+    with GrpcRuntime("shop", addresses, insecure=True, **receiver_kwargs) as shop:
+        with GrpcRuntime("bank", addresses, insecure=True, connect_timeout=5.0) as rt:
+            try:
+                rt.run({"bank": bank})
+            finally:
+                held = dict(shop._held)
+    return held
+
+
+def test_receiver_refuses_messages_above_its_limit():
+    from skfed.runtime.grpc import TransportError
+
+    with pytest.raises(TransportError, match="max_message_bytes=2000"):
+        _serve_and_send({"max_message_bytes": 2000}, [np.zeros(400)])
+
+
+def test_receiver_refuses_a_sender_above_its_byte_budget():
+    from skfed.runtime.grpc import TransportError
+
+    # Two messages the receiver's role has not consumed: the second would
+    # take what it holds for the sender above max_peer_bytes.
+    held = _serve_and_send({"max_message_bytes": 2000, "max_peer_bytes": 2000},
+                           [np.zeros(100)])
+    assert 800 < held["bank"] < 1000
+    with pytest.raises(TransportError, match="max_peer_bytes=2000"):
+        _serve_and_send({"max_message_bytes": 2000, "max_peer_bytes": 2000},
+                        [np.zeros(150), np.zeros(150)])
+
+
+def test_sender_checks_its_own_limit_and_consumed_bytes_are_released():
+    from skfed.runtime.grpc import GrpcRuntime, free_local_ports
+
+    ports = free_local_ports(2)
+    addresses = {"bank": f"127.0.0.1:{ports[0]}", "shop": f"127.0.0.1:{ports[1]}"}
+    with GrpcRuntime("bank", addresses, insecure=True, max_message_bytes=100) as rt:
+        with pytest.raises(RoleError, match="raise max_message_bytes on every party"):
+            rt.run({"bank": lambda ctx: ctx.send("shop", "big", np.zeros(100))})
+    import threading
+
+    ports = free_local_ports(2)
+    addresses = {"bank": f"127.0.0.1:{ports[0]}", "shop": f"127.0.0.1:{ports[1]}"}
+    with GrpcRuntime("shop", addresses, insecure=True, max_message_bytes=1000,
+                     max_peer_bytes=1000) as shop:
+        def consume(ctx):
+            return [ctx.recv("bank", "m")[0] for _ in range(5)]
+        out = {}
+        t = threading.Thread(target=lambda: out.update(shop.run({"shop": consume})[0]))
+        t.start()
+        with GrpcRuntime("bank", addresses, insecure=True) as bank:
+            # 5 x ~840 bytes through a 1000-byte budget: each is released
+            # when the role consumes it.
+            bank.run({"bank": lambda ctx: [ctx.send("shop", "m", np.full(100, float(i)))
+                                           for i in range(5)]})
+        t.join(30)
+        assert out["shop"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert shop._held["bank"] == 0
+
+
+def test_budget_parameters_are_validated():
+    from skfed.runtime.grpc import GrpcRuntime
+
+    addresses = {"bank": "127.0.0.1:1", "shop": "127.0.0.1:2"}
+    with pytest.raises(ValueError, match="max_peer_bytes"):
+        GrpcRuntime("bank", addresses, insecure=True, max_message_bytes=10, max_peer_bytes=5)
+    with pytest.raises(ValueError, match="positive integer"):
+        GrpcRuntime("bank", addresses, insecure=True, max_message_bytes=0)
+
+
+def _deployment(transport):
+    from skfed.runtime.config import Deployment
+
+    return Deployment({
+        "estimator": "VerticalLinearRegression", "topology": {"label_party": "bank"},
+        "transport": transport,
+        "parties": {"arbiter": {"address": "127.0.0.1:50050"},
+                    "bank": {"address": "127.0.0.1:50051", "columns": [0]},
+                    "shop": {"address": "127.0.0.1:50052", "columns": [1]}}})
+
+
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, "no"])
+def test_insecure_must_be_a_real_boolean(value):
+    # bool("false") is True: a quoted "false" used to turn TLS off.
+    from skfed.runtime.grpc import GrpcRuntime
+
+    with pytest.raises(ValueError, match="boolean"):
+        _deployment({"insecure": value}).runtime("bank")
+    with pytest.raises(ValueError, match="True or False"):
+        GrpcRuntime("bank", {"bank": "127.0.0.1:1", "shop": "127.0.0.1:2"}, insecure=value)
+
+
+def test_deployment_passes_the_budgets_and_refuses_non_integers():
+    rt = _deployment({"insecure": True, "max_message_bytes": 1000,
+                      "max_peer_bytes": 5000}).runtime("bank")
+    assert (rt.max_message_bytes, rt.max_peer_bytes) == (1000, 5000)
+    with pytest.raises(ValueError, match="integer number of bytes"):
+        _deployment({"insecure": True, "max_message_bytes": "1e9"}).runtime("bank")
+
+
+def test_running_without_tls_logs_a_warning(caplog):
+    from skfed.runtime.grpc import GrpcRuntime, free_local_ports
+
+    ports = free_local_ports(2)
+    addresses = {"bank": f"127.0.0.1:{ports[0]}", "shop": f"127.0.0.1:{ports[1]}"}
+    with caplog.at_level("WARNING", logger="skfed"):
+        with GrpcRuntime("bank", addresses, insecure=True):
+            pass
+    assert any("WITHOUT TLS" in r.getMessage() and r.levelname == "WARNING"
+               for r in caplog.records)
+
+
+def test_key_files_are_created_afresh_with_owner_only_mode(tmp_path):
+    import os
+    import stat
+
+    from skfed.runtime.certs import make_test_pki
+
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("not a key")
+    d = tmp_path / "pki"
+    d.mkdir()
+    # A symlink planted where a key will go, and a key file with a wider mode.
+    os.symlink(target, d / "bank.key")
+    (d / "shop.key").write_text("old")
+    os.chmod(d / "shop.key", 0o644)
+    paths = make_test_pki(d, ["bank", "shop"])
+    assert target.read_text() == "not a key"
+    for party in ("bank", "shop"):
+        key = paths[party]["keyfile"]
+        st = os.lstat(key)
+        assert stat.S_ISREG(st.st_mode)
+        assert stat.S_IMODE(st.st_mode) == 0o600
+        assert open(key).read().startswith("-----BEGIN PRIVATE KEY-----")

@@ -32,10 +32,20 @@ def _key():
 
 
 def _write(path, data, private=False):
-    # Private keys are created readable by their owner only.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    fd = os.open(path, flags, 0o600 if private else 0o644)
+    # Always a new file: O_TRUNC on an existing one would keep its (perhaps
+    # wider) mode, and opening without O_NOFOLLOW would write through a
+    # symlink planted in the directory. Unlinking removes a link, never its
+    # target; O_EXCL then refuses anything recreated in between.
+    mode = 0o600 if private else 0o644
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, mode)
     with os.fdopen(fd, "wb") as f:
+        if hasattr(os, "fchmod"):
+            os.fchmod(f.fileno(), mode)  # exactly this mode, whatever the umask
         f.write(data)
 
 

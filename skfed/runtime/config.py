@@ -25,7 +25,10 @@ on 3.10); a ``.json`` file with the same structure works too.
     cafile = "pki/ca.pem"    # the CA every party trusts
     timeout = 600            # seconds to wait for one message
     connect_timeout = 120    # seconds a peer may be unreachable
-    # insecure = true        # plaintext, for local experiments only
+    # max_message_bytes = 268435456   # largest message (default 256 MiB)
+    # max_peer_bytes = 1073741824     # bytes held per sender (default 1 GiB)
+    # insecure = true        # plaintext, for local experiments only (a boolean,
+    #                        # not a string; a warning is logged whenever TLS is off)
 
     [parties.arbiter]
     address = "arbiter.example.org:50050"
@@ -61,6 +64,15 @@ def _load(path):
     except ImportError:  # Python 3.10
         import tomli as tomllib
     return tomllib.loads(raw.decode("utf-8"))
+
+
+def _boolean(table, key, default):
+    # bool("false") is True: a quoted "false" would silently turn TLS off.
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"[transport] {key} must be a boolean (true or false, unquoted), "
+                         f"got {value!r}")
+    return value
 
 
 class Deployment:
@@ -171,12 +183,19 @@ class Deployment:
             "certfile": self._path(entry.get("certfile")),
             "keyfile": self._path(entry.get("keyfile")),
             "cafile": self._path(transport.get("cafile")),
-            "insecure": bool(transport.get("insecure", False)),
+            "insecure": _boolean(transport, "insecure", False),
             "listen": entry.get("listen"),
         }
         for key in ("timeout", "connect_timeout"):
             if key in transport:
                 kwargs[key] = float(transport[key])
+        for key in ("max_message_bytes", "max_peer_bytes"):
+            if key in transport:
+                value = transport[key]
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError(f"[transport] {key} must be an integer number of bytes, "
+                                     f"got {value!r}")
+                kwargs[key] = value
         kwargs.update(overrides)
         return GrpcRuntime(party, **kwargs)
 

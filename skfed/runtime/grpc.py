@@ -40,11 +40,24 @@ Failures
 * A message that never comes raises :class:`~skfed.runtime.ProtocolTimeout`
   after ``timeout`` seconds.
 
+Limits
+------
+An authenticated peer could otherwise make a party buffer without bound.
+A party refuses (``RESOURCE_EXHAUSTED``, naming the limit) a message larger
+than ``max_message_bytes`` (default 256 MiB: a full-batch ``[[d]]`` of
+about 500,000 rows under a 2048-bit key; raise it on every party for larger
+batches) and a message that would take the bytes it holds for one sender,
+received but not yet consumed by its role, above ``max_peer_bytes``
+(default 1 GiB). A sender checks its own messages against its
+``max_message_bytes`` before sending, so the usual misconfiguration fails
+at the sender with a message that says which parameter to raise.
+
 The transcript a run returns holds the messages this party sent and
 received (sizes are those of the wire-format payloads; TLS and HTTP/2
 framing add a few percent on top).
 """
 
+import logging
 import secrets
 import threading
 import time
@@ -63,13 +76,18 @@ __all__ = [
     "PartyAborted",
     "ProtocolMismatch",
     "CHUNK_BYTES",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_MAX_PEER_BYTES",
     "free_local_ports",
 ]
 
 SERVICE = "skfed.Party"
+_log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20  # 1 MiB: well under gRPC's default 4 MiB per message
 _HEADER_KEY = "skfed-header-bin"
 _GRPC_MESSAGE_LIMIT = 4 * CHUNK_BYTES
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 28
+DEFAULT_MAX_PEER_BYTES = 1 << 30
 _PING_DEADLINE = 5.0
 
 
@@ -210,8 +228,15 @@ class GrpcRuntime:
         differs from ``addresses[party]``.
     keep_payloads : bool, default=False
         Keep each message's bytes in the transcript.
-    max_message_bytes : int, default=2**31
-        Largest message accepted from a peer.
+    max_message_bytes : int, default=2**28
+        Largest message (wire-format bytes) sent to or accepted from a peer:
+        256 MiB holds a full batch of about 500,000 rows of 2048-bit
+        ciphertexts. Raise it on every party for larger full batches (or use
+        mini-batches).
+    max_peer_bytes : int, default=2**30
+        Most bytes this party holds for one sender at a time: messages
+        being received or waiting for the role to consume them. A sender
+        that goes above it is refused; at least ``max_message_bytes``.
 
     Attributes
     ----------
@@ -245,7 +270,8 @@ class GrpcRuntime:
 
     def __init__(self, party, addresses, *, certfile=None, keyfile=None, cafile=None,
                  insecure=False, timeout=600.0, connect_timeout=120.0, listen=None,
-                 keep_payloads=False, max_message_bytes=2 ** 31):
+                 keep_payloads=False, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
+                 max_peer_bytes=DEFAULT_MAX_PEER_BYTES):
         if not isinstance(addresses, dict) or len(addresses) < 2:
             raise ValueError("addresses must map at least two party names to host:port")
         for name, addr in addresses.items():
@@ -255,6 +281,9 @@ class GrpcRuntime:
                 raise ValueError(f"address of {name!r} must be 'host:port', got {addr!r}")
         if party not in addresses:
             raise ValueError(f"party {party!r} is not in addresses {sorted(addresses)}")
+        if not isinstance(insecure, bool):
+            # bool("false") is True: only a real boolean may turn TLS off.
+            raise ValueError(f"insecure must be True or False, got {insecure!r}")
         if not insecure and None in (certfile, keyfile, cafile):
             raise ValueError(
                 "mutual TLS needs certfile, keyfile and cafile; pass insecure=True only "
@@ -270,7 +299,16 @@ class GrpcRuntime:
         self.connect_timeout = float(connect_timeout)
         self.listen = listen
         self.keep_payloads = keep_payloads
+        for name, value in (("max_message_bytes", max_message_bytes),
+                            ("max_peer_bytes", max_peer_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if max_peer_bytes < max_message_bytes:
+            raise ValueError(
+                f"max_peer_bytes ({max_peer_bytes}) must be at least max_message_bytes "
+                f"({max_message_bytes})")
         self.max_message_bytes = int(max_message_bytes)
+        self.max_peer_bytes = int(max_peer_bytes)
         self._reset()
 
     def _reset(self):
@@ -279,6 +317,9 @@ class GrpcRuntime:
         self._stubs = {}
         self._cond = threading.Condition()
         self._queues = defaultdict(deque)
+        # Bytes held per sender: declared sizes of messages being received
+        # plus those queued for the role (the budget max_peer_bytes).
+        self._held = defaultdict(int)
         self._aborted = None
         self._last_seq = {}
         self._last_alive = {}
@@ -334,6 +375,10 @@ class GrpcRuntime:
             options=opts)
         bind = self.listen or self.addresses[self.party]
         if self.insecure:
+            _log.warning(
+                "party %r runs WITHOUT TLS (insecure=True): messages travel in plaintext and "
+                "any process that reaches %s can claim to be a party; for local experiments "
+                "only", self.party, bind)
             port = server.add_insecure_port(bind)
         else:
             creds = grpc.ssl_server_credentials(
@@ -476,6 +521,11 @@ class GrpcRuntime:
     def _send_message(self, to, tag, kind, data):
         with self._cond:
             self._check_aborted()
+        if len(data) > self.max_message_bytes:
+            raise ValueError(
+                f"{self.party!r} would send {tag!r} of {len(data)} bytes to {to!r}, above "
+                f"max_message_bytes={self.max_message_bytes}; raise max_message_bytes on every "
+                "party (or use smaller batches)")
         header = self._header(tag=tag, kind=kind, nbytes=len(data))
         view = memoryview(data)
 
@@ -519,7 +569,9 @@ class GrpcRuntime:
         while True:
             with self._cond:
                 if self._queues[key]:
-                    return self._queues[key].popleft()
+                    kind, data = self._queues[key].popleft()
+                    self._held[frm] -= len(data)
+                    return kind, data
                 self._check_aborted()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -603,19 +655,40 @@ class GrpcRuntime:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed message header")
         if not 0 <= nbytes <= self.max_message_bytes:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"message of {nbytes} bytes exceeds {self.max_message_bytes}")
-        buf = bytearray()
-        for chunk in request_iterator:
-            buf += chunk
-            if len(buf) > nbytes:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "message longer than declared")
-        if len(buf) != nbytes:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "message shorter than declared")
+                          f"{self.party!r} accepts messages of at most max_message_bytes="
+                          f"{self.max_message_bytes} bytes; {tag!r} has {nbytes}")
         with self._cond:
-            self._last_alive[sender] = time.monotonic()
-            if self._fresh(sender, header):
-                self._queues[(sender, tag)].append((kind, bytes(buf)))
-                self._cond.notify_all()
+            held = self._held[sender]
+            if held + nbytes > self.max_peer_bytes:
+                over = True
+            else:
+                over = False
+                self._held[sender] = held + nbytes
+        if over:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"{self.party!r} already holds {held} bytes from {sender!r}; "
+                          f"{tag!r} of {nbytes} bytes would exceed max_peer_bytes="
+                          f"{self.max_peer_bytes}")
+        queued = False
+        try:
+            buf = bytearray()
+            for chunk in request_iterator:
+                buf += chunk
+                if len(buf) > nbytes:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                  "message longer than declared")
+            if len(buf) != nbytes:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "message shorter than declared")
+            with self._cond:
+                self._last_alive[sender] = time.monotonic()
+                if self._fresh(sender, header):
+                    self._queues[(sender, tag)].append((kind, bytes(buf)))
+                    queued = True
+                    self._cond.notify_all()
+        finally:
+            if not queued:
+                with self._cond:
+                    self._held[sender] -= nbytes
         return b""
 
     def _on_abort(self, request, context):
