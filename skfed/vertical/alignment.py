@@ -117,7 +117,7 @@ def _psi_role(ctx, *, encoded, sort_keys, ring, seed, n_jobs):
 
     n = len(encoded)
     pi = rng.permutation(n)
-    points = hash_ids([encoded[j] for j in pi])
+    points = hash_ids([encoded[j] for j in pi], n_jobs=n_jobs)
 
     # 1. Ring blinding: forward the set in hand, blind the one that arrives.
     current, origin = blind(points, scalar, n_jobs=n_jobs), me
