@@ -111,7 +111,7 @@ from joblib import effective_n_jobs
 from phe import paillier as _phe
 from sklearn.utils.parallel import Parallel, delayed
 
-from ._multiexp import MAX_EXPONENT_BITS, FixedBaseTable, multiexp, plan
+from .._multiexp import MAX_EXPONENT_BITS, FixedBaseTable, multiexp, plan
 
 __all__ = [
     "DEFAULT_KEY_BITS",
