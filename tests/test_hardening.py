@@ -338,3 +338,47 @@ def test_psi_receiver_can_refuse_twist_points():
     assert check_points(twist).shape == (1, 32)
     with pytest.raises(ValueError, match="twist"):
         check_points(twist, "set of 'evil'", curve=True)
+
+
+def test_server_refuses_an_update_of_the_wrong_size(monkeypatch):
+    # Without protection, numpy broadcasting absorbed a one-element update
+    # into the sum of the others and the fit finished with a wrong model.
+    import skfed.horizontal.sgd as hsgd
+    from skfed import FederatedSGDRegressor, HorizontalTopology
+
+    honest = hsgd.client
+
+    def deviating(ctx, **kwargs):
+        return honest(_Tampering(ctx, "update", lambda _, p: np.asarray(p)[:1]), **kwargs)
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = X @ np.array([1.0, -1.0, 2.0])
+    monkeypatch.setattr(hsgd, "client", deviating)
+    est = FederatedSGDRegressor(topology=HorizontalTopology(n_parties=2), n_rounds=2,
+                                secure_aggregation=None, random_state=0)
+    with pytest.raises((RoleError, ProtocolMismatch), match=r"'update' from .* has shape \(1,\)"):
+        est.fit(X, y)
+
+
+def test_transfer_key_holder_checks_what_it_decrypts():
+    # A masked gradient of another size than the peer's public parameter
+    # count is refused before decryption.
+    from skfed.transfer.roles import _Channel
+
+    class Ctx:
+        party = "target"
+
+        def __init__(self, payload):
+            self.payload = payload
+
+        def recv(self, frm, tag):
+            return self.payload
+
+    pk, sk = generate_keypair(SMALL_KEY)
+    ch = _Channel.__new__(_Channel)
+    ch.ctx, ch.peer, ch.paillier, ch.n_jobs = None, "source", True, None
+    ch.pk, ch.sk, ch.own_pool, ch.peer_pool = pk, sk, None, None
+    ch.ctx = Ctx(EncryptedArray.encrypt(pk, np.zeros(5)).rescale(128).to_wire())
+    with pytest.raises(LayoutMismatch, match=r"has shape \(5,\); .* \(7,\)"):
+        ch.serve_decrypt("grad_target", 7)
