@@ -47,7 +47,7 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="federated vs centralised comparison table")
     p_demo.add_argument("--quick", action="store_true", help="smaller data, fewer folds")
-    from .runtime import cli as party_cli
+    from .deploy import cli as party_cli
 
     party_cli.add_parser(sub)
     args = parser.parse_args(argv)

@@ -247,7 +247,7 @@ def test_budget_parameters_are_validated():
 
 
 def _deployment(transport):
-    from skfed.runtime.config import Deployment
+    from skfed.deploy import Deployment
 
     return Deployment({
         "estimator": "VerticalLinearRegression", "topology": {"label_party": "bank"},

@@ -87,7 +87,7 @@ class Deployment:
 
     Examples
     --------
-    >>> from skfed.runtime.config import Deployment
+    >>> from skfed.deploy import Deployment
     >>> dep = Deployment({
     ...     "estimator": "VerticalLinearRegression", "params": {"max_iter": 5},
     ...     "topology": {"label_party": "bank"}, "transport": {"insecure": True},
@@ -171,7 +171,7 @@ class Deployment:
 
     def runtime(self, party, **overrides):
         """This party's :class:`~skfed.runtime.grpc.GrpcRuntime`."""
-        from .grpc import GrpcRuntime
+        from ..runtime.grpc import GrpcRuntime
 
         if party not in self.config["parties"]:
             raise ValueError(f"party {party!r} is not in the deployment file "
