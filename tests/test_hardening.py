@@ -116,7 +116,7 @@ def test_check_array_shapes_kinds_and_finiteness():
     with pytest.raises(LayoutMismatch, match=r"has shape \(2, 2\)"):
         check_array(np.zeros((2, 2)), sender="a", tag="t", shape=(3, None))
     with pytest.raises(LayoutMismatch, match="NaN"):
-        check_array(np.array([np.nan]), sender="a", tag="t", shape=(1,))
+        check_array(np.array([np.nan]), sender="a", tag="t", shape=(1,), finite=True)
     with pytest.raises(LayoutMismatch, match="kind"):
         check_array("not an array", sender="a", tag="t")
     with pytest.raises(LayoutMismatch, match="uint64"):

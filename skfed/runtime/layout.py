@@ -45,7 +45,7 @@ def _fmt_shape(shape):
         ("," if len(shape) == 1 else "") + ")"
 
 
-def check_array(value, *, sender, tag, shape=None, dtype="f", finite=True, exact_dtype=None):
+def check_array(value, *, sender, tag, shape=None, dtype="f", finite=False, exact_dtype=None):
     """Return ``value`` as an ndarray after checking its public layout.
 
     Parameters
@@ -60,8 +60,10 @@ def check_array(value, *, sender, tag, shape=None, dtype="f", finite=True, exact
     dtype : str, default="f"
         The numpy dtype kinds accepted (e.g. ``"f"``, ``"u"``, ``"biuf"``).
         Floats are returned as float64; other kinds are returned unchanged.
-    finite : bool, default=True
-        Refuse NaN and infinities in a float array.
+    finite : bool, default=False
+        Refuse NaN and infinities in a float array. Off by default: a
+        diverging fit is the receiving role's to report (in its own words),
+        not a layout mismatch.
     exact_dtype : str or None, default=None
         Require exactly this dtype (e.g. ``"uint64"`` for masked ring elements).
 
