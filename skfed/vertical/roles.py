@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..runtime.local import PartyContext as LocalPartyContext
+from ..runtime.party import ProtocolMismatch
 
 __all__ = [
     "VerticalConfig",
@@ -74,6 +75,10 @@ LOSS_EXTRA_BITS = 142
 
 # Epochs without improvement (by at least ``tol``) before declaring convergence.
 N_ITER_NO_CHANGE = 5
+# Fractional bits of PCG's per-party scalars g_k . z_k: they shrink towards 0
+# as the fit converges, and their ratios set the step, so they keep more
+# precision than the default 64 bits.
+SCALAR_PRECISION_BITS = 128
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,7 @@ class _PlainCodec:
     def expect(self, count):
         pass
 
-    def encrypt(self, a):
+    def encrypt(self, a, precision_bits=None):
         return np.array(a, dtype=np.float64)
 
     def add(self, x, y):
@@ -215,6 +220,11 @@ class _PlainCodec:
         # sum_j c[start + j, j]: the inner products u . d folded into the matmul
         k = c.shape[1]
         return np.asarray([np.trace(c[start:start + k])])
+
+    def diag_rows(self, c, start):
+        # c[start + j, j] for each output j: the per-output |X p|^2 of PCG
+        k = c.shape[1]
+        return np.diagonal(c[start:start + k]).copy()
 
     def publish(self, c, base_scale, extra_bits):
         return c
@@ -289,8 +299,9 @@ class _PaillierCodec:
         if self.pool is not None:
             self.pool.reserve(count)
 
-    def encrypt(self, a):
+    def encrypt(self, a, precision_bits=None):
         return self._p.EncryptedArray.encrypt(self.public_key, np.asarray(a, dtype=np.float64),
+                                              precision_bits=precision_bits,
                                               n_jobs=self.n_jobs, pool=self.pool)
 
     def add(self, x, y):
@@ -314,6 +325,11 @@ class _PaillierCodec:
         for j in range(1, k):
             total = total + c[start + j, j]
         return total.reshape(1)
+
+    def diag_rows(self, c, start):
+        k = c.shape[1]
+        return self._p.EncryptedArray.concatenate([c[start + j, j].reshape(1)
+                                                   for j in range(k)])
 
     def publish(self, c, base_scale, extra_bits):
         # A product's scale follows the magnitude of its plaintext factor;
@@ -366,14 +382,131 @@ def _data_party_codec(ctx, cfg):
 
 
 # -- fit ----------------------------------------------------------------------
+#
+# Why the arbiter stopped: the payload of every "stop" message, "" to go on.
+# Public to all data parties: each must know whether the model it holds is
+# usable (a deployment's label party would otherwise serve a diverged model).
+CONTINUE, CONVERGED, MAX_ITER, CALLBACK, DIVERGED = "", "converged", "max_iter", "callback", \
+    "diverged"
+STOP_REASONS = (CONTINUE, CONVERGED, MAX_ITER, CALLBACK, DIVERGED)
+
+# A fit whose objective exceeds this multiple of its starting value (the
+# objective at zero weights) is diverging: no step of a working optimizer on a
+# convex objective gets there.
+DIVERGENCE_FACTOR = 1e3
+# Both objectives are sums of squares (plus a positive constant): a decrypted
+# value below zero means a fixed-point encoding overflowed, not a good fit.
+_NEGATIVE_SLACK = 1e-6
+
+
+class _Monitor:
+    """The arbiter's stopping rule: divergence, convergence, callbacks, max_iter.
+
+    ``update`` records the objective of one epoch and returns the reason to
+    stop (:data:`CONTINUE` to go on). With ``decrease`` (the exact decrease of
+    a conjugate-gradient step) ``tol`` applies to it; otherwise it is
+    scikit-learn's SGD rule (``N_ITER_NO_CHANGE`` epochs without improving the
+    best objective by ``tol``), except that a stall above the starting
+    objective is divergence, never convergence.
+    """
+
+    def __init__(self, cfg, progress, ctx):
+        self.cfg, self.progress, self.ctx = cfg, progress, ctx
+        self.curve, self.best, self.no_improvement = [], np.inf, 0
+        self.detail = ""
+
+    def _diverged(self, loss, invalid):
+        f0, epoch = self.curve[0], len(self.curve)
+        if invalid:
+            why = invalid
+        elif not np.isfinite(loss):
+            why = f"the objective is {loss}"
+        elif loss < -_NEGATIVE_SLACK * max(1.0, abs(f0)):
+            why = (f"the decrypted objective {loss:.4g} is negative, which it cannot be: "
+                   "an encoding overflowed")
+        elif f0 > 0 and loss > DIVERGENCE_FACTOR * f0:
+            why = (f"the objective grew from {f0:.6g} to {loss:.4g}, more than "
+                   f"{DIVERGENCE_FACTOR:g} times its start")
+        else:
+            return False
+        self.detail = f"at epoch {epoch}: {why}"
+        return True
+
+    def update(self, loss, decrease=None, invalid=None):
+        cfg = self.cfg
+        self.curve.append(float(loss))
+        epoch = len(self.curve)
+        asked = self.progress is not None and self.progress.update(
+            epoch, objective=float(loss),
+            nbytes=self.ctx.bytes_sent + self.ctx.bytes_received)
+        if self._diverged(loss, invalid):
+            return DIVERGED
+        if cfg.tol is not None:
+            if decrease is not None:
+                if decrease <= cfg.tol:
+                    return CONVERGED
+            else:
+                stalled = loss > self.best - cfg.tol
+                self.no_improvement = self.no_improvement + 1 if stalled else 0
+                self.best = min(self.best, loss)
+                if self.no_improvement >= N_ITER_NO_CHANGE:
+                    if loss > self.curve[0]:
+                        self.detail = (
+                            f"at epoch {epoch}: no improvement for {N_ITER_NO_CHANGE} epochs "
+                            f"and the objective {loss:.6g} is above its start "
+                            f"{self.curve[0]:.6g}")
+                        return DIVERGED
+                    return CONVERGED
+        if asked:
+            return CALLBACK
+        if epoch >= cfg.max_iter:
+            return MAX_ITER
+        return CONTINUE
+
+
+def _announce(ctx, cfg, objective, reason):
+    """End an epoch: the objective to the label party (its progress), the stop
+    reason to every data party."""
+    ctx.send(cfg.label_party, "objective", float(objective), kind="plain")
+    ctx.broadcast((cfg.label_party, *cfg.hosts), "stop", reason, kind="plain")
+
+
+def _decrypt_gradients(ctx, cfg, codec):
+    for p in (cfg.label_party, *cfg.hosts):
+        masked = codec.from_wire(ctx.recv(p, "gradient"))
+        ctx.send(p, "gradient", codec.decrypt_masked(masked), kind=codec.kind_masked)
+
+
+def _check_shape(value, shape, frm, tag):
+    if tuple(np.shape(value)) != tuple(shape):
+        raise ProtocolMismatch(
+            f"{frm!r} sent {tag!r} of shape {tuple(np.shape(value))}; the protocol expects "
+            f"{tuple(shape)}")
+    return value
+
+
+def _decrypt_vector(ctx, codec, frm, tag, shape=None):
+    """Decrypt a per-output vector of scalars (PCG's sums); its shape is public."""
+    c = codec.from_wire(ctx.recv(frm, tag))
+    if shape is None:
+        if len(np.shape(c)) != 1 or np.shape(c)[0] < 1:
+            raise ProtocolMismatch(
+                f"{frm!r} sent {tag!r} of shape {tuple(np.shape(c))}; the protocol expects "
+                "one value per output")
+    else:
+        _check_shape(c, shape, frm, tag)
+    return np.asarray(codec.decrypt(c), dtype=np.float64).reshape(-1)
+
 
 def arbiter_fit(ctx, cfg, progress=None):
     """Arbiter: generates the key pair, decrypts masked gradients and the loss.
 
     Holds no data and no model state. Returns the loss curve, the number of
-    epochs and whether the loss converged. ``progress`` is a local object of
-    the arbiter's process (a :class:`~skfed._progress.FitProgress`): progress
-    lines, and scikit-learn callbacks that may stop the fit.
+    epochs, whether the loss converged and why it stopped (``stop_reason``,
+    one of :data:`STOP_REASONS`, with a ``detail`` naming public values).
+    ``progress`` is a local object of the arbiter's process (a
+    :class:`~skfed._progress.FitProgress`): progress lines, and
+    scikit-learn callbacks that may stop the fit.
     """
     if cfg.encryption is None:
         codec = _PlainCodec()
@@ -381,36 +514,70 @@ def arbiter_fit(ctx, cfg, progress=None):
         codec = _PaillierCodec.generate(cfg.key_size, cfg.n_jobs)
     parties = (cfg.label_party, *cfg.hosts)
     ctx.broadcast(parties, "public_key", codec.public_key_message(), kind=codec.kind_key)
-    sizes = batch_sizes(cfg.n_samples, cfg.batch_size)
-    loss_curve, converged = [], False
-    best_loss, no_improvement = np.inf, 0
-    for epoch in range(cfg.max_iter):
-        for _ in sizes:
-            for p in parties:
-                masked = codec.from_wire(ctx.recv(p, "gradient"))
-                ctx.send(p, "gradient", codec.decrypt_masked(masked), kind=codec.kind_masked)
-        # One loss per epoch, summed under encryption by the label party: a
-        # per-batch loss of a small batch would reveal that batch's labels.
-        loss = codec.decrypt(codec.from_wire(ctx.recv(cfg.label_party, "loss")))
-        epoch_loss = float(np.sum(loss))
-        loss_curve.append(epoch_loss)
-        asked_to_stop = progress is not None and progress.update(
-            epoch + 1, objective=epoch_loss, nbytes=ctx.bytes_sent + ctx.bytes_received)
-        # scikit-learn's SGD rule: converged after N_ITER_NO_CHANGE epochs in a
-        # row without improving the best loss by tol (one flat epoch is not
-        # enough: Adam's loss can pause before falling again).
-        if cfg.tol is not None:
-            no_improvement = no_improvement + 1 if epoch_loss > best_loss - cfg.tol else 0
-            best_loss = min(best_loss, epoch_loss)
-            converged = no_improvement >= N_ITER_NO_CHANGE
-        finite = bool(np.isfinite(epoch_loss))
-        stop = converged or asked_to_stop or epoch + 1 == cfg.max_iter or not finite
-        ctx.broadcast(parties, "stop", bool(stop))
-        if stop:
-            break
+    monitor = _Monitor(cfg, progress, ctx)
+    if cfg.solver == "pcg":
+        reason = _arbiter_pcg(ctx, cfg, codec, monitor)
+    else:
+        sizes = batch_sizes(cfg.n_samples, cfg.batch_size)
+        reason = CONTINUE
+        while not reason:
+            for _ in sizes:
+                _decrypt_gradients(ctx, cfg, codec)
+            # One loss per epoch, summed under encryption by the label party: a
+            # per-batch loss of a small batch would reveal that batch's labels.
+            loss = float(np.sum(codec.decrypt(codec.from_wire(
+                ctx.recv(cfg.label_party, "loss")))))
+            reason = monitor.update(loss)
+            _announce(ctx, cfg, loss, reason)
     if progress is not None:
         progress.close()
-    return {"loss_curve": loss_curve, "n_iter": len(loss_curve), "converged": converged}
+    return {"loss_curve": monitor.curve, "n_iter": len(monitor.curve),
+            "converged": reason == CONVERGED, "stop_reason": reason,
+            "detail": monitor.detail}
+
+
+def _arbiter_pcg(ctx, cfg, codec, monitor):
+    """The arbiter's side of preconditioned conjugate gradients.
+
+    Per iteration it decrypts two vectors of one scalar per output, both sums
+    over the parties: ``rz = sum_k g_k . z_k`` (each party's gradient block
+    against its preconditioned block) and the curvature ``p^T H p`` along the
+    new direction; it answers with ``beta = rz / rz_previous`` and the exact
+    step ``a = rz / p^T H p``. The objective after the step is
+    ``f - a rz / 2`` (exact on a quadratic), so it needs no extra pass.
+    """
+    _decrypt_gradients(ctx, cfg, codec)
+    f = float(np.sum(codec.decrypt(codec.from_wire(ctx.recv(cfg.label_party, "loss")))))
+    reason = monitor.update(f, decrease=np.inf)
+    _announce(ctx, cfg, f, reason)
+    rz_old = None
+    while not reason:
+        rz = _decrypt_vector(ctx, codec, cfg.label_party, "cg_term",
+                             None if rz_old is None else rz_old.shape)
+        zeros = np.zeros_like(rz)
+        beta = zeros if rz_old is None else np.divide(rz, rz_old, out=zeros.copy(),
+                                                      where=rz_old > 0)
+        ctx.broadcast((cfg.label_party, *cfg.hosts), "direction",
+                      np.where(np.isfinite(beta), beta, 0.0), kind="plain")
+        _decrypt_gradients(ctx, cfg, codec)
+        pHp = _decrypt_vector(ctx, codec, cfg.label_party, "curvature", rz.shape)
+        # Both are squared norms (H and each party's block are positive
+        # semi-definite): a clearly negative one is an overflowed encoding.
+        scale = max(1.0, float(np.max(np.abs(rz), initial=0.0)))
+        invalid = None
+        if not (np.all(np.isfinite(rz)) and np.all(np.isfinite(pHp))):
+            invalid = "a conjugate-gradient scalar is not finite"
+        elif np.any(rz < -_NEGATIVE_SLACK * scale) or np.any(pHp < -_NEGATIVE_SLACK * scale):
+            invalid = ("a conjugate-gradient squared norm decrypted negative: an encoding "
+                       "overflowed")
+        a = np.divide(rz, pHp, out=zeros.copy(), where=pHp > 0) if invalid is None else zeros
+        ctx.broadcast((cfg.label_party, *cfg.hosts), "step", a, kind="plain")
+        decrease = float(np.sum(a * rz)) / 2.0
+        f = f - decrease
+        reason = monitor.update(f, decrease=decrease, invalid=invalid)
+        _announce(ctx, cfg, f, reason)
+        rz_old = rz
+    return reason
 
 
 def _next_batch_size(cfg, batches, epoch, b):
@@ -423,28 +590,166 @@ def _next_batch_size(cfg, batches, epoch, b):
     return 0
 
 
-def _masked_gradient_step(ctx, cfg, codec, enc_grad, W, optimizer, n_batch, penalised):
-    """Mask [[G]], let the arbiter decrypt it, unmask, add the L2 term, step."""
-    mask = _send_masked_gradient(ctx, cfg, codec, enc_grad)
-    return _gradient_step(ctx, cfg, codec, mask, W, optimizer, n_batch, penalised)
-
-
 def _send_masked_gradient(ctx, cfg, codec, enc_grad):
     masked, mask = codec.mask(enc_grad)
     ctx.send(cfg.arbiter, "gradient", codec.to_wire(masked), kind=codec.kind_masked)
     return mask
 
 
-def _gradient_step(ctx, cfg, codec, mask, W, optimizer, n_batch, penalised):
-    """Receive G + R from the arbiter, unmask, add the L2 term, step."""
+def _recv_gradient(ctx, cfg, codec, mask, W, n_batch, penalised):
+    """Receive G + R from the arbiter, unmask, add the L2 term."""
     G = codec.unmask(_recv(ctx, codec, cfg.arbiter, "gradient"), mask).reshape(W.shape)
     grad = G / n_batch
     if cfg.alpha:
         grad = grad + cfg.alpha * W * penalised[:, None]
-    return optimizer.step(W, grad)
+    return grad
 
 
-def guest_fit(ctx, X, Y, cfg, seed):
+def _recv_stop(ctx, codec, cfg):
+    reason = _recv(ctx, codec, cfg.arbiter, "stop")
+    if reason not in STOP_REASONS:
+        raise ProtocolMismatch(f"the arbiter sent an unknown stop reason {reason!r}; "
+                               f"expected one of {STOP_REASONS}")
+    return reason
+
+
+def _recv_scalars(ctx, codec, cfg, tag, K):
+    """PCG's public per-output scalars from the arbiter (beta, the step)."""
+    value = np.asarray(_recv(ctx, codec, cfg.arbiter, tag), dtype=np.float64)
+    _check_shape(value, (K,), cfg.arbiter, tag)
+    if not np.all(np.isfinite(value)):
+        raise ProtocolMismatch(f"the arbiter sent non-finite {tag!r} values")
+    return value
+
+
+class _BlockPreconditioner:
+    """One party's block of the Hessian, inverted: its own columns only.
+
+    The protocol's objectives are quadratic with Hessian
+    ``H = r X^T X / n + alpha I`` (``r = 1`` least squares, ``1/4`` Taylor
+    log-loss; the intercept unpenalised). Each party knows its diagonal block
+    ``r X_k^T X_k / n + alpha I`` in the clear; preconditioning its own
+    gradient block with it needs nothing from anyone and makes the solver
+    invariant to the scale of each party's columns.
+    """
+
+    def __init__(self, X, penalised, alpha, r, n):
+        M = r * (X.T @ X) / n + alpha * np.diag(penalised)
+        # A pseudo-inverse: a constant or duplicated column (singular block)
+        # gets no step along its null space, where the gradient is zero anyway.
+        self.inverse = np.linalg.pinv(M, hermitian=True)
+
+    def __call__(self, G):
+        return self.inverse @ G
+
+
+def _pcg_party(ctx, cfg, codec, W, run_pass, send_rz, preconditioner, after_epoch):
+    """A data party's side of preconditioned conjugate gradients.
+
+    ``run_pass(V, curvature)`` runs one full-batch pass of the protocol at
+    ``V`` and returns this party's gradient block: with ``curvature=False``
+    the objective's gradient at ``V``; with ``curvature=True`` the labels are
+    left out, so the pass returns ``(H V)_k`` and the curvature ``V^T H V``
+    goes to the arbiter. The first epoch is the gradient at zero; each later
+    epoch is one conjugate-gradient iteration, the gradient updated along the
+    step (``g + a H p``, exact for a quadratic) rather than recomputed.
+    """
+    K = W.shape[1]
+    g = run_pass(W, False)
+    reason = after_epoch(ctx, codec, cfg)
+    P = np.zeros_like(W)
+    while not reason:
+        Z = preconditioner(g)
+        send_rz(np.sum(g * Z, axis=0))
+        beta = _recv_scalars(ctx, codec, cfg, "direction", K)
+        P = -Z + beta * P
+        HP = run_pass(P, True)
+        a = _recv_scalars(ctx, codec, cfg, "step", K)
+        W = W + a * P
+        g = g + a * HP
+        reason = after_epoch(ctx, codec, cfg)
+    return W, reason
+
+
+def _guest_pass(ctx, cfg, codec, X, W, Y, n, penalised, next_rows, curvature=False):
+    """One batch of the protocol at the label party.
+
+    Returns the mask of the gradient it sent to the arbiter, and this batch's
+    share of ``[[objective]]`` (or of ``[[p^T H p]]`` when ``curvature``).
+    """
+    K = W.shape[1]
+    r, c, const = _residual_form(cfg.task, K)
+    nb, n_own = X.shape
+    a = X @ W if curvature else X @ W - c * Y
+    # A fresh encryption of the guest's own part, computed before the hosts'
+    # parts arrive: its new randomness re-randomises the sum, so a host cannot
+    # divide its own [[u_k]] out of [[d]] to read a.
+    enc_d = codec.encrypt(a)
+    # Randomisers still to take: this batch's mask, the next batch's a.
+    codec.expect(n_own * K + next_rows * K)
+    for h in cfg.hosts:
+        enc_d = codec.add(enc_d, codec.from_wire(_recv(ctx, codec, h, "u")))
+    ctx.broadcast(cfg.hosts, "d", codec.to_wire(enc_d), kind=codec.kind_ct)
+    prod = codec.matmul(np.vstack([X.T, a.T]), enc_d)
+    base = getattr(enc_d, "scale_bits", 0)
+    # The gradient leaves before the hosts' loss terms are awaited, so the
+    # arbiter decrypts it while the hosts still compute theirs (same
+    # messages, the arbiter's order; the step waits for it).
+    grad = codec.publish(prod[:n_own], base, GRADIENT_EXTRA_BITS)
+    mask = _send_masked_gradient(ctx, cfg, codec, grad)
+    pen_sq = (W * penalised[:, None]) ** 2
+    if curvature:
+        enc_S = codec.diag_rows(prod, n_own)
+        for h in cfg.hosts:
+            term = codec.from_wire(_recv(ctx, codec, h, "curvature_term"))
+            enc_S = codec.add(enc_S, _check_shape(term, (K,), h, "curvature_term"))
+        # p^T H p = r |X p|^2 / n + alpha |p|^2 per output (the hosts' penalty
+        # is inside their terms, as n alpha |p_k|^2 / r).
+        out = codec.affine(enc_S, r / n, cfg.alpha * pen_sq.sum(axis=0))
+    else:
+        enc_S = codec.trace_rows(prod, n_own)
+        for h in cfg.hosts:
+            enc_S = codec.add(enc_S, codec.from_wire(_recv(ctx, codec, h, "loss_term")))
+        reg = nb * cfg.alpha * float(np.sum(pen_sq)) / r
+        # This batch's mean loss, weighted by its share of the epoch (nb / n).
+        out = codec.affine(enc_S, r / (2 * n), (const + r * reg / (2 * nb)) * nb / n)
+    return mask, codec.publish(out, base, LOSS_EXTRA_BITS)
+
+
+def _host_pass(ctx, cfg, codec, X, W, next_rows, curvature=False):
+    """One batch of the protocol at a feature party; returns its gradient's mask."""
+    K = W.shape[1]
+    r = _residual_form(cfg.task, K)[0]
+    nb, n_own = X.shape
+    u = X @ W
+    ctx.send(cfg.label_party, "u", codec.to_wire(codec.encrypt(u)), kind=codec.kind_ct)
+    # Randomisers still to take: the loss term, the mask, the next u.
+    codec.expect((K if curvature else 1) + n_own * K + next_rows * K)
+    enc_d = codec.from_wire(_recv(ctx, codec, cfg.label_party, "d"))
+    prod = codec.matmul(np.vstack([X.T, u.T]), enc_d)
+    base = getattr(enc_d, "scale_bits", 0)
+    if curvature:
+        term = codec.affine(codec.diag_rows(prod, n_own), 1.0,
+                            nb * cfg.alpha * np.sum(W ** 2, axis=0) / r)
+        tag = "curvature_term"
+    else:
+        term = codec.affine(codec.trace_rows(prod, n_own), 1.0,
+                            nb * cfg.alpha * float(np.sum(W ** 2)) / r)
+        tag = "loss_term"
+    term = codec.publish(term, base, GRADIENT_EXTRA_BITS)
+    # Derived from the guest's own ciphertexts: re-randomise, or the guest
+    # could search for the host's small plaintext exponents.
+    ctx.send(cfg.label_party, tag, codec.to_wire(codec.obfuscate(term)), kind=codec.kind_ct)
+    grad = codec.publish(prod[:n_own], base, GRADIENT_EXTRA_BITS)
+    return _send_masked_gradient(ctx, cfg, codec, grad)
+
+
+def _pcg_next_rows(cfg, epoch):
+    """Rows the next pass encrypts (0 after the last pass max_iter allows)."""
+    return cfg.n_samples if epoch + 1 < cfg.max_iter else 0
+
+
+def guest_fit(ctx, X, Y, cfg, seed, progress=None):
     """Label party: assembles the residual [[d]] and the encrypted loss.
 
     Parameters
@@ -455,11 +760,16 @@ def guest_fit(ctx, X, Y, cfg, seed):
     seed : int
         The label party's private randomness, from which it draws the
         mini-batch seed it shares with the hosts.
+    progress : EpochReport, optional
+        Local to the label party: prints each epoch's objective (sent by the
+        arbiter), duration, time left and traffic.
 
     Returns
     -------
-    W : ndarray of shape (n_own_features + fit_intercept, K)
-        Its own coefficients (intercept last).
+    result : dict
+        ``W``, its own coefficients, of shape
+        ``(n_own_features + fit_intercept, K)`` (intercept last), and
+        ``stop_reason``, as announced by the arbiter.
     """
     codec = _data_party_codec(ctx, cfg)
     batch_seed = int(np.random.RandomState(seed).randint(np.iinfo(np.int32).max))
@@ -471,47 +781,57 @@ def guest_fit(ctx, X, Y, cfg, seed):
     if cfg.fit_intercept:
         penalised[-1] = 0.0
     W = np.zeros((Xb.shape[1], K))
-    optimizer = _optimizer(cfg)
-    rng = np.random.default_rng(batch_seed)
-    r, c, const = _residual_form(cfg.task, K)
+    r = _residual_form(cfg.task, K)[0]
     n = cfg.n_samples
-    for epoch in range(cfg.max_iter):
-        enc_epoch_loss = None
-        batches = epoch_batches(rng, cfg.n_samples, cfg.batch_size)
-        for b, idx in enumerate(batches):
-            Xk, Yk, nb = Xb[idx], Y[idx], len(idx)
-            a = Xk @ W - c * Yk
-            # A fresh encryption of the guest's own part, computed before the
-            # hosts' parts arrive: its new randomness re-randomises the sum, so
-            # a host cannot divide its own [[u_k]] out of [[d]] to read a.
-            enc_d = codec.encrypt(a)
-            # Randomisers still to take: this batch's mask, the next batch's a.
-            codec.expect(Xb.shape[1] * K + _next_batch_size(cfg, batches, epoch, b) * K)
+    epochs = []
+
+    def after_epoch(ctx, codec, cfg):
+        objective = float(_recv(ctx, codec, cfg.arbiter, "objective"))
+        epochs.append(objective)
+        if progress is not None:
+            progress.update(len(epochs), objective, ctx)
+        return _recv_stop(ctx, codec, cfg)
+
+    if cfg.solver == "pcg":
+        def run_pass(V, curvature):
+            mask, enc_obj = _guest_pass(ctx, cfg, codec, Xb, V, Y, n, penalised,
+                                        _pcg_next_rows(cfg, len(epochs)), curvature)
+            ctx.send(cfg.arbiter, "curvature" if curvature else "loss",
+                     codec.to_wire(enc_obj), kind=codec.kind_ct)
+            return _recv_gradient(ctx, cfg, codec, mask, V, n / r, penalised)
+
+        def send_rz(rz):
+            enc = codec.encrypt(rz, precision_bits=SCALAR_PRECISION_BITS)
             for h in cfg.hosts:
-                enc_d = codec.add(enc_d, codec.from_wire(_recv(ctx, codec, h, "u")))
-            ctx.broadcast(cfg.hosts, "d", codec.to_wire(enc_d), kind=codec.kind_ct)
-            prod = codec.matmul(np.vstack([Xk.T, a.T]), enc_d)
-            base = getattr(enc_d, "scale_bits", 0)
-            # The gradient leaves before the hosts' loss terms are awaited, so
-            # the arbiter decrypts it while the hosts still compute theirs
-            # (same messages, the arbiter's order; the step waits for it).
-            grad = codec.publish(prod[:Xb.shape[1]], base, GRADIENT_EXTRA_BITS)
-            mask = _send_masked_gradient(ctx, cfg, codec, grad)
-            enc_S = codec.trace_rows(prod, Xb.shape[1])
-            for h in cfg.hosts:
-                enc_S = codec.add(enc_S, codec.from_wire(_recv(ctx, codec, h, "loss_term")))
-            reg = nb * cfg.alpha * float(np.sum((W * penalised[:, None]) ** 2)) / r
-            # This batch's mean loss, weighted by its share of the epoch (nb / n).
-            enc_loss = codec.affine(enc_S, r / (2 * n), (const + r * reg / (2 * nb)) * nb / n)
-            enc_loss = codec.publish(enc_loss, base, LOSS_EXTRA_BITS)
-            enc_epoch_loss = (enc_loss if enc_epoch_loss is None
-                              else codec.add(enc_epoch_loss, enc_loss))
-            W = _gradient_step(ctx, cfg, codec, mask, W, optimizer, nb * 1.0 / r, penalised)
-        ctx.send(cfg.arbiter, "loss", codec.to_wire(enc_epoch_loss), kind=codec.kind_ct)
-        if _recv(ctx, codec, cfg.arbiter, "stop"):
-            break
+                term = codec.from_wire(_recv(ctx, codec, h, "cg_term"))
+                enc = codec.add(enc, _check_shape(term, (K,), h, "cg_term"))
+            ctx.send(cfg.arbiter, "cg_term", codec.to_wire(enc), kind=codec.kind_ct)
+
+        W, reason = _pcg_party(ctx, cfg, codec, W, run_pass, send_rz,
+                               _BlockPreconditioner(Xb, penalised, cfg.alpha, r, n),
+                               after_epoch)
+    else:
+        optimizer = _optimizer(cfg)
+        rng = np.random.default_rng(batch_seed)
+        reason = CONTINUE
+        epoch = 0
+        while not reason:
+            enc_epoch_loss = None
+            batches = epoch_batches(rng, cfg.n_samples, cfg.batch_size)
+            for b, idx in enumerate(batches):
+                mask, enc_loss = _guest_pass(ctx, cfg, codec, Xb[idx], W, Y[idx], n, penalised,
+                                             _next_batch_size(cfg, batches, epoch, b))
+                enc_epoch_loss = (enc_loss if enc_epoch_loss is None
+                                  else codec.add(enc_epoch_loss, enc_loss))
+                grad = _recv_gradient(ctx, cfg, codec, mask, W, len(idx) / r, penalised)
+                W = optimizer.step(W, grad)
+            ctx.send(cfg.arbiter, "loss", codec.to_wire(enc_epoch_loss), kind=codec.kind_ct)
+            reason = after_epoch(ctx, codec, cfg)
+            epoch += 1
+    if progress is not None:
+        progress.close()
     codec.close()
-    return W
+    return {"W": W, "stop_reason": reason}
 
 
 def host_fit(ctx, X, cfg):
@@ -519,43 +839,51 @@ def host_fit(ctx, X, cfg):
 
     Returns
     -------
-    W : ndarray of shape (n_own_features, K)
-        Its own coefficients; nobody else ever sees them.
+    result : dict
+        ``W``, its own coefficients of shape ``(n_own_features, K)`` (nobody
+        else ever sees them), and ``stop_reason``, as announced by the arbiter.
     """
     codec = _data_party_codec(ctx, cfg)
     batch_seed = ctx.recv(cfg.label_party, "batch_seed")
     K = int(ctx.recv(cfg.label_party, "n_outputs"))
     W = np.zeros((X.shape[1], K))
     penalised = np.ones(X.shape[1])
-    optimizer = _optimizer(cfg)
-    rng = np.random.default_rng(batch_seed)
-    d_own = X.shape[1]
     r = _residual_form(cfg.task, K)[0]
-    for epoch in range(cfg.max_iter):
-        batches = epoch_batches(rng, cfg.n_samples, cfg.batch_size)
-        for b, idx in enumerate(batches):
-            Xk, nb = X[idx], len(idx)
-            u = Xk @ W
-            ctx.send(cfg.label_party, "u", codec.to_wire(codec.encrypt(u)), kind=codec.kind_ct)
-            # Randomisers still to take: the loss term, the mask, the next u.
-            codec.expect(1 + d_own * K + _next_batch_size(cfg, batches, epoch, b) * K)
-            enc_d = codec.from_wire(_recv(ctx, codec, cfg.label_party, "d"))
-            prod = codec.matmul(np.vstack([Xk.T, u.T]), enc_d)
-            reg = nb * cfg.alpha * float(np.sum(W ** 2)) / r
-            base = getattr(enc_d, "scale_bits", 0)
-            term = codec.affine(codec.trace_rows(prod, d_own), 1.0, reg)
-            term = codec.publish(term, base, GRADIENT_EXTRA_BITS)
-            # Derived from the guest's own ciphertexts: re-randomise, or the
-            # guest could search for the host's small plaintext exponents.
-            ctx.send(cfg.label_party, "loss_term", codec.to_wire(codec.obfuscate(term)),
-                     kind=codec.kind_ct)
-            grad = codec.publish(prod[:d_own], base, GRADIENT_EXTRA_BITS)
-            W = _masked_gradient_step(ctx, cfg, codec, grad, W, optimizer, nb * 1.0 / r,
-                                      penalised)
-        if _recv(ctx, codec, cfg.arbiter, "stop"):
-            break
+    n = cfg.n_samples
+    epochs = [0]
+
+    def after_epoch(ctx, codec, cfg):
+        epochs[0] += 1
+        return _recv_stop(ctx, codec, cfg)
+
+    if cfg.solver == "pcg":
+        def run_pass(V, curvature):
+            mask = _host_pass(ctx, cfg, codec, X, V, _pcg_next_rows(cfg, epochs[0]),
+                              curvature)
+            return _recv_gradient(ctx, cfg, codec, mask, V, n / r, penalised)
+
+        def send_rz(rz):
+            # A fresh encryption: the label party only adds it to its own.
+            enc = codec.encrypt(rz, precision_bits=SCALAR_PRECISION_BITS)
+            ctx.send(cfg.label_party, "cg_term", codec.to_wire(enc), kind=codec.kind_ct)
+
+        W, reason = _pcg_party(ctx, cfg, codec, W, run_pass, send_rz,
+                               _BlockPreconditioner(X, penalised, cfg.alpha, r, n),
+                               after_epoch)
+    else:
+        optimizer = _optimizer(cfg)
+        rng = np.random.default_rng(batch_seed)
+        reason = CONTINUE
+        while not reason:
+            batches = epoch_batches(rng, cfg.n_samples, cfg.batch_size)
+            for b, idx in enumerate(batches):
+                mask = _host_pass(ctx, cfg, codec, X[idx], W,
+                                  _next_batch_size(cfg, batches, epochs[0], b))
+                grad = _recv_gradient(ctx, cfg, codec, mask, W, len(idx) / r, penalised)
+                W = optimizer.step(W, grad)
+            reason = after_epoch(ctx, codec, cfg)
     codec.close()
-    return W
+    return {"W": W, "stop_reason": reason}
 
 
 # -- predict ------------------------------------------------------------------
