@@ -574,6 +574,9 @@ def _arbiter_pcg(ctx, cfg, codec, monitor):
         ctx.broadcast((cfg.label_party, *cfg.hosts), "step", a, kind="plain")
         decrease = float(np.sum(a * rz)) / 2.0
         f = f - decrease
+        # Both objectives are >= 0; rounding at the optimum of an exact fit
+        # may leave a -1e-16 that would read as divergence or print as -0.
+        f = 0.0 if -_NEGATIVE_SLACK * max(1.0, monitor.curve[0]) < f < 0 else f
         reason = monitor.update(f, decrease=decrease, invalid=invalid)
         _announce(ctx, cfg, f, reason)
         rz_old = rz
