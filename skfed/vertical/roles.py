@@ -397,6 +397,10 @@ DIVERGENCE_FACTOR = 1e3
 # Both objectives are sums of squares (plus a positive constant): a decrypted
 # value below zero means a fixed-point encoding overflowed, not a good fit.
 _NEGATIVE_SLACK = 1e-6
+# PCG takes no more steps for an output once rz (the squared gradient in the
+# preconditioner's norm) has fallen by this factor: the gradient is then at
+# the level of float rounding (1e-14 relative) and its steps would be noise.
+_RZ_FLOOR = 1e-28
 
 
 class _Monitor:
@@ -550,27 +554,39 @@ def _arbiter_pcg(ctx, cfg, codec, monitor):
     f = float(np.sum(codec.decrypt(codec.from_wire(ctx.recv(cfg.label_party, "loss")))))
     reason = monitor.update(f, decrease=np.inf)
     _announce(ctx, cfg, f, reason)
-    rz_old = None
+    rz_old = rz_first = None
     while not reason:
         rz = _decrypt_vector(ctx, codec, cfg.label_party, "cg_term",
                              None if rz_old is None else rz_old.shape)
         zeros = np.zeros_like(rz)
+        rz_first = rz if rz_first is None else rz_first
+        # At the optimum (the gradient at rounding level, relative to the
+        # first) rz / p^T H p is a ratio of rounding errors: take no step.
+        done = (rz <= _RZ_FLOOR * rz_first) | ~np.isfinite(rz)
         beta = zeros if rz_old is None else np.divide(rz, rz_old, out=zeros.copy(),
-                                                      where=rz_old > 0)
+                                                      where=(rz_old > 0) & ~done)
+        # The pass runs at s p, s a power of two near 1 / sqrt(rz): the
+        # direction shrinks with the gradient, and its products must stay
+        # encodable at the protocol's fixed scales (a power of two also keeps
+        # s p and (H s p) / s exact). s = 0 for an output already solved.
+        s = np.zeros_like(rz)
+        s[~done] = 2.0 ** -np.round(np.log2(rz[~done]) / 2)
         ctx.broadcast((cfg.label_party, *cfg.hosts), "direction",
-                      np.where(np.isfinite(beta), beta, 0.0), kind="plain")
+                      np.vstack([np.where(np.isfinite(beta), beta, 0.0), s]), kind="plain")
         _decrypt_gradients(ctx, cfg, codec)
-        pHp = _decrypt_vector(ctx, codec, cfg.label_party, "curvature", rz.shape)
+        sHs = _decrypt_vector(ctx, codec, cfg.label_party, "curvature", rz.shape)
+        pHp = np.divide(sHs, s * s, out=zeros.copy(), where=s > 0)
         # Both are squared norms (H and each party's block are positive
         # semi-definite): a clearly negative one is an overflowed encoding.
         scale = max(1.0, float(np.max(np.abs(rz), initial=0.0)))
         invalid = None
-        if not (np.all(np.isfinite(rz)) and np.all(np.isfinite(pHp))):
+        if not (np.all(np.isfinite(rz)) and np.all(np.isfinite(sHs))):
             invalid = "a conjugate-gradient scalar is not finite"
-        elif np.any(rz < -_NEGATIVE_SLACK * scale) or np.any(pHp < -_NEGATIVE_SLACK * scale):
+        elif np.any(rz < -_NEGATIVE_SLACK * scale) or np.any(sHs < -_NEGATIVE_SLACK):
             invalid = ("a conjugate-gradient squared norm decrypted negative: an encoding "
                        "overflowed")
-        a = np.divide(rz, pHp, out=zeros.copy(), where=pHp > 0) if invalid is None else zeros
+        a = (np.divide(rz, pHp, out=zeros.copy(), where=(pHp > 0) & ~done)
+             if invalid is None else zeros)
         ctx.broadcast((cfg.label_party, *cfg.hosts), "step", a, kind="plain")
         decrease = float(np.sum(a * rz)) / 2.0
         f = f - decrease
@@ -616,10 +632,10 @@ def _recv_stop(ctx, codec, cfg):
     return reason
 
 
-def _recv_scalars(ctx, codec, cfg, tag, K):
-    """PCG's public per-output scalars from the arbiter (beta, the step)."""
+def _recv_scalars(ctx, codec, cfg, tag, shape):
+    """PCG's public per-output scalars from the arbiter (beta and scale, the step)."""
     value = np.asarray(_recv(ctx, codec, cfg.arbiter, tag), dtype=np.float64)
-    _check_shape(value, (K,), cfg.arbiter, tag)
+    _check_shape(value, shape, cfg.arbiter, tag)
     if not np.all(np.isfinite(value)):
         raise ProtocolMismatch(f"the arbiter sent non-finite {tag!r} values")
     return value
@@ -664,10 +680,11 @@ def _pcg_party(ctx, cfg, codec, W, run_pass, send_rz, preconditioner, after_epoc
     while not reason:
         Z = preconditioner(g)
         send_rz(np.sum(g * Z, axis=0))
-        beta = _recv_scalars(ctx, codec, cfg, "direction", K)
+        beta, s = _recv_scalars(ctx, codec, cfg, "direction", (2, K))
         P = -Z + beta * P
-        HP = run_pass(P, True)
-        a = _recv_scalars(ctx, codec, cfg, "step", K)
+        HP = run_pass(P * s, True)
+        HP = np.divide(HP, s, out=np.zeros_like(HP), where=s > 0)
+        a = _recv_scalars(ctx, codec, cfg, "step", (K,))
         W = W + a * P
         g = g + a * HP
         reason = after_epoch(ctx, codec, cfg)
