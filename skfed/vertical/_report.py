@@ -38,7 +38,7 @@ class EpochReport:
     ...     bytes_sent, bytes_received = 2_000_000, 1_000_000
     >>> report = EpochReport("guest", max_iter=10, tol=1e-4, verbose=1)
     >>> report.update(1, 0.693147, Ctx())  # doctest: +ELLIPSIS
-    [skfed] guest epoch 1/10: objective 0.693147, ... s/epoch, at most ... s left, sent 2.0 MB, received 1.0 MB
+    [skfed] guest epoch 1/10: objective 0.693147, ... s/epoch, ... sent 2.0 MB, received 1.0 MB
     """
 
     def __init__(self, name, *, max_iter, tol, verbose, file=None):
