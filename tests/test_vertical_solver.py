@@ -242,10 +242,10 @@ def test_progress_at_the_label_party(capsys):
     assert f"sent {sent / 1e6:.1f} MB" in lines[-1]
 
 
-@pytest.mark.parametrize("secure_aggregation", ["masking", None])
+@pytest.mark.parametrize("secure_aggregation", ["masking", "paillier"])
 def test_horizontal_divergence_points_to_scaling(secure_aggregation):
-    # the same rule in the horizontal family: a diverged fit raises FitDiverged
-    # (wrapped by the in-process runtime, which names the party)
+    # the horizontal family: an update beyond the protected range raises
+    # FitDiverged (wrapped by the in-process runtime, which names the party)
     from skfed import FederatedSGDRegressor
     from skfed.runtime import RoleError
 
@@ -253,7 +253,8 @@ def test_horizontal_divergence_points_to_scaling(secure_aggregation):
     X = rng.normal(loc=100.0, size=(60, 3))
     y = X.sum(axis=1)
     est = FederatedSGDRegressor(eta0=0.5, learning_rate="constant", n_rounds=20,
-                                secure_aggregation=secure_aggregation, random_state=0)
+                                secure_aggregation=secure_aggregation, key_size=SMALL_KEY,
+                                random_state=0)
     with pytest.raises(RoleError) as info:
         est.fit(X, y)
     assert isinstance(info.value.__cause__, FitDiverged)
