@@ -145,6 +145,19 @@ def test_encrypted_pcg_equals_unencrypted(task):
     assert enc.n_iter_ == plain.n_iter_ == 6
 
 
+def test_encrypted_pcg_past_the_optimum_of_a_singular_problem():
+    # make_classification's redundant columns are exact combinations of the
+    # informative ones, across the parties: H is singular. Past the optimum the
+    # encrypted gradient is numerical error, partly in H's null space; a step
+    # along it would be huge. The solver must stay put, not "diverge".
+    X, y = make_classification(n_samples=80, n_features=4, random_state=0)
+    plain = VerticalLogisticRegression(encryption=None, max_iter=8, tol=None).fit(X, y)
+    enc = VerticalLogisticRegression(key_size=SMALL_KEY, max_iter=8, tol=None).fit(X, y)
+    assert enc.stop_reason_ == "max_iter"
+    np.testing.assert_allclose(enc.coef_, plain.coef_, atol=1e-6)
+    np.testing.assert_allclose(enc.loss_curve_, plain.loss_curve_, atol=1e-6)
+
+
 def test_pcg_does_not_care_how_each_party_scales_its_columns():
     X, y = load_breast_cancer(return_X_y=True)
     topo = VerticalTopology({"guest": list(range(10)), "host": list(range(10, 30))},

@@ -398,9 +398,13 @@ DIVERGENCE_FACTOR = 1e3
 # value below zero means a fixed-point encoding overflowed, not a good fit.
 _NEGATIVE_SLACK = 1e-6
 # PCG takes no more steps for an output once rz (the squared gradient in the
-# preconditioner's norm) has fallen by this factor: the gradient is then at
-# the level of float rounding (1e-14 relative) and its steps would be noise.
-_RZ_FLOOR = 1e-28
+# preconditioner's norm) has fallen by this factor from its first value: the
+# gradient is then at the level of its numerical error, and a step along a
+# direction made of that error (with a singular H, partly in H's null space,
+# where the curvature is ~0) would be a huge step of noise. In the clear the
+# error is float rounding (1e-14 relative); encrypted gradients also carry the
+# 32-significant-bit encoding of X in X^T [[d]] (~1e-10 relative).
+_RZ_FLOOR = {None: 1e-28, "paillier": 1e-16}
 
 
 class _Monitor:
@@ -554,15 +558,20 @@ def _arbiter_pcg(ctx, cfg, codec, monitor):
     f = float(np.sum(codec.decrypt(codec.from_wire(ctx.recv(cfg.label_party, "loss")))))
     reason = monitor.update(f, decrease=np.inf)
     _announce(ctx, cfg, f, reason)
-    rz_old = rz_first = None
+    rz_old = rz_first = solved = None
     while not reason:
         rz = _decrypt_vector(ctx, codec, cfg.label_party, "cg_term",
                              None if rz_old is None else rz_old.shape)
         zeros = np.zeros_like(rz)
-        rz_first = rz if rz_first is None else rz_first
-        # At the optimum (the gradient at rounding level, relative to the
-        # first) rz / p^T H p is a ratio of rounding errors: take no step.
-        done = (rz <= _RZ_FLOOR * rz_first) | ~np.isfinite(rz)
+        if rz_first is None:
+            rz_first, solved = rz, np.zeros(rz.shape, dtype=bool)
+            # Both objectives are sums of squares plus a constant: no step
+            # can take them below it (K outputs, K = len(rz)).
+            f_floor = len(rz) * (math.log(2.0) - 0.5) if cfg.task == "logistic" else 0.0
+        # At the optimum (the gradient at its error level) rz / p^T H p is a
+        # ratio of errors: an output once solved takes no more steps.
+        solved |= (rz <= _RZ_FLOOR[cfg.encryption] * rz_first) | ~np.isfinite(rz)
+        done = solved
         beta = zeros if rz_old is None else np.divide(rz, rz_old, out=zeros.copy(),
                                                       where=(rz_old > 0) & ~done)
         # The pass runs at s p, s a power of two near 1 / sqrt(rz): the
@@ -587,6 +596,11 @@ def _arbiter_pcg(ctx, cfg, codec, monitor):
                        "overflowed")
         a = (np.divide(rz, pHp, out=zeros.copy(), where=(pHp > 0) & ~done)
              if invalid is None else zeros)
+        # A step claiming to lower the objective below its floor is made of
+        # numerical error (see _RZ_FLOOR): the output is solved, no step.
+        noise = a * rz / 2.0 > (f - f_floor) * (1 + 1e-9) + 1e-300
+        solved |= noise
+        a[noise] = 0.0
         ctx.broadcast((cfg.label_party, *cfg.hosts), "step", a, kind="plain")
         decrease = float(np.sum(a * rz)) / 2.0
         f = f - decrease
