@@ -23,7 +23,21 @@ one-vs-rest), reads like the step table of Hardy et al. (2017)::
     arbiter -> party p G_p + R_p                                  masked
     party p            g_p = r G_p / |B| + alpha W_p; own optimizer step
     guest   -> arbiter [[loss]]                                  ciphertext
-    arbiter -> all     stop?                                     (per epoch, plain)
+    arbiter -> guest   the objective                             (per epoch, plain)
+    arbiter -> all     stop reason, "" to go on                  (per epoch, plain)
+
+That is one epoch of ``solver="gd"`` or ``"adam"`` (one optimizer step per
+batch). The default ``solver="pcg"`` (full batch) runs it once at zero
+weights, then per epoch one iteration of conjugate gradients preconditioned
+with each party's own Gram block (see :func:`_pcg_party`)::
+
+    party p -> guest   [[g_p . z_p]], z_p = M_p^-1 g_p           ciphertext (hosts)
+    guest   -> arbiter [[rz]] = sum_p [[g_p . z_p]]              ciphertext
+    arbiter -> all     beta = rz / rz_prev, s ~ 1/sqrt(rz)       plain
+    the batch above at W = s p, labels left out ("curvature pass"): each party
+    gets (H s p)_p; "curvature_term"/"curvature" carry [[(s p)^T H (s p)]]
+    arbiter -> all     the step a = rz / p^T H p                 plain
+    party p            w_p += a p_p;  g_p += a (H p)_p
 
 ``Enc(a)`` is a fresh encryption: its new randomness re-randomises the sum the
 guest forwards, so no host can divide its own ``[[u_k]]`` out of ``[[d]]`` and
