@@ -272,3 +272,17 @@ def test_horizontal_divergence_points_to_scaling(secure_aggregation):
         est.fit(X, y)
     assert isinstance(info.value.__cause__, FitDiverged)
     assert "standardise the features" in str(info.value)
+
+
+def test_time_left_follows_the_shrinking_decrease():
+    from skfed.vertical._report import EpochReport
+
+    report = EpochReport("guest", max_iter=50, tol=1e-4, verbose=0)
+    ctx = SimpleNamespace(bytes_sent=0, bytes_received=0)
+    for f in [1.0, 0.5]:
+        report.update(len(report.objectives) + 1, f, ctx)
+    assert report.epochs_left() == (48, True)       # too early: only max_iter bounds it
+    report.update(3, 0.45, ctx)                      # decreases 0.5, 0.05: rate 0.1
+    assert report.epochs_left() == (3, False)        # 0.05 -> 5e-3, 5e-4, 5e-5 <= tol
+    report.update(4, 0.46, ctx)                      # the objective rose: no estimate
+    assert report.epochs_left() == (46, True)
