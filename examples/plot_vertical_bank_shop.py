@@ -42,7 +42,7 @@ topo = VerticalTopology({"bank": list(X.columns[:10]), "shop": list(X.columns[10
 X_tr, X_te, y_tr, y_te = train_test_split(joined, labels, test_size=0.3, stratify=labels,
                                           random_state=0)
 fed = make_pipeline(StandardScaler(), VerticalLogisticRegression(
-    topo, learning_rate=0.5, max_iter=5, tol=None, random_state=0))
+    topo, random_state=0))
 fed.set_output(transform="pandas")  # keep the column names the topology refers to
 fed.fit(X_tr, y_tr)
 cen = make_pipeline(StandardScaler(), LogisticRegression()).fit(X_tr, y_tr)

@@ -48,7 +48,7 @@ print(f"bank {len(bank)} rows, shop {len(shop)} rows, {len(joined)} shared custo
 topo = VerticalTopology({"bank": bank_cols, "shop": shop_cols}, label_party="bank")
 X_tr, X_te, y_tr, y_te = train_test_split(joined, target, test_size=0.25, random_state=0)
 model = make_pipeline(StandardScaler(), VerticalLinearRegression(
-    topo, learning_rate=0.3, max_iter=10, tol=None, random_state=0))
+    topo, random_state=0))
 model.set_output(transform="pandas")  # keep the column names the topology refers to
 alphas = [0.0, 0.01, 0.1]
 search = GridSearchCV(model, {"verticallinearregression__alpha": alphas}, cv=2)

@@ -1,6 +1,7 @@
 """skfed: scikit-learn compatible federated learning."""
 
 from .compare import compare_with_centralised
+from .exceptions import FitDiverged
 from .horizontal import FederatedSGDClassifier, FederatedSGDRegressor
 from .topology import HorizontalTopology, VerticalTopology
 from .transfer import FederatedTransferClassifier
@@ -11,6 +12,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "FederatedSGDClassifier",
+    "FitDiverged",
     "FederatedTransferClassifier",
     "FederatedSGDRegressor",
     "compare_with_centralised",

@@ -142,8 +142,8 @@ def test_vertical_processes_match_in_process(pki, tmp_path):
                [bank_ids, bank_X[:, 0], bank_X[:, 1], bank_y])
     _write_csv(tmp_path / "shop.csv", ["visits", "customer", "spend"],
                [shop_X[:, 0], shop_ids, shop_X[:, 1]])
-    params = {"learning_rate": 0.5, "max_iter": 8, "key_size": 512, "batch_size": 16,
-              "random_state": 3}
+    params = {"solver": "gd", "learning_rate": 0.5, "max_iter": 8, "key_size": 512,
+              "batch_size": 16, "random_state": 3}
     config = _write_config(
         tmp_path / "federation.toml", "VerticalLinearRegression", params,
         {"label_party": "bank", "target": "target", "id_column": "customer"},

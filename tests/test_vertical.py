@@ -245,12 +245,13 @@ def _small_problem(task="linear", n=24, seed=0):
     return X, y, topo
 
 
+@pytest.mark.parametrize("solver", ["gd", "pcg"])
 @pytest.mark.parametrize("task", ["linear", "logistic"])
-def test_no_data_party_sends_plain_arrays_during_fit(keep_payloads, task):
+def test_no_data_party_sends_plain_arrays_during_fit(keep_payloads, task, solver):
     X, y, topo = _small_problem(task)
     Est = VerticalLinearRegression if task == "linear" else VerticalLogisticRegression
-    est = Est(topo, key_size=SMALL_KEY, max_iter=3, tol=None, batch_size=12,
-              random_state=0).fit(X, y)
+    est = Est(topo, key_size=SMALL_KEY, max_iter=3, tol=None, solver=solver,
+              batch_size=12 if solver == "gd" else None, random_state=0).fit(X, y)
     data_parties = {"guest", "host"}
     for m in est.transcript_:
         if m.sender in data_parties and m.kind == "plain":
@@ -259,10 +260,22 @@ def test_no_data_party_sends_plain_arrays_during_fit(keep_payloads, task):
             assert m.tag in {"batch_seed", "n_outputs"}, m
             assert isinstance(payload, int), m
         if m.receiver == "arbiter":
-            assert (m.tag, m.kind) in {("gradient", "masked"), ("loss", "ciphertext")}, m
-    assert est.transcript_.filter(sender="arbiter", kind="plain")  # only stop flags
-    for m in est.transcript_.filter(sender="arbiter", kind="plain"):
-        assert m.tag == "stop" and isinstance(m.decoded(), bool)
+            allowed = {("gradient", "masked"), ("loss", "ciphertext")}
+            if solver == "pcg":  # the two sums PCG needs, encrypted to the arbiter
+                allowed |= {("cg_term", "ciphertext"), ("curvature", "ciphertext")}
+            assert (m.tag, m.kind) in allowed, m
+    plain = est.transcript_.filter(sender="arbiter", kind="plain")
+    assert plain
+    for m in plain:
+        # the stop reasons, the objective for the label party's progress, and
+        # PCG's per-output step and direction scalars
+        if m.tag == "stop":
+            assert m.decoded() in roles.STOP_REASONS
+        elif m.tag == "objective":
+            assert m.receiver == "guest" and isinstance(m.decoded(), float)
+        else:
+            assert solver == "pcg" and m.tag in {"direction", "step"}, m
+            assert np.shape(m.decoded()) == ((2, 1) if m.tag == "direction" else (1,))
 
 
 def test_arbiter_sees_only_statistically_masked_gradients(keep_payloads):
@@ -315,7 +328,7 @@ def test_label_party_rerandomises_d_before_forwarding(keep_payloads, monkeypatch
     # randomness: the guest's part merely added as a plaintext) every residual leaks
     from skfed.crypto.paillier import EncryptedArray
 
-    def no_randomness(self, a):
+    def no_randomness(self, a, precision_bits=None):
         ones = np.full(np.shape(a), gmpy2.mpz(1), dtype=object)
         return EncryptedArray(self.public_key, ones, 64) + np.asarray(a, dtype=np.float64)
 
@@ -465,7 +478,10 @@ def test_convergence_stops_early_and_verbose(capsys):
                                    verbose=1).fit(scale(X), y)
     assert est.n_iter_ < 500
     assert len(est.loss_curve_) == est.n_iter_
-    assert "[skfed] iteration 1/500: objective" in capsys.readouterr().out
+    # the label party prints each epoch's objective, duration, time left, traffic
+    out = capsys.readouterr().out
+    assert "[skfed] guest epoch 1/500: objective" in out
+    assert "s/epoch" in out and "s left" in out and "MB" in out
 
 
 def test_demo_cases_are_well_formed():
@@ -503,11 +519,12 @@ def test_small_batches_refused_because_a_host_could_solve_for_labels():
     recovered = np.linalg.lstsq(Xh.T, G, rcond=None)[0]
     np.testing.assert_allclose(recovered, d)  # the labels, exactly
     with pytest.raises(ValueError, match="too small for party 'guest'"):
-        VerticalLogisticRegression(topo, batch_size=4, encryption=None).fit(X, y)
+        VerticalLogisticRegression(topo, batch_size=4, solver="gd", encryption=None).fit(X, y)
     # the last, smaller batch counts too: 64 = 3 * 20 + 4
     with pytest.raises(ValueError, match="mini-batch of 4 sample"):
-        VerticalLogisticRegression(topo, batch_size=20, encryption=None).fit(X, y)
-    VerticalLogisticRegression(topo, batch_size=16, encryption=None, max_iter=2).fit(X, y)
+        VerticalLogisticRegression(topo, batch_size=20, solver="gd", encryption=None).fit(X, y)
+    VerticalLogisticRegression(topo, batch_size=16, solver="gd", encryption=None,
+                               max_iter=2).fit(X, y)
 
 
 def test_tiny_columns_refused_before_their_scale_leaks(no_messages):
@@ -521,10 +538,10 @@ def test_tiny_columns_refused_before_their_scale_leaks(no_messages):
 def test_arbiter_decrypts_one_loss_per_epoch():
     X, y, topo = _small_problem(n=48)
     est = VerticalLinearRegression(topo, key_size=SMALL_KEY, max_iter=3, tol=None,
-                                   batch_size=12, random_state=0).fit(X, y)
+                                   solver="gd", batch_size=12, random_state=0).fit(X, y)
     assert len(est.transcript_.filter(receiver="arbiter", tag="loss")) == 3
     # gradients still go batch by batch: 4 batches x 2 parties x 3 epochs
     assert len(est.transcript_.filter(receiver="arbiter", tag="gradient")) == 24
     plain = VerticalLinearRegression(topo, encryption=None, max_iter=3, tol=None,
-                                     batch_size=12, random_state=0).fit(X, y)
+                                     solver="gd", batch_size=12, random_state=0).fit(X, y)
     np.testing.assert_allclose(est.loss_curve_, plain.loss_curve_, rtol=1e-6)

@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from ..exceptions import FitDiverged
 from ..runtime.layout import check_array, check_dict, check_scalar
 from ._losses import loss_and_dloss, penalty_grad, penalty_value
 from .aggregation import ClientAggregation, ServerAggregation
@@ -195,7 +196,13 @@ def client(ctx, X, y, cfg, seed):
             upload = np.concatenate([weight * _flatten(local, cfg["layout"]),
                                      [loss_sum / n_total]])
         first = False
-        agg.upload(upload, "update")
+        try:
+            agg.upload(upload, "update")
+        except OverflowError as exc:
+            raise FitDiverged(
+                f"this client's update left the protected range ({exc}); training is "
+                "diverging: standardise the features (a StandardScaler) or lower the "
+                "learning rate") from exc
 
 
 def _learning_rate(cfg, round_index, eta):
@@ -279,9 +286,12 @@ def server(ctx, cfg, progress=None):
             w = w + cfg["server_learning_rate"] * m / (np.sqrt(v) + cfg["tau"])
         else:
             w = total[:-1]
-        if not np.all(np.isfinite(w)):
-            raise FloatingPointError(
-                f"the global model diverged at round {r + 1}; lower the learning rate")
+        if not np.all(np.isfinite(w)) or not np.isfinite(objective):
+            raise FitDiverged(
+                f"the global model diverged at round {r + 1} (objective {objective:.4g}): "
+                "standardise the features "
+                "(a StandardScaler, or federated scaling statistics) or lower the learning "
+                "rate")
         history.append({"round": r + 1, "objective": objective})
         if progress is not None and progress.update(
                 r + 1, objective=objective, nbytes=ctx.bytes_sent + ctx.bytes_received,

@@ -13,11 +13,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._progress import CallbackSupportMixin, FitProgress
 from ..crypto.paillier import check_key_size
+from ..exceptions import FitDiverged
 from ..runtime import LocalRuntime
 from ..runtime.party import party_of
 from ..topology import VerticalTopology
 from . import roles
 from ._party import arbiter_party, data_party
+from ._report import EpochReport
 
 __all__ = ["BaseVerticalLinear"]
 
@@ -44,7 +46,7 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
         "topology": [VerticalTopology, None],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "fit_intercept": ["boolean"],
-        "solver": [StrOptions({"gd", "adam"})],
+        "solver": [StrOptions({"pcg", "gd", "adam"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left"), None],
@@ -57,7 +59,7 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
         "runtime": "no_validation",
     }
 
-    def __init__(self, topology=None, *, alpha=0.0, fit_intercept=True, solver="gd",
+    def __init__(self, topology=None, *, alpha=0.0, fit_intercept=True, solver="pcg",
                  learning_rate=0.1, max_iter=100, tol=1e-4, batch_size=None,
                  encryption="paillier", key_size=2048, n_jobs=None, random_state=None,
                  verbose=0, runtime=None):
@@ -113,6 +115,7 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
         """Validate what is left, run the training protocol, keep each party's model."""
         n_samples, n_features = X.shape
         topology, columns = self._resolve_topology(n_features)
+        self._check_solver_batches()
         if self.batch_size is not None and self.batch_size > n_samples:
             raise ValueError(
                 f"batch_size={self.batch_size} is larger than the number of rows "
@@ -140,15 +143,17 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
         # Each role gets only its own columns (copies: roles share no objects).
         role_fns = {
             guest: partial(roles.guest_fit, X=X[:, columns[guest]].copy(), Y=Y.copy(),
-                           cfg=cfg, seed=int(seed)),
+                           cfg=cfg, seed=int(seed), progress=self._report(guest)),
             **{h: partial(roles.host_fit, X=X[:, columns[h]].copy(), cfg=cfg) for h in hosts},
+            # The label party prints the progress lines; the arbiter's
+            # progress object only serves scikit-learn callbacks here.
             topology.arbiter: partial(roles.arbiter_fit, cfg=cfg,
-                                      progress=self._progress(X, Y)),
+                                      progress=self._progress(X, Y, verbose=0)),
         }
         results, transcript = self._runtime().run(role_fns)
 
         info = results[topology.arbiter]
-        W_guest = results[guest]
+        W_guest = results[guest]["W"]
         if self.fit_intercept:
             W_guest, intercept = W_guest[:-1], W_guest[-1]
         else:
@@ -157,7 +162,7 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
         coef = np.zeros((K, n_features))
         by_party = {}
         for party in (guest, *hosts):
-            W = W_guest if party == guest else results[party]
+            W = W_guest if party == guest else results[party]["W"]
             coef[:, columns[party]] = W.T
             by_party[party] = W.T.copy()
         self.topology_ = topology
@@ -165,15 +170,44 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
         self.transcript_ = transcript
         self.loss_curve_ = list(info["loss_curve"])
         self.n_iter_ = int(info["n_iter"])
-        if self.tol is not None and not info["converged"]:
-            warnings.warn(
-                f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
-                f"epochs (last loss change above tol={self.tol}); increase max_iter or "
-                "learning_rate, or standardise the features",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
+        self._finish(info["stop_reason"], info["detail"], stacklevel=5)
         return coef, intercept, by_party
+
+    def _check_solver_batches(self):
+        if self.solver == "pcg" and self.batch_size is not None:
+            raise ValueError(
+                f"solver='pcg' uses all rows in every epoch; batch_size={self.batch_size} "
+                "applies to solver='gd' or 'adam' (or pass batch_size=None)")
+
+    def _finish(self, reason, detail, stacklevel):
+        """Record why the fit stopped; refuse a diverged model, warn on max_iter."""
+        self.stop_reason_ = reason
+        name = type(self).__name__
+        if reason == roles.DIVERGED:
+            if self.solver == "pcg":
+                hint = ("put a StandardScaler first (it is column-wise, so each party "
+                        "scales its own columns)")
+            else:
+                hint = (f"put a StandardScaler first (each party scales its own columns), "
+                        f"lower learning_rate={self.learning_rate}, or use solver='pcg', "
+                        "which needs no learning rate")
+            raise FitDiverged(
+                f"{name} diverged {detail or '(announced by the arbiter)'}. The likely "
+                f"causes are unscaled features or too large a learning rate: {hint}.")
+        if reason == roles.MAX_ITER and self.tol is not None:
+            what = ("the last step decreased the objective by more than"
+                    if self.solver == "pcg" else "the objective still changed by more than")
+            advice = ("increase max_iter or standardise the features" if self.solver == "pcg"
+                      else "increase max_iter, standardise the features, or use "
+                           "solver='pcg'")
+            warnings.warn(
+                f"{name} did not converge in max_iter={self.max_iter} epochs ({what} "
+                f"tol={self.tol}); {advice}", ConvergenceWarning, stacklevel=stacklevel)
+
+    def _report(self, name):
+        """Progress lines at the label party (its own object, in its own process)."""
+        return EpochReport(name, max_iter=int(self.max_iter), tol=self.tol,
+                           verbose=self.verbose)
 
     # -- one party per process -----------------------------------------------
     def _targets(self, y):
@@ -184,10 +218,10 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
         """Store this party's (K, n_own) coefficients and intercepts (subclasses)."""
         raise NotImplementedError
 
-    def _progress(self, X=None, y=None):
+    def _progress(self, X=None, y=None, verbose=None):
         """Progress lines and callbacks, at the arbiter (it holds no model)."""
         return FitProgress(self, total=int(self.max_iter), unit="iteration",
-                           verbose=self.verbose, X=X, y=y)
+                           verbose=self.verbose if verbose is None else verbose, X=X, y=y)
 
     def _check_batch_privacy(self, n_samples, n_columns, party):
         """Refuse mini-batches a party's own gradient would solve for.
@@ -241,6 +275,7 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
                 f"topology's parties and arbiter {sorted(expected)}")
         if self.encryption is not None:
             check_key_size(self.key_size)
+        self._check_solver_batches()
         Y = None
         if me == arbiter:
             if X is not None or y is not None:
@@ -281,7 +316,8 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
             role = partial(arbiter_party, cfg=cfg, progress=self._progress())
         elif me == guest:
             role = partial(data_party, role=partial(roles.guest_fit, X=X, Y=Y, cfg=cfg,
-                                                    seed=int(seed)), cfg=cfg)
+                                                    seed=int(seed), progress=self._report(me)),
+                           cfg=cfg)
         else:
             role = partial(data_party, role=partial(roles.host_fit, X=X, cfg=cfg), cfg=cfg)
         results, transcript = self.runtime.run({me: role})
@@ -291,15 +327,12 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
         if me == arbiter:
             self.loss_curve_ = list(out["loss_curve"])
             self.n_iter_ = int(out["n_iter"])
-            if self.tol is not None and not out["converged"]:
-                warnings.warn(
-                    f"{type(self).__name__} did not converge in max_iter={self.max_iter} "
-                    f"epochs (last loss change above tol={self.tol})",
-                    ConvergenceWarning, stacklevel=3)
+            self._finish(out["stop_reason"], out["detail"], stacklevel=4)
             return self
         # A data party knows how many epochs ran from the arbiter's stop flags.
         self.n_iter_ = len(transcript.filter(sender=arbiter, receiver=me, tag="stop"))
-        W = out
+        self._finish(out["stop_reason"], "", stacklevel=4)
+        W = out["W"]
         intercept = None
         if me == guest and self.fit_intercept:
             W, intercept = W[:-1], W[-1]

@@ -13,8 +13,9 @@ from .logistic import VerticalLogisticRegression
 def demo_cases(quick=False):
     """Breast cancer split 10/20 (FATE's standard task) and diabetes split 5/5.
 
-    Full-batch gradient descent for a handful of epochs on standardised
-    columns (each party scales its own columns), secure 2048-bit keys.
+    The default solver (block-preconditioned conjugate gradients) for a
+    handful of epochs on standardised columns (each party scales its own
+    columns), secure 2048-bit keys.
     """
     cases = []
     X, y = load_breast_cancer(return_X_y=True)
@@ -22,8 +23,7 @@ def demo_cases(quick=False):
         X, y = X[::2], y[::2]
     topo = VerticalTopology({"guest": list(range(10)), "host": list(range(10, 30))},
                             label_party="guest")
-    clf = VerticalLogisticRegression(topo, learning_rate=0.5, max_iter=3,
-                                     tol=None, random_state=0)
+    clf = VerticalLogisticRegression(topo, max_iter=3, tol=None, random_state=0)
     cases.append({"name": "vertical logistic, breast cancer 10/20",
                   "estimator": make_pipeline(StandardScaler(), clf), "X": X, "y": y})
     X, y = load_diabetes(return_X_y=True)
@@ -34,8 +34,8 @@ def demo_cases(quick=False):
     y = (y - y.mean()) / y.std()
     topo = VerticalTopology({"guest": list(range(5)), "host": list(range(5, 10))},
                             label_party="guest")
-    reg = VerticalLinearRegression(topo, learning_rate=0.3, max_iter=3 if quick else 4,
-                                   tol=None, random_state=0)
+    reg = VerticalLinearRegression(topo, max_iter=3 if quick else 4, tol=None,
+                                   random_state=0)
     cases.append({"name": "vertical linear, diabetes 5/5",
                   "estimator": make_pipeline(StandardScaler(), reg), "X": X,
                   "y": np.asarray(y)})

@@ -19,9 +19,12 @@ class VerticalLinearRegression(RegressorMixin, BaseVerticalLinear):
 
         (1 / (2 n)) ||y - X w - b||^2 + (alpha / 2) ||w||^2
 
-    by (mini-batch) gradient descent or Adam. Every party keeps its own
-    coefficients and optimizer state; the arbiter decrypts only masked
-    gradients and the loss. See :ref:`vertical` for the protocol and what
+    by conjugate gradients, each party preconditioning its own block of the
+    Hessian (the default; no learning rate, a handful of epochs), or by
+    (mini-batch) gradient descent or Adam. Every party keeps its own
+    coefficients and solver state; the arbiter decrypts only masked
+    gradients and sums (the loss; for conjugate gradients two scalars per
+    epoch). See :ref:`vertical` for the protocol and what
     each party learns.
 
     Parameters
@@ -35,22 +38,28 @@ class VerticalLinearRegression(RegressorMixin, BaseVerticalLinear):
         equals ``Ridge(alpha=n_samples * alpha)``.
     fit_intercept : bool, default=True
         Fit an intercept; it belongs to the label party.
-    solver : {"gd", "adam"}, default="gd"
-        ``"gd"``: gradient descent with a constant step; ``"adam"``: Adam. Each
-        party runs the optimizer on its own coefficients.
+    solver : {"pcg", "gd", "adam"}, default="pcg"
+        ``"pcg"``: conjugate gradients preconditioned with each party's own
+        Gram block (full batch, exact steps, no learning rate; see
+        :ref:`vertical-solver` for the scalars it discloses). ``"gd"``:
+        gradient descent with a constant step; ``"adam"``: Adam; both run on
+        each party's own coefficients and take mini-batches.
     learning_rate : float, default=0.1
-        Step size. The default suits standardised features (put a
-        ``StandardScaler`` first: it is column-wise, so each party scales its
-        own columns); gradient descent diverges when it exceeds ``2 / L``, L
-        the largest eigenvalue of the loss Hessian.
+        Step size of ``"gd"`` and ``"adam"`` (``"pcg"`` needs none). It suits
+        standardised features (put a ``StandardScaler`` first: it is
+        column-wise, so each party scales its own columns); gradient descent
+        diverges when it exceeds ``2 / L``, L the largest eigenvalue of the
+        loss Hessian.
     max_iter : int, default=100
-        Number of epochs (passes over the rows).
+        Maximum number of epochs (passes over the rows).
     tol : float or None, default=1e-4
-        Stop when the epoch loss (decrypted by the arbiter) changes by less
-        than ``tol``. None runs all ``max_iter`` epochs.
+        ``"pcg"`` stops when a step lowers the objective by at most ``tol``;
+        ``"gd"`` and ``"adam"`` after 5 epochs without improving the best
+        objective by ``tol``. None runs all ``max_iter`` epochs.
     batch_size : int or None, default=None
-        Rows per mini-batch; None uses all rows (full batch). Mini-batches are
-        drawn from a seed the label party shares with the hosts.
+        Rows per mini-batch (``"gd"`` and ``"adam"`` only); None uses all
+        rows. Mini-batches are drawn from a seed the label party shares with
+        the hosts.
     encryption : {"paillier"} or None, default="paillier"
         None runs the same protocol with the same messages in the clear, for
         debugging and exact comparison with centralised training.
@@ -63,7 +72,8 @@ class VerticalLinearRegression(RegressorMixin, BaseVerticalLinear):
         Seeds the mini-batch order. Masks and encryption randomness always
         come from the operating system's CSPRNG.
     verbose : int, default=0
-        Print the loss of every epoch (at the arbiter).
+        Print, at the label party, each epoch's objective, seconds per epoch,
+        an estimate of the time left and the bytes sent and received.
     runtime : runtime object, default=None
         Runs the roles; None runs them all in this process. A runtime that
         runs one party (``runtime.party`` set, e.g.
@@ -83,9 +93,14 @@ class VerticalLinearRegression(RegressorMixin, BaseVerticalLinear):
         The topology used (the default one when ``topology=None``).
     n_iter_ : int
         Epochs run.
+    stop_reason_ : {"converged", "max_iter", "callback"}
+        Why the fit stopped, as the arbiter announced it. A diverged fit
+        raises :class:`~skfed.FitDiverged` instead.
     loss_curve_ : list of float
-        The objective of each epoch (mean over its mini-batches, at the
-        weights before each step), as decrypted by the arbiter.
+        The objective of each epoch, as the arbiter knows it: for ``"gd"``
+        and ``"adam"`` the mean over the epoch's mini-batches at the weights
+        before each step; for ``"pcg"`` the objective at zero, then after
+        each step.
     transcript_ : Transcript
         Every message exchanged during ``fit``.
     n_features_in_ : int
@@ -103,8 +118,7 @@ class VerticalLinearRegression(RegressorMixin, BaseVerticalLinear):
     >>> from skfed import VerticalLinearRegression, VerticalTopology
     >>> X, y = make_regression(n_samples=60, n_features=4, noise=1.0, random_state=0)
     >>> topo = VerticalTopology({"bank": [0, 1], "shop": [2, 3]}, label_party="bank")
-    >>> reg = VerticalLinearRegression(topo, learning_rate=1.0, max_iter=30,
-    ...                                key_size=512).fit(X, y)
+    >>> reg = VerticalLinearRegression(topo, key_size=512).fit(X, y)
     >>> round(reg.score(X, y), 3)
     1.0
     >>> sorted(reg.coef_by_party_)

@@ -36,20 +36,27 @@ class VerticalLogisticRegression(ClassifierMixin, BaseVerticalLinear):
         L2 penalty on the coefficients (not the intercepts).
     fit_intercept : bool, default=True
         Fit intercepts; they belong to the label party.
-    solver : {"gd", "adam"}, default="gd"
-        Optimizer each party runs on its own coefficients.
+    solver : {"pcg", "gd", "adam"}, default="pcg"
+        ``"pcg"``: conjugate gradients preconditioned with each party's own
+        Gram block (the Taylor objective is quadratic: full batch, exact
+        steps, no learning rate; see :ref:`vertical-solver` for the scalars it
+        discloses). ``"gd"`` and ``"adam"``: each party's own optimizer, with
+        mini-batches.
     learning_rate : float, default=0.1
-        Step size. The default suits standardised features (put a
-        ``StandardScaler`` first: it is column-wise, so each party scales its
-        own columns); gradient descent diverges when it exceeds ``2 / L``, L
-        the largest eigenvalue of the loss Hessian.
+        Step size of ``"gd"`` and ``"adam"`` (``"pcg"`` needs none). It suits
+        standardised features (put a ``StandardScaler`` first: it is
+        column-wise, so each party scales its own columns); gradient descent
+        diverges when it exceeds ``2 / L``, L the largest eigenvalue of the
+        loss Hessian.
     max_iter : int, default=100
-        Number of epochs.
+        Maximum number of epochs.
     tol : float or None, default=1e-4
-        Stop when the epoch loss changes by less than ``tol``; None runs all
-        epochs.
+        ``"pcg"`` stops when a step lowers the objective by at most ``tol``;
+        ``"gd"`` and ``"adam"`` after 5 epochs without improving the best
+        objective by ``tol``. None runs all epochs.
     batch_size : int or None, default=None
-        Rows per mini-batch; None uses all rows.
+        Rows per mini-batch (``"gd"`` and ``"adam"`` only); None uses all
+        rows.
     encryption : {"paillier"} or None, default="paillier"
         None runs the same protocol in the clear (debugging, exact comparison).
     key_size : int, default=2048
@@ -60,7 +67,8 @@ class VerticalLogisticRegression(ClassifierMixin, BaseVerticalLinear):
     random_state : int, RandomState instance or None, default=None
         Seeds the mini-batch order.
     verbose : int, default=0
-        Print the loss of every epoch (at the arbiter).
+        Print, at the label party, each epoch's objective, seconds per epoch,
+        an estimate of the time left and the bytes sent and received.
     runtime : runtime object, default=None
         Runs the roles; None runs them all in this process. A runtime that
         runs one party (``runtime.party`` set, e.g.
@@ -77,6 +85,10 @@ class VerticalLogisticRegression(ClassifierMixin, BaseVerticalLinear):
         Each party's own coefficients.
     topology_ : VerticalTopology
     n_iter_ : int
+        Epochs run.
+    stop_reason_ : {"converged", "max_iter", "callback"}
+        Why the fit stopped. A diverged fit raises
+        :class:`~skfed.FitDiverged` instead.
     loss_curve_ : list of float
         The Taylor objective of each epoch (summed over one-vs-rest outputs).
     transcript_ : Transcript
@@ -93,9 +105,9 @@ class VerticalLogisticRegression(ClassifierMixin, BaseVerticalLinear):
     >>> from sklearn.datasets import make_classification
     >>> from skfed import VerticalLogisticRegression
     >>> X, y = make_classification(n_samples=80, n_features=4, random_state=0)
-    >>> clf = VerticalLogisticRegression(max_iter=20, tol=None, key_size=512).fit(X, y)
-    >>> round(clf.score(X, y), 2)
-    0.88
+    >>> clf = VerticalLogisticRegression(key_size=512).fit(X, y)
+    >>> round(clf.score(X, y), 2), clf.stop_reason_
+    (0.85, 'converged')
     >>> clf.coef_by_party_["host"].shape
     (1, 2)
     """
