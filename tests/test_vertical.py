@@ -330,7 +330,8 @@ def test_label_party_rerandomises_d_before_forwarding(keep_payloads, monkeypatch
 
     def no_randomness(self, a, precision_bits=None):
         ones = np.full(np.shape(a), gmpy2.mpz(1), dtype=object)
-        return EncryptedArray(self.public_key, ones, 64) + np.asarray(a, dtype=np.float64)
+        scale = 64 if precision_bits is None else precision_bits
+        return EncryptedArray(self.public_key, ones, scale) + np.asarray(a, dtype=np.float64)
 
     monkeypatch.setattr(roles._PaillierCodec, "encrypt", no_randomness)
     weak = VerticalLinearRegression(topo, **kw).fit(X, y)
