@@ -609,3 +609,40 @@ def test_random_features_too_large_are_refused_before_any_message(monkeypatch):
         FederatedTransferClassifier(TOPO, hidden_layer_sizes=(8,), train_hidden_layers=False,
                                     activation="relu").fit(X, y_fit)
     assert not sent
+
+
+def _spy_network_seeds(monkeypatch):
+    seen = {}
+
+    def spy(role):
+        def wrapped(ctx, **kw):
+            seen[ctx.party] = kw["cfg"]["network_seed"]
+            return role(ctx, **kw)
+        return wrapped
+
+    monkeypatch.setattr(roles, "source", spy(roles.source))
+    monkeypatch.setattr(roles, "target", spy(roles.target))
+    return seen
+
+
+def test_private_network_seeds_have_at_least_128_bits(monkeypatch):
+    """A peer must not be able to try every initial network: the seeds are
+    not truncated, and without a random_state they come from fresh entropy
+    (not numpy's global generator, which a process may have seeded)."""
+    seen = _spy_network_seeds(monkeypatch)
+    X, y, y_fit, cut = _data()
+    runs = []
+    for _ in range(2):
+        np.random.seed(0)
+        FederatedTransferClassifier(TOPO, encryption=None, max_iter=1).fit(X, y_fit)
+        runs.append(dict(seen))
+    assert runs[0]["bank"] != runs[1]["bank"] and runs[0]["shop"] != runs[1]["shop"]
+    FederatedTransferClassifier(TOPO, encryption=None, max_iter=1, random_state=0).fit(X, y_fit)
+    for seed in [*runs[0].values(), *runs[1].values(), *seen.values()]:
+        assert seed.bit_length() > 128       # 256-bit digests; <= 128 has probability 2**-128
+    # Every bit of the seed reaches the network: seeds that differ only far
+    # above 2**31 give different initial networks.
+    cfg = _cfg(hidden_layer_sizes=[4], representation_dim=2)
+    s = seen["bank"]
+    nets = [roles._net(3, cfg, s ^ (1 << k)).get_flat() for k in (0, 100, 200)]
+    assert not np.allclose(nets[0], nets[1]) and not np.allclose(nets[1], nets[2])

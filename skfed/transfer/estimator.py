@@ -1,6 +1,7 @@
 """FederatedTransferClassifier: secure federated transfer learning (Liu et al.)."""
 
 import hashlib
+import secrets
 from functools import partial
 from numbers import Integral, Real
 
@@ -317,10 +318,10 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
             check_key_size(self.key_size)
         n_overlap = int(overlap.sum())
         self.classes_ = classes
-        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=3)
+        seeds = _seeds(self.random_state)
         # Hyper-parameters both parties agree on; the batch seed is the only
         # shared randomness. Each party gets only its own network seed below.
-        cfg = self._config(src, tgt, hidden, n_overlap, int(seeds[0]))
+        cfg = self._config(src, tgt, hidden, n_overlap, seeds[0])
         batch_size = cfg["batch_size"]
         rows_a, rows_b = np.flatnonzero(held_a), np.flatnonzero(held_b)
         X_a, X_b = X[np.ix_(rows_a, columns[src])], X[np.ix_(rows_b, columns[tgt])]
@@ -424,8 +425,8 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
                 or len(np.unique(overlap)) != len(overlap)):
             raise ValueError(f"overlap must be distinct row positions in [0, {len(X)}), "
                              "at least one")
-        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=3)
-        cfg = self._config(src, tgt, hidden, len(overlap), int(seeds[0]))
+        seeds = _seeds(self.random_state)
+        cfg = self._config(src, tgt, hidden, len(overlap), seeds[0])
         seed = _network_seed(seeds[1] if me == src else seeds[2], me, X)
         _check_fast_inputs(X[overlap], cfg, seed, me)
         params = setup_params(cfg, topology)
@@ -600,18 +601,37 @@ def _unlabelled(y):
 
 
 def _network_seed(base, party, X_party):
-    """A party's network seed: from its random_state and its own rows.
+    """A party's private network seed: 256 bits hashed from its base and its own rows.
 
-    The rows (in any order) enter so that a peer sharing the same integer
-    random_state cannot rebuild this party's initial network, which with
-    linear or random-feature representations would let it solve for
-    statistics of this party's features from the first step.
+    ``base`` is the party's share of ``random_state`` (an int), or None for
+    128 fresh bits from :mod:`secrets`. The rows (in any order) enter so that
+    a peer sharing the same integer random_state cannot rebuild this party's
+    initial network, which with linear or random-feature representations
+    would let it solve for statistics of this party's features from the first
+    step. The whole digest is the seed (the network draws from a
+    :class:`numpy.random.SeedSequence`): truncated to 31 bits, as it once
+    was, a peer could try every initial network.
     """
+    if base is None:
+        base = secrets.randbits(128)
     rows = np.ascontiguousarray(X_party[np.lexsort(X_party.T[::-1])]) if X_party.size \
         else X_party
     h = hashlib.sha256(b"skfed-ftl-network\0" + str(party).encode() + b"\0"
-                       + int(base).to_bytes(8, "little") + rows.tobytes())
-    return int.from_bytes(h.digest()[:4], "little") & 0x7FFFFFFF
+                       + int(base).to_bytes(16, "little") + rows.tobytes())
+    return int.from_bytes(h.digest(), "little")
+
+
+def _seeds(random_state):
+    """The public batch seed and each party's base for its private network seed.
+
+    Without a ``random_state`` the bases are None (fresh entropy at each party).
+    """
+    if random_state is None:
+        return int(np.random.RandomState().randint(np.iinfo(np.int32).max)), None, None
+    rs = check_random_state(random_state)
+    batch = int(rs.randint(np.iinfo(np.int32).max))
+    a, b = (int.from_bytes(rs.bytes(16), "little") for _ in range(2))
+    return batch, a, b
 
 
 def _source_targets(y_lab):

@@ -67,7 +67,7 @@ class DenseNet:
         ``[n_in, *hidden_layer_sizes, n_out]``.
     activation : {"identity", "relu", "tanh", "logistic"}
         Hidden-layer activation.
-    rng : numpy.random.RandomState
+    rng : numpy.random.Generator or numpy.random.RandomState
         Draws the Glorot-uniform initial weights (as scikit-learn's MLP).
     """
 

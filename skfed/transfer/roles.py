@@ -442,7 +442,8 @@ def check_batches(w, batch_size, n_outputs, representation_dim, n_params_source,
 
 def _net(n_in, cfg, seed):
     sizes = [n_in, *cfg["hidden_layer_sizes"], cfg["representation_dim"]]
-    rng = np.random.RandomState(seed)
+    # A party's initial network is private: the whole (256-bit) seed enters.
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
     net = DenseNet(sizes, cfg["activation"], rng)
     if not cfg.get("train_hidden", True):
         # Fixed random features (Rahimi & Recht; Huang's extreme learning
