@@ -646,3 +646,23 @@ def test_private_network_seeds_have_at_least_128_bits(monkeypatch):
     s = seen["bank"]
     nets = [roles._net(3, cfg, s ^ (1 << k)).get_flat() for k in (0, 100, 200)]
     assert not np.allclose(nets[0], nets[1]) and not np.allclose(nets[1], nets[2])
+
+
+def test_hidden_layer_protocol_scales_do_not_depend_on_magnitudes(monkeypatch):
+    """What the source decrypts in the general protocol (dL/dPhi, the target's
+    loss term) travels at public absolute scales, as in the cross-moment one."""
+    monkeypatch.setattr(ftl_estimator, "_make_runtime",
+                        lambda: LocalRuntime(keep_payloads=True))
+    X, y, y_fit, cut = _data(n=150)
+    scales = []
+    for factor in (1.0, 2.0 ** -6):
+        Xs = X.copy()
+        Xs[:, 3:] *= factor                            # the target's columns
+        clf = FederatedTransferClassifier(TOPO, hidden_layer_sizes=(2,), key_size=KEY,
+                                          representation_dim=4, max_iter=2,
+                                          random_state=0).fit(Xs, y_fit)
+        got = sorted((m.tag, m.decoded()["scale_bits"]) for m in clf.transcript_
+                     if m.tag in {"g_phi", "loss_target"})
+        assert len(got) == 4
+        scales.append(got)
+    assert scales[0] == scales[1]

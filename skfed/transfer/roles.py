@@ -608,9 +608,11 @@ _Z_SCALE = _ENC_BITS + PARAM_SCALE_BITS
 
 
 def _mul(X, V, scale_bits):
-    """``X @ V`` for a plaintext ``X``; on packed ciphertexts with ``X`` at a public
-    absolute scale, so the result's scale reveals nothing of ``X``."""
-    return V.rmatmul(X, scale_bits=scale_bits) if isinstance(V, PackedRows) else X @ V
+    """``X @ V`` for a plaintext ``X``; on ciphertexts (packed or not) with ``X`` at
+    a public absolute scale, so the result's scale reveals nothing of ``X``."""
+    if isinstance(V, (PackedRows, EncryptedArray)):
+        return V.rmatmul(X, scale_bits=scale_bits)
+    return X @ V
 
 
 def _check_bound(values, bits, what):
@@ -686,12 +688,16 @@ def _target_step(ch, net, acts, U, wb, c, gamma, own, enc_labels):
     # dL/dPhi: one d x d plaintext sum Sigma against [[Phi]].
     Uw = wb[:, None] * U
     sigma = Uw.T @ U
-    g_phi_t = (ch.ops.matmul(U.T, enc_labels) * (-0.5 * c)
-               + ch.ops.matmul(sigma, enc_phi_t) * (0.25 * c))
+    _check_bound(U, REPRESENTATION_BOUND_BITS, "representations")
+    _check_bound(sigma, SIGMA_BOUND_BITS, "representations")
+    # A decrypts these two: our plaintext factors (constants folded in) enter
+    # at the public absolute scale, so the scales A sees say nothing of U^B.
+    g_phi_t = (_mul(-0.5 * c * U.T, enc_labels, PARAM_SCALE_BITS)
+               + _mul(0.25 * c * sigma, enc_phi_t, PARAM_SCALE_BITS))
     ch.send_derived("g_phi", g_phi_t)
     # Our share of the loss: cross terms under A's key plus own terms.
-    loss_part = (ch.ops.matmul(sigma.ravel(), enc_m.ravel()) * 0.5
-                 + ch.ops.matmul(U.ravel(), enc_t.ravel()) + own)
+    loss_part = (_mul(0.5 * sigma.ravel(), enc_m.ravel(), PARAM_SCALE_BITS)
+                 + _mul(U.ravel(), enc_t.ravel(), PARAM_SCALE_BITS) + own)
     ch.send_derived("loss_target", loss_part.reshape(1))
     G = enc_t + ch.ops.matmul(Uw, enc_m) + 2 * gamma / n_b * U
     state = ch.send_masked("grad_target", net.backward(acts, G, ops=ch.ops))
@@ -902,6 +908,7 @@ def target_predict(ctx, X, model, cfg):
     net.coefs, net.intercepts = model["coefs"], model["intercepts"]
     U, _ = net.forward(X)
     enc_phi_t = ch.recv_foreign("phi_t")
-    S = ch.ops.matmul(U, enc_phi_t)                            # (n, K)
+    _check_bound(U, REPRESENTATION_BOUND_BITS, "representations")
+    S = _mul(U, enc_phi_t, PARAM_SCALE_BITS)                   # (n, K), public scale
     state = ch.send_masked("scores", [S])
     return ch.recv_unmasked("scores", state).reshape(S.shape)
