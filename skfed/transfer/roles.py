@@ -325,7 +325,8 @@ def n_parameters(n_in, hidden_layer_sizes, representation_dim, train_hidden=True
     """
     sizes = [n_in, *hidden_layer_sizes, representation_dim]
     if not train_hidden:
-        sizes = sizes[-2:]
+        # Fixed random features: the output layer sees them and the features.
+        sizes = [sizes[-2] + (n_in if hidden_layer_sizes else 0), sizes[-1]]
     return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
@@ -444,7 +445,11 @@ def _net(n_in, cfg, seed):
     sizes = [n_in, *cfg["hidden_layer_sizes"], cfg["representation_dim"]]
     # A party's initial network is private: the whole (256-bit) seed enters.
     rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
-    net = DenseNet(sizes, cfg["activation"], rng)
+    fixed = not cfg.get("train_hidden", True)
+    # Fixed random features sit beside the features themselves, so the
+    # representations include every linear map of a party's columns (the
+    # model class of "B alone") and add non-linear directions to it.
+    net = DenseNet(sizes, cfg["activation"], rng, skip=fixed)
     if not cfg.get("train_hidden", True):
         # Fixed random features (Rahimi & Recht; Huang's extreme learning
         # machine): unit-variance pre-activations for standardised inputs and
