@@ -1,6 +1,7 @@
 """FederatedTransferClassifier: secure federated transfer learning (Liu et al.)."""
 
 import hashlib
+import secrets
 from functools import partial
 from numbers import Integral, Real
 
@@ -100,30 +101,42 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         Two parties; ``label_party`` is the source. None splits the columns
         in halves between ``"source"`` and ``"target"``: with complete rows
         every row is then in the overlap, so ordinary ``X, y`` work.
-    hidden_layer_sizes : tuple of int, default=(16,)
-        Hidden layers of both representation networks.
-    train_hidden_layers : bool, default=True
+    hidden_layer_sizes : tuple of int or "auto", default="auto"
+        Hidden layers of both representation networks. "auto" (with
+        ``train_hidden_layers=False``): one layer of fixed random features of
+        width ``min(32, n_b // 2 - p - 1)``, ``p`` the larger party's number
+        of features and ``n_b`` the rows per batch (the whole overlap by
+        default), or none when that is below 1; so every batch passes the
+        check on what each party's gradient determines (see ``batch_size``)
+        with room to spare. ``(16,)`` with ``train_hidden_layers=True``.
+    train_hidden_layers : bool, default=False
         False keeps the hidden layers at a fixed random initialisation
         (random features: weights drawn with variance ``1 / fan_in``, biases
-        uniform in ``[-1, 1]``) and trains only the output layer. The
+        uniform in ``[-1, 1]``) and trains only the output layer, which sees
+        the random features and the features themselves (so the
+        representations include every linear map of a party's columns). The
         representation is then linear in what is trained, and ``fit`` runs
         the cross-moment protocol of ``hidden_layer_sizes=()`` on the random
-        features: ~20x faster per epoch with encryption (see
-        docs/transfer.rst), at the price of features that do not adapt.
+        features: ~20x faster per epoch with encryption (a default fit takes
+        about a minute with 2048-bit keys, see docs/transfer.rst), at the
+        price of features that do not adapt. True trains the hidden layers
+        through the general protocol (~10 s per epoch at 2048 bits).
     activation : {"identity", "logistic", "tanh", "relu"}, default="tanh"
     representation_dim : int, default=8
         Dimension ``d`` of the representations.
     gamma : float, default=1.0
-        Weight of the alignment loss (mean over the overlap of
-        ``||u^A_i - u^B_i||^2``).
-    alpha : float, default=1e-4
+        Weight of the alignment loss, the mean over the overlap rows and the
+        ``d`` dimensions of ``(u^A_i - u^B_i)^2``. Averaging over dimensions
+        keeps its balance with the classification term when
+        ``representation_dim`` changes.
+    alpha : float, default=0.01
         L2 penalty on both networks' weights (``alpha / 2 * ||W||^2``).
     solver : {"adam", "sgd"}, default="adam"
         Each party runs its own optimizer on its own parameters.
     learning_rate_init : float, default=0.01
     momentum : float, default=0.9
         Momentum of ``solver="sgd"``.
-    max_iter : int, default=100
+    max_iter : int, default=200
         Maximum number of epochs over the overlap.
     tol : float, default=1e-4
         Training stops when the loss has not improved by ``tol`` for
@@ -200,7 +213,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
 
     _parameter_constraints: dict = {
         "topology": [VerticalTopology, None],
-        "hidden_layer_sizes": ["array-like"],
+        "hidden_layer_sizes": ["array-like", StrOptions({"auto"})],
         "train_hidden_layers": ["boolean"],
         "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
         "representation_dim": [Interval(Integral, 1, None, closed="left")],
@@ -221,9 +234,9 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         "runtime": "no_validation",
     }
 
-    def __init__(self, topology=None, *, hidden_layer_sizes=(16,), train_hidden_layers=True,
-                 activation="tanh", representation_dim=8, gamma=1.0, alpha=1e-4, solver="adam",
-                 learning_rate_init=0.01, momentum=0.9, max_iter=100, tol=1e-4,
+    def __init__(self, topology=None, *, hidden_layer_sizes="auto", train_hidden_layers=False,
+                 activation="tanh", representation_dim=8, gamma=1.0, alpha=0.01, solver="adam",
+                 learning_rate_init=0.01, momentum=0.9, max_iter=200, tol=1e-4,
                  n_iter_no_change=10, batch_size="auto", encryption="paillier",
                  key_size=2048, n_jobs=None, random_state=None, verbose=0, runtime=None):
         self.topology = topology
@@ -289,7 +302,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64,
                              y_numeric=False)
         who = type(self).__name__
-        hidden = self._hidden()
+        self._hidden(1)                      # bad sizes fail before anything else
         topology, src, tgt, columns = _split_parties(
             self.topology, getattr(self, "feature_names_in_", None), X.shape[1], who)
         held_a = _presence(X, columns[src], src)
@@ -316,11 +329,12 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         if self.encryption is not None:
             check_key_size(self.key_size)
         n_overlap = int(overlap.sum())
+        hidden = self._hidden(n_overlap, [len(c) for c in columns.values()])
         self.classes_ = classes
-        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=3)
+        seeds = _seeds(self.random_state)
         # Hyper-parameters both parties agree on; the batch seed is the only
         # shared randomness. Each party gets only its own network seed below.
-        cfg = self._config(src, tgt, hidden, n_overlap, int(seeds[0]))
+        cfg = self._config(src, tgt, hidden, n_overlap, seeds[0])
         batch_size = cfg["batch_size"]
         rows_a, rows_b = np.flatnonzero(held_a), np.flatnonzero(held_b)
         X_a, X_b = X[np.ix_(rows_a, columns[src])], X[np.ix_(rows_b, columns[tgt])]
@@ -366,7 +380,12 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
     def _runtime(self):
         return _make_runtime() if self.runtime is None else self.runtime
 
-    def _hidden(self):
+    def _hidden(self, n_overlap, n_features=(1,)):
+        """The hidden layer sizes; "auto" from public sizes (see the docstring)."""
+        if isinstance(self.hidden_layer_sizes, str):
+            if self.train_hidden_layers:
+                return [16]
+            return _auto_hidden(n_overlap, self.batch_size, n_features)
         hidden = np.asarray(self.hidden_layer_sizes, dtype=int).ravel().tolist() \
             if np.size(self.hidden_layer_sizes) else []
         if any(h < 1 for h in hidden):
@@ -382,7 +401,12 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
             "hidden_layer_sizes": hidden, "activation": self.activation,
             "train_hidden": bool(self.train_hidden_layers),
             "representation_dim": int(self.representation_dim),
-            "gamma": float(self.gamma), "alpha": float(self.alpha), "solver": self.solver,
+            # The alignment term is a mean over the d dimensions too, so that
+            # its weight against the classification term (whose scores are
+            # one d-dimensional product) does not grow with d; the roles' gamma
+            # weighs the sum over dimensions.
+            "gamma": float(self.gamma) / int(self.representation_dim),
+            "alpha": float(self.alpha), "solver": self.solver,
             "learning_rate_init": float(self.learning_rate_init),
             "momentum": float(self.momentum), "max_iter": int(self.max_iter),
             "tol": float(self.tol), "n_iter_no_change": int(self.n_iter_no_change),
@@ -407,7 +431,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         if me not in (src, tgt) or set(self.runtime.parties) != {src, tgt}:
             raise ValueError(f"the runtime ({me!r} of {sorted(self.runtime.parties)}) does not "
                              f"match the topology's parties {sorted([src, tgt])}")
-        hidden = self._hidden()
+        self._hidden(1)
         if self.encryption is not None:
             check_key_size(self.key_size)
         X = validate_data(self, X, dtype=np.float64)
@@ -424,8 +448,9 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
                 or len(np.unique(overlap)) != len(overlap)):
             raise ValueError(f"overlap must be distinct row positions in [0, {len(X)}), "
                              "at least one")
-        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=3)
-        cfg = self._config(src, tgt, hidden, len(overlap), int(seeds[0]))
+        hidden = self._hidden(len(overlap), [len(c) for c in topology.parties.values()])
+        seeds = _seeds(self.random_state)
+        cfg = self._config(src, tgt, hidden, len(overlap), seeds[0])
         seed = _network_seed(seeds[1] if me == src else seeds[2], me, X)
         _check_fast_inputs(X[overlap], cfg, seed, me)
         params = setup_params(cfg, topology)
@@ -589,6 +614,26 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         return OverlapBaseline(self.topology, features=reference)
 
 
+AUTO_MAX_WIDTH = 32
+
+
+def _auto_hidden(n_overlap, batch_size, n_features):
+    """The random-feature layer of ``hidden_layer_sizes="auto"``: ``[width]`` or ``[]``.
+
+    From public sizes only (both parties compute it): the output layer's
+    inputs, a party's ``p`` features plus the random features plus one, are
+    at most half the smallest batch ``n_b``, so that each party's decrypted
+    gradient stays well short of determining the other's representations
+    (``roles.check_batches`` needs fewer than ``n_b - K`` inputs at the
+    source and ``n_b`` at the target) for any number of classes
+    ``K <= n_b / 2``; and at most ``AUTO_MAX_WIDTH`` random features. With
+    no room left the representations are linear in the features.
+    """
+    n_b = n_overlap if batch_size == "auto" else min(int(batch_size), n_overlap)
+    width = min(AUTO_MAX_WIDTH, n_b // 2 - max(n_features) - 1)
+    return [int(width)] if width >= 1 else []
+
+
 def _unlabelled(y):
     """Rows marked unlabelled: -1 (scikit-learn's semi-supervised convention),
     also as the string "-1" among string labels (as a CSV column reads)."""
@@ -600,18 +645,37 @@ def _unlabelled(y):
 
 
 def _network_seed(base, party, X_party):
-    """A party's network seed: from its random_state and its own rows.
+    """A party's private network seed: 256 bits hashed from its base and its own rows.
 
-    The rows (in any order) enter so that a peer sharing the same integer
-    random_state cannot rebuild this party's initial network, which with
-    linear or random-feature representations would let it solve for
-    statistics of this party's features from the first step.
+    ``base`` is the party's share of ``random_state`` (an int), or None for
+    128 fresh bits from :mod:`secrets`. The rows (in any order) enter so that
+    a peer sharing the same integer random_state cannot rebuild this party's
+    initial network, which with linear or random-feature representations
+    would let it solve for statistics of this party's features from the first
+    step. The whole digest is the seed (the network draws from a
+    :class:`numpy.random.SeedSequence`): truncated to 31 bits, as it once
+    was, a peer could try every initial network.
     """
+    if base is None:
+        base = secrets.randbits(128)
     rows = np.ascontiguousarray(X_party[np.lexsort(X_party.T[::-1])]) if X_party.size \
         else X_party
     h = hashlib.sha256(b"skfed-ftl-network\0" + str(party).encode() + b"\0"
-                       + int(base).to_bytes(8, "little") + rows.tobytes())
-    return int.from_bytes(h.digest()[:4], "little") & 0x7FFFFFFF
+                       + int(base).to_bytes(16, "little") + rows.tobytes())
+    return int.from_bytes(h.digest(), "little")
+
+
+def _seeds(random_state):
+    """The public batch seed and each party's base for its private network seed.
+
+    Without a ``random_state`` the bases are None (fresh entropy at each party).
+    """
+    if random_state is None:
+        return int(np.random.RandomState().randint(np.iinfo(np.int32).max)), None, None
+    rs = check_random_state(random_state)
+    batch = int(rs.randint(np.iinfo(np.int32).max))
+    a, b = (int.from_bytes(rs.bytes(16), "little") for _ in range(2))
+    return batch, a, b
 
 
 def _source_targets(y_lab):

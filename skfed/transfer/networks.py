@@ -67,16 +67,24 @@ class DenseNet:
         ``[n_in, *hidden_layer_sizes, n_out]``.
     activation : {"identity", "relu", "tanh", "logistic"}
         Hidden-layer activation.
-    rng : numpy.random.RandomState
+    rng : numpy.random.Generator or numpy.random.RandomState
         Draws the Glorot-uniform initial weights (as scikit-learn's MLP).
+    skip : bool, default=False
+        The output layer also sees the input: its inputs are
+        ``[last hidden layer, x]`` (with hidden layers), so the
+        representations include every linear map of ``x``.
     """
 
-    def __init__(self, layer_sizes, activation, rng):
+    def __init__(self, layer_sizes, activation, rng, skip=False):
         self.layer_sizes = list(layer_sizes)
         self.activation = activation
+        self.skip = bool(skip) and len(self.layer_sizes) > 2
         self.coefs = []
         self.intercepts = []
-        for fan_in, fan_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
+        fan_ins = list(self.layer_sizes[:-1])
+        if self.skip:
+            fan_ins[-1] += self.layer_sizes[0]
+        for fan_in, fan_out in zip(fan_ins, self.layer_sizes[1:]):
             factor = 2.0 if activation == "logistic" else 6.0
             bound = np.sqrt(factor / (fan_in + fan_out))
             self.coefs.append(rng.uniform(-bound, bound, (fan_in, fan_out)))
@@ -111,6 +119,9 @@ class DenseNet:
         act = ACTIVATIONS[self.activation]
         last = len(self.coefs) - 1
         for i, (W, b) in enumerate(zip(self.coefs, self.intercepts)):
+            if i == last and self.skip:
+                # The output layer's inputs (acts[-2] for every caller).
+                acts[-1] = np.hstack([acts[-1], acts[0]])
             z = acts[-1] @ W + b
             acts.append(z if i == last else act(z))
         return acts[-1], acts
@@ -129,8 +140,14 @@ class DenseNet:
             A = acts[layer]
             blocks.append((ops.matmul(A.T, delta), ops.sum0(delta)))
             if layer > 0:
-                delta = ops.matmul_right(delta, self.coefs[layer].T)
-                delta = delta * _derivative(self.activation, acts[layer])
+                W = self.coefs[layer]
+                a = acts[layer]
+                if self.skip and layer == len(self.coefs) - 1:
+                    # Only the hidden units' part of the output layer's inputs.
+                    h = self.layer_sizes[layer]
+                    W, a = W[:h], a[:, :h]
+                delta = ops.matmul_right(delta, W.T)
+                delta = delta * _derivative(self.activation, a)
         out = []
         for dW, db in reversed(blocks):
             out.extend([dW, db])

@@ -338,7 +338,8 @@ def n_parameters(n_in, hidden_layer_sizes, representation_dim, train_hidden=True
     """
     sizes = [n_in, *hidden_layer_sizes, representation_dim]
     if not train_hidden:
-        sizes = sizes[-2:]
+        # Fixed random features: the output layer sees them and the features.
+        sizes = [sizes[-2] + (n_in if hidden_layer_sizes else 0), sizes[-1]]
     return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
@@ -455,8 +456,13 @@ def check_batches(w, batch_size, n_outputs, representation_dim, n_params_source,
 
 def _net(n_in, cfg, seed):
     sizes = [n_in, *cfg["hidden_layer_sizes"], cfg["representation_dim"]]
-    rng = np.random.RandomState(seed)
-    net = DenseNet(sizes, cfg["activation"], rng)
+    # A party's initial network is private: the whole (256-bit) seed enters.
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
+    fixed = not cfg.get("train_hidden", True)
+    # Fixed random features sit beside the features themselves, so the
+    # representations include every linear map of a party's columns (the
+    # model class of "B alone") and add non-linear directions to it.
+    net = DenseNet(sizes, cfg["activation"], rng, skip=fixed)
     if not cfg.get("train_hidden", True):
         # Fixed random features (Rahimi & Recht; Huang's extreme learning
         # machine): unit-variance pre-activations for standardised inputs and
@@ -620,9 +626,11 @@ _Z_SCALE = _ENC_BITS + PARAM_SCALE_BITS
 
 
 def _mul(X, V, scale_bits):
-    """``X @ V`` for a plaintext ``X``; on packed ciphertexts with ``X`` at a public
-    absolute scale, so the result's scale reveals nothing of ``X``."""
-    return V.rmatmul(X, scale_bits=scale_bits) if isinstance(V, PackedRows) else X @ V
+    """``X @ V`` for a plaintext ``X``; on ciphertexts (packed or not) with ``X`` at
+    a public absolute scale, so the result's scale reveals nothing of ``X``."""
+    if isinstance(V, (PackedRows, EncryptedArray)):
+        return V.rmatmul(X, scale_bits=scale_bits)
+    return X @ V
 
 
 def _check_bound(values, bits, what):
@@ -699,12 +707,16 @@ def _target_step(ch, net, acts, U, wb, c, gamma, own, enc_labels):
     # dL/dPhi: one d x d plaintext sum Sigma against [[Phi]].
     Uw = wb[:, None] * U
     sigma = Uw.T @ U
-    g_phi_t = (ch.ops.matmul(U.T, enc_labels) * (-0.5 * c)
-               + ch.ops.matmul(sigma, enc_phi_t) * (0.25 * c))
+    _check_bound(U, REPRESENTATION_BOUND_BITS, "representations")
+    _check_bound(sigma, SIGMA_BOUND_BITS, "representations")
+    # A decrypts these two: our plaintext factors (constants folded in) enter
+    # at the public absolute scale, so the scales A sees say nothing of U^B.
+    g_phi_t = (_mul(-0.5 * c * U.T, enc_labels, PARAM_SCALE_BITS)
+               + _mul(0.25 * c * sigma, enc_phi_t, PARAM_SCALE_BITS))
     ch.send_derived("g_phi", g_phi_t)
     # Our share of the loss: cross terms under A's key plus own terms.
-    loss_part = (ch.ops.matmul(sigma.ravel(), enc_m.ravel()) * 0.5
-                 + ch.ops.matmul(U.ravel(), enc_t.ravel()) + own)
+    loss_part = (_mul(0.5 * sigma.ravel(), enc_m.ravel(), PARAM_SCALE_BITS)
+                 + _mul(U.ravel(), enc_t.ravel(), PARAM_SCALE_BITS) + own)
     ch.send_derived("loss_target", loss_part.reshape(1))
     G = enc_t + ch.ops.matmul(Uw, enc_m) + 2 * gamma / n_b * U
     state = ch.send_masked("grad_target", net.backward(acts, G, ops=ch.ops))
@@ -922,6 +934,7 @@ def target_predict(ctx, X, model, cfg):
     net.coefs, net.intercepts = model["coefs"], model["intercepts"]
     U, _ = net.forward(X)
     enc_phi_t = ch.recv_foreign("phi_t", (U.shape[1], None))
-    S = ch.ops.matmul(U, enc_phi_t)                            # (n, K)
+    _check_bound(U, REPRESENTATION_BOUND_BITS, "representations")
+    S = _mul(U, enc_phi_t, PARAM_SCALE_BITS)                   # (n, K), public scale
     state = ch.send_masked("scores", [S])
     return ch.recv_unmasked("scores", state).reshape(S.shape)
