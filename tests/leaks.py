@@ -27,14 +27,16 @@ Let ``v`` be an element of a numeric secret.
    than 24 bits of ``v``. A ciphertext or a uniform mask equals one of these
    integers with negligible probability.
 3. **Low-cardinality sequences** (labels, one-hot codes, binary features): a
-   secret array with at most 16 distinct values is cut into consecutive
-   chunks of at least 40 bits of (empirical) information with two distinct
-   values or more; a chunk leaks if a run of the same length in any payload
-   array equals it *up to a relabelling of the values* (a bijection, so
-   ``{0, 1}`` labels sent as ``{-1, +1}`` or scaled to fixed point are
-   caught). Both the C-order flattening and each column of a 2-D secret are
-   searched. A payload array equal to an array of ``public`` is skipped
-   (e.g. a public mask of which overlap rows are labelled).
+   secret array with at most 16 distinct values is cut into chunks of at
+   least 40 bits of (empirical) information with two distinct values or
+   more, overlapping by half (a leaked run of 1.5 chunks always holds a whole
+   one; declare secrets at the granularity a message could carry). A chunk
+   leaks if a run of the same length in any payload array equals it *up to a
+   relabelling of the values* (a bijection, so ``{0, 1}`` labels sent as
+   ``{-1, +1}`` or scaled to fixed point are caught). Both the C-order
+   flattening and each column of a 2-D secret are searched. A payload array
+   equal to an array of ``public`` is skipped (e.g. a public mask of which
+   overlap rows are labelled).
 4. **Raw-row bytes.** Every ``min_bytes``-long window of the float64 bytes
    of each row (a 1-D secret is one row) that holds at least 5 distinct byte
    values (low-entropy windows such as the bytes of 0.0 or 1.0 occur in any
@@ -200,13 +202,20 @@ def _chunks(arr):
         seqs += [(f"column {j}", codes[:, j]) for j in range(codes.shape[1])]
     out = []
     for where, seq in seqs:
-        start, bits, seen = 0, 0.0, set()
-        for i, c in enumerate(seq):
-            bits += info[c]
-            seen.add(int(c))
-            if bits >= _CHUNK_BITS and len(seen) >= 2:
-                out.append((where, start, seq[start:i + 1].copy()))
-                start, bits, seen = i + 1, 0.0, set()
+        # Chunks overlap by half, so any leaked run of 1.5 chunks contains one whole.
+        start = 0
+        while start < len(seq):
+            bits, seen, end = 0.0, set(), None
+            for i in range(start, len(seq)):
+                bits += info[seq[i]]
+                seen.add(int(seq[i]))
+                if bits >= _CHUNK_BITS and len(seen) >= 2:
+                    end = i + 1
+                    break
+            if end is None:
+                break
+            out.append((where, start, seq[start:end].copy()))
+            start += max(1, (end - start) // 2)
     return out
 
 
