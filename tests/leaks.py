@@ -272,12 +272,9 @@ def _compile(secrets, scales, min_bytes, public):
     out = []
     for name, value in secrets.items():
         if isinstance(value, (list, tuple)) and value and all(
-                isinstance(v, (str, bytes, bytearray, memoryview)) for v in value):
-            out.append(_Tokens(name, value, min_bytes))
-            continue
-        if isinstance(value, (list, tuple)) and value and all(
-                isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
-            # a Python list of integers is a list of identifiers; pass labels as an array
+                isinstance(v, (str, bytes, bytearray, memoryview, int, np.integer))
+                and not isinstance(v, (bool, np.bool_)) for v in value):
+            # a Python list of identifiers (labels and other numeric data: numpy arrays)
             out.append(_Tokens(name, value, min_bytes))
             continue
         arr = np.asarray(value)

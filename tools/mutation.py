@@ -278,7 +278,9 @@ def _run_tests(dest, tests, keyword, timeout, seed):
         return "timeout", time.monotonic() - start, ""
     out = proc.stdout + proc.stderr
     failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", out, flags=re.M)
-    return proc.returncode, time.monotonic() - start, failed[0] if failed else out[-300:]
+    lines = [ln for ln in out.strip().splitlines() if ln.strip()]
+    return proc.returncode, time.monotonic() - start, failed[0] if failed else (
+        lines[-1] if lines else "")
 
 
 def main(argv=None):
