@@ -331,6 +331,31 @@ def test_label_party_rerandomises_d_before_forwarding(keep_payloads, monkeypatch
     assert all(_host_can_divide_out(weak.transcript_))
 
 
+def test_host_rerandomises_its_loss_term(keep_payloads, monkeypatch):
+    """The host's loss term is computed from the guest's own [[d]]: sent as computed,
+    its randomness is a product of powers of the guest's ciphertexts, and the guest
+    could search for the host's small plaintext exponents. Every loss-term ciphertext
+    must be the output of a fresh obfuscation."""
+    from skfed.crypto.paillier import EncryptedArray
+
+    fresh = set()
+    real = EncryptedArray.obfuscate
+
+    def spy(self, *args, **kw):
+        out = real(self, *args, **kw)
+        fresh.add(out.to_wire()["ciphertexts"])
+        return out
+
+    monkeypatch.setattr(EncryptedArray, "obfuscate", spy)
+    X, y, topo = _small_problem()
+    est = VerticalLinearRegression(topo, key_size=SMALL_KEY, max_iter=2, tol=None,
+                                   random_state=0).fit(X, y)
+    terms = est.transcript_.filter(sender="host", tag="loss_term")
+    assert len(terms) == 2
+    for m in terms:
+        assert m.decoded()["ciphertexts"] in fresh, "loss term sent without re-randomising"
+
+
 def test_prediction_discloses_only_partial_scores_to_label_party(keep_payloads, monkeypatch):
     X, y, topo = _small_problem()
     est = VerticalLinearRegression(topo, encryption=None, max_iter=5).fit(X, y)
