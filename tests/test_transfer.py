@@ -5,12 +5,15 @@ from functools import partial
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.datasets import make_classification
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skfed import FederatedTransferClassifier, VerticalTopology, compare_with_centralised
+from skfed.compare import centralised_twin
 from skfed.runtime import LocalRuntime
 from skfed.runtime.local import RoleError
 from skfed.transfer import OverlapBaseline, roles
@@ -213,11 +216,31 @@ def test_pipeline_gridsearch_and_compare():
           (np.r_[0:cut + 10, cut + 20:len(X)], np.arange(cut + 10, cut + 20))]
     y_cv = y.copy()
     y_cv[:cut] = y_fit[:cut]
-    gs = GridSearchCV(pipe, {"federatedtransferclassifier__gamma": [0.1, 1.0]}, cv=cv)
+    grid = [0.1, 1.0]
+    gs = GridSearchCV(pipe, {"federatedtransferclassifier__gamma": grid}, cv=cv)
     gs.fit(X, y_cv)
-    assert gs.best_params_["federatedtransferclassifier__gamma"] in (0.1, 1.0)
+    # each candidate's score is what fitting it on each split gives, and the
+    # search keeps the better one (the first on a tie, as scikit-learn does)
+    manual, decisions = [], []
+    for gamma in grid:
+        scores = []
+        for train, test in cv:
+            est = clone(pipe).set_params(federatedtransferclassifier__gamma=gamma)
+            est.fit(X[train], y_cv[train])
+            scores.append(est.score(X[test], y_cv[test]))
+        manual.append(np.mean(scores))
+        decisions.append(est.decision_function(X[cut:]))
+    assert not np.allclose(decisions[0], decisions[1])  # gamma changes the model
+    np.testing.assert_allclose(gs.cv_results_["mean_test_score"], manual, rtol=0, atol=1e-12)
+    assert gs.best_params_["federatedtransferclassifier__gamma"] == grid[int(np.argmax(manual))]
     res = compare_with_centralised(pipe, X, y_cv, cv=cv, scoring="roc_auc")
-    assert len(res["centralised"]["test_score"]) == 2
+    for label, proto in (("federated", pipe), ("centralised", centralised_twin(pipe))):
+        expected = [roc_auc_score(y_cv[test], clone(proto).fit(X[train], y_cv[train])
+                                  .decision_function(X[test])) for train, test in cv]
+        np.testing.assert_allclose(res[label]["test_score"], expected, rtol=0, atol=1e-12)
+    assert (res["federated"]["bytes_exchanged"] > 0).all()
+    assert res["score_gap"] == pytest.approx(
+        res["federated"]["test_score"].mean() - res["centralised"]["test_score"].mean())
 
 
 def test_centralised_twins():
