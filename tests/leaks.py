@@ -327,31 +327,44 @@ def _buffers(path, leaf):
     elif isinstance(leaf, np.ndarray) and leaf.dtype.kind in "biufc":
         yield path, np.ascontiguousarray(leaf).tobytes()
     elif isinstance(leaf, np.ndarray) and leaf.dtype.kind == "O":
-        for i, v in enumerate(leaf.ravel().tolist()):
-            if isinstance(v, int) and v.bit_length() > 64:
-                yield f"{path}[{i}]", v.to_bytes((v.bit_length() + 8) // 8, "big", signed=True)
+        # one buffer for the whole array; eight zero bytes between integers
+        big = [v.to_bytes((v.bit_length() + 8) // 8, "big", signed=True)
+               for v in leaf.ravel().tolist() if isinstance(v, int) and v.bit_length() > 64]
+        if big:
+            yield f"{path} (big integers)", bytes(8).join(big)
     elif isinstance(leaf, int) and not isinstance(leaf, bool) and leaf.bit_length() > 64:
         yield path, leaf.to_bytes((leaf.bit_length() + 8) // 8, "big", signed=True)
 
 
-def _search_windows(buf, windows, key_len):
-    """First (offset, window) of ``windows`` (equal-length bytes) found in ``buf``."""
-    if not windows or len(buf) < key_len:
+class _WindowIndex:
+    """Every secret's raw-row windows, searched in one pass per buffer."""
+
+    def __init__(self, compiled, key_len):
+        self.windows = {}
+        for sec in compiled:
+            for w, row in getattr(sec, "windows", {}).items():
+                self.windows.setdefault(w, (sec, row))
+        self.key_len = key_len
+        self.dtype = np.dtype("<u8") if key_len == 8 else np.dtype("<u4")
+        self.keys = np.unique(np.frombuffer(
+            b"".join(w[:key_len] for w in self.windows), dtype=self.dtype))
+        self.length = len(next(iter(self.windows))) if self.windows else 0
+
+    def search(self, buf):
+        """First (offset, secret, row) whose window occurs in ``buf``."""
+        if not self.windows or len(buf) < self.length:
+            return None
+        for start in range(self.key_len):
+            n = (len(buf) - start) // self.key_len
+            if n <= 0:
+                continue
+            view = np.frombuffer(buf, dtype=self.dtype, count=n, offset=start)
+            for hit in np.flatnonzero(np.isin(view, self.keys)):
+                off = start + int(hit) * self.key_len
+                found = self.windows.get(buf[off:off + self.length])
+                if found:
+                    return (off, *found)
         return None
-    length = len(next(iter(windows)))
-    dtype = np.dtype("<u8") if key_len == 8 else np.dtype("<u4")
-    keys = np.unique(np.frombuffer(b"".join(w[:key_len] for w in windows), dtype=dtype))
-    for start in range(key_len):
-        n = (len(buf) - start) // key_len
-        if n <= 0:
-            continue
-        view = np.frombuffer(buf, dtype=dtype, count=n, offset=start)
-        for hit in np.flatnonzero(np.isin(view, keys)):
-            off = start + int(hit) * key_len
-            w = buf[off:off + length]
-            if w in windows:
-                return off, w
-    return None
 
 
 def _float_matches(leaf, sec):
@@ -454,7 +467,7 @@ def find_leaks(transcript, secrets, *, scales=None, min_bytes=8, public=(), firs
     messages = list(transcript)
     if not messages:
         raise ValueError("the transcript is empty: nothing was checked")
-    key_len = 8 if min_bytes >= 8 else 4
+    index = _WindowIndex(compiled, 8 if min_bytes >= 8 else 4)
     leaks = []
 
     def report(m, path, sec, detail):
@@ -497,13 +510,12 @@ def find_leaks(transcript, secrets, *, scales=None, min_bytes=8, public=(), firs
                                 f"relabelling) the {hit[0]} secret's values {hit[1]}:"
                                 f"{hit[1] + hit[2]}")):
                             return leaks
-                if sec.windows:
-                    for bpath, buf in _buffers(path, leaf):
-                        found = _search_windows(buf, sec.windows, key_len)
-                        if found and report(m, bpath, sec, (
-                                f"bytes at offset {found[0]} are {min_bytes} raw bytes of "
-                                f"row {sec.windows[found[1]]}")):
-                            return leaks
+            for bpath, buf in _buffers(path, leaf):
+                found = index.search(buf)
+                if found and report(m, bpath, found[1], (
+                        f"bytes at offset {found[0]} are {min_bytes} raw bytes of "
+                        f"row {found[2]}")):
+                    return leaks
     return leaks
 
 

@@ -83,16 +83,18 @@ def _horizontal_secrets(topo, X, y, plain_transcript):
     return secrets
 
 
-@pytest.mark.parametrize("protection", ["masking", "paillier"])
+@pytest.mark.parametrize("protection, strategy", [
+    ("masking", "fedavg"), ("paillier", "fedavg"), ("masking", "fedsgd")])
 @pytest.mark.parametrize("Est", [FederatedSGDClassifier, FederatedSGDRegressor])
-def test_horizontal_fit_and_predict_leak_nothing(protection, Est):
+def test_horizontal_fit_and_predict_leak_nothing(protection, strategy, Est):
     X, y = _horizontal_data()
     if Est is FederatedSGDRegressor:
         y = X @ [1.5, -2.0, 0.25, 1.0, 3.0] + np.random.default_rng(0).normal(size=len(X))
     # unequal (Dirichlet) shares, so the weights n_k / n differ between clients
     topo = HorizontalTopology(n_parties=3, partition="dirichlet", alpha=0.5, random_state=0) \
         if Est is FederatedSGDClassifier else HorizontalTopology(n_parties=3, random_state=0)
-    kw = dict(topology=topo, n_rounds=2, random_state=0, key_size=1024)
+    kw = dict(topology=topo, n_rounds=2, random_state=0, key_size=1024, strategy=strategy,
+              learning_rate="constant", eta0=0.05)
     with record_transcripts() as plain:
         Est(secure_aggregation=None, **kw).fit(X, y)
     with record_transcripts() as t:
@@ -137,14 +139,16 @@ def _vertical_problem(task, n=37, seed=0):
     X = rng.normal(size=(n, 5))
     if task == "linear":
         y = X @ [1.0, -2.0, 0.5, 3.0, -1.0] + 1.0 + 0.1 * rng.normal(size=n)
-    else:
+    elif task == "logistic":
         y = (X[:, 0] - X[:, 3] + 0.3 * rng.normal(size=n) > 0).astype(int)
+    else:
+        y = np.digitize(X[:, 0] - X[:, 3] + 0.3 * rng.normal(size=n), [-0.5, 0.5])
     topo = VerticalTopology({"guest": [0, 1], "host0": [2, 3], "host1": [4]},
                             label_party="guest")
     return X, y, topo
 
 
-@pytest.mark.parametrize("task", ["linear", "logistic"])
+@pytest.mark.parametrize("task", ["linear", "logistic", "multiclass"])
 def test_vertical_fit_and_predict_leak_nothing(task, encrypted_inputs):
     X, y, topo = _vertical_problem(task)
     Est = VerticalLinearRegression if task == "linear" else VerticalLogisticRegression
@@ -191,11 +195,12 @@ def _transfer_data(n=150, seed=0):
     return X, y, y_fit, third
 
 
-@pytest.mark.parametrize("hidden", [(3,), ()], ids=["hidden", "linear"])
-def test_transfer_fit_and_predict_leak_nothing(hidden, encrypted_inputs):
+@pytest.mark.parametrize("hidden, train_hidden", [((3,), True), ((), True), ((4,), False)],
+                         ids=["hidden", "linear", "random-features"])
+def test_transfer_fit_and_predict_leak_nothing(hidden, train_hidden, encrypted_inputs):
     X, y, y_fit, third = _transfer_data()
     kw = dict(max_iter=2, random_state=0, hidden_layer_sizes=hidden, representation_dim=2,
-              batch_size=32)
+              batch_size=32, train_hidden_layers=train_hidden)
     with record_transcripts() as t:
         clf = FederatedTransferClassifier(TRANSFER_TOPO, key_size=KEY, **kw).fit(X, y_fit)
         clf.predict(X[2 * third:])
@@ -215,9 +220,9 @@ def test_transfer_fit_and_predict_leak_nothing(hidden, encrypted_inputs):
     assert_no_leaks(t, secrets, public=[np.ones(third, dtype=bool)])
     with record_transcripts() as plain:
         FederatedTransferClassifier(TRANSFER_TOPO, encryption=None, **kw).fit(X, y_fit)
-    if not hidden:
-        # the linear protocol never sends labels, even unencrypted: its cross
-        # moments mix them with features
+    if not train_hidden or not hidden:
+        # the fast (cross-moment) protocol never sends labels, even unencrypted:
+        # its cross moments mix them with features
         return
     with pytest.raises(AssertionError, match="labels leaks"):
         assert_no_leaks(plain, {"overlap labels": y[third:2 * third]})
