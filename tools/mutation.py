@@ -317,10 +317,12 @@ def main(argv=None):
         rows = []
         for m in mutations:
             path = dest / m.file
-            source = path.read_text()
-            count = source.count(m.original)
+            source = path.read_text() if path.is_file() else None
+            count = source.count(m.original) if source is not None else 0
             tests = selected(m)
-            if count != 1:
+            if source is None:
+                status, secs, info = "stale", 0.0, f"{m.file} no longer exists"
+            elif count != 1:
                 status, secs, info = "stale", 0.0, (
                     "original snippet not found" if not count else f"found {count} times")
             elif not tests:
