@@ -582,9 +582,16 @@ def record_transcripts():
 
     Examples
     --------
-    >>> with record_transcripts() as t:                     # doctest: +SKIP
-    ...     est.fit(X, y).predict(X)
-    >>> assert_no_leaks(t, {"features": X})                 # doctest: +SKIP
+    >>> from skfed.runtime import LocalRuntime
+    >>> def alice(ctx):
+    ...     ctx.send("bob", "x", {"ct": b"...", "oops": 0.1234}, kind="ciphertext")
+    >>> def bob(ctx):
+    ...     ctx.recv("alice", "x")
+    >>> with record_transcripts() as t:
+    ...     _ = LocalRuntime().run({"alice": alice, "bob": bob})
+    >>> print(find_leaks(t, {"features": np.array([[0.1234, 2.5]])})[0])
+    features leaks in message #0 alice -> bob, tag 'x', kind 'ciphertext' at
+    payload['oops']: element 0 = 0.1234 is the secret's element (0, 0)
     """
     from skfed.runtime.local import LocalRuntime
 
@@ -603,10 +610,3 @@ def record_transcripts():
         yield collected
     finally:
         LocalRuntime.run = original
-
-
-def payload_fraction_kept(transcript):
-    """Share of messages with a kept payload (a sanity check for tests)."""
-    msgs = list(transcript)
-    return sum(m.payload is not None for m in msgs) / max(len(msgs), 1)
-
