@@ -70,6 +70,12 @@ def test_masks_depend_on_round_pair_and_session():
     np.testing.assert_array_equal(m1, b.pair_mask("a", 1, 16))  # both ends agree
     a2, b2 = _clients(["a", "b"])
     assert not np.array_equal(a2.pair_mask("b", 1, 16), m1)   # fresh keys/session
+    # the same keys in a new session (the server's fresh salt): new masks
+    keys = {x.name: x.public_bytes() for x in (a, b, c)}
+    a.agree(keys, new_session_id())
+    b.agree(keys, a._session)
+    assert not np.array_equal(a.pair_mask("b", 1, 16), m1)
+    np.testing.assert_array_equal(a.pair_mask("b", 1, 16), b.pair_mask("a", 1, 16))
     # full 64-bit masks, not a 32-bit seed folded into a statistical PRG
     assert (a.pair_mask("b", 1, 4096) >> np.uint64(32)).max() > 2**31
 

@@ -303,6 +303,44 @@ def test_transcript_carries_nothing_private(monkeypatch, hidden):
     assert plain_tags == public
 
 
+@pytest.mark.parametrize("hidden", [(3,), ()], ids=["hidden", "linear"])
+def test_values_derived_from_the_peers_ciphertexts_are_rerandomised(monkeypatch, hidden):
+    """What a party computes from the other's ciphertexts (products with its own
+    plaintexts) goes back to the key owner, who could otherwise search for those
+    plaintexts: every such ciphertext must come out of a fresh obfuscation."""
+    from skfed.crypto.paillier import EncryptedArray
+
+    fresh = set()
+    real = EncryptedArray.obfuscate
+
+    def spy(self, *args, **kw):
+        out = real(self, *args, **kw)
+        blob = out.to_wire()["ciphertexts"]
+        fresh.update(blob[i:i + 128] for i in range(0, len(blob), 128))
+        return out
+
+    monkeypatch.setattr(EncryptedArray, "obfuscate", spy)
+    monkeypatch.setattr(ftl_estimator, "_make_runtime",
+                        lambda: LocalRuntime(keep_payloads=True))
+    X, y, y_fit, cut = _data(n=90)
+    clf = FederatedTransferClassifier(TOPO, max_iter=1, key_size=KEY, random_state=0,
+                                      hidden_layer_sizes=hidden, representation_dim=2)
+    clf.fit(X, y_fit)
+    derived = {"grad_target", "g_phi", "loss_target", "d", "z"}
+    checked = 0
+    for m in clf.transcript_:
+        if m.tag not in derived:
+            continue
+        obj = m.decoded()
+        blob = obj["ciphertexts"]["ciphertexts"] if obj.get("kind") == "packed-rows" \
+            else obj["ciphertexts"]
+        # 512-bit keys: 128-byte ciphertexts
+        for i in range(0, len(blob), 128):
+            assert blob[i:i + 128] in fresh, f"{m.tag!r} sent without re-randomising"
+            checked += 1
+    assert checked > 0
+
+
 def test_unencrypted_mode_marks_everything_plain(monkeypatch):
     X, y, y_fit, cut = _data(n=90)
     clf = FederatedTransferClassifier(TOPO, encryption=None, max_iter=1).fit(X, y_fit)

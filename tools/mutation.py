@@ -177,6 +177,12 @@ MUTATIONS = [
         "            if False:\n",
         "a relayed key set with a duplicated public key is accepted",
         ("tests/test_secagg.py", H)),
+    Mutation(
+        "secagg-session-not-salted", "skfed/crypto/secagg.py",
+        "        return _hkdf(self._pair_secrets[peer], self._session,\n",
+        "        return _hkdf(self._pair_secrets[peer], None,\n",
+        "pairwise keys ignore the session: a new session with the same keys reuses masks",
+        ("tests/test_secagg.py", H)),
     # -- Paillier, packing, PSI -------------------------------------------------------------
     Mutation(
         "paillier-zero-mask", "skfed/crypto/paillier.py",
@@ -242,6 +248,19 @@ MUTATIONS = [
         "        masked, mask = flat, np.zeros(flat.shape, dtype=object)\n",
         "the target asks the source to decrypt its scores without a mask",
         (LEAKS, T)),
+    Mutation(
+        "transfer-derived-not-rerandomised", "skfed/transfer/roles.py",
+        "        payload = enc.obfuscate(n_jobs=self.n_jobs, pool=self.peer_pool).to_wire() \\\n",
+        "        payload = enc.to_wire() \\\n",
+        "values computed from the peer's ciphertexts go back without re-randomisation",
+        (T,)),
+    Mutation(
+        "transfer-derived-rows-not-rerandomised", "skfed/transfer/roles.py",
+        "            payload = packed.obfuscate(n_jobs=self.n_jobs, pool=self.peer_pool)"
+        ".to_wire()\n",
+        "            payload = packed.to_wire()\n",
+        "packed cross moments computed from the peer's ciphertexts go back as computed",
+        (T,)),
     Mutation(
         "transfer-epoch-loss-weighting", "skfed/transfer/roles.py",
         "            epoch_loss += loss * n_b / len(overlap)\n",
