@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.skfed-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow lint bench clean venv docs docs-check
+.PHONY: demo test test-slow lint bench clean venv docs docs-check mutation
 
 venv: $(STAMP)
 
@@ -38,8 +38,15 @@ docs-check: $(STAMP)
 test-slow: $(STAMP)
 	SKFED_ALLOW_INSECURE_KEYS=1 $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
+# Hand-written protocol faults, one at a time, in a temporary copy of the tree
+# (docs/testing.rst). Not part of `make test`: ~15 minutes on two cores.
+# MUTATION_ARGS="--tests-rev <commit>" measures the tests of another commit.
+MUTATION_ARGS ?=
+mutation: $(STAMP)
+	$(PY) tools/mutation.py $(MUTATION_ARGS)
+
 lint: $(STAMP)
-	$(PY) -m ruff check skfed tests benchmarks examples
+	$(PY) -m ruff check skfed tests benchmarks examples tools
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done

@@ -22,3 +22,14 @@ def test_example_runs(path):
 
 def test_there_are_examples():
     assert len(EXAMPLES) >= 3
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_compiles_and_documents_itself(path):
+    """Running the examples takes minutes (2048-bit keys): the slow suite does it.
+    The default suite at least catches syntax errors and missing gallery headers."""
+    import ast
+
+    tree = ast.parse(path.read_text(), filename=str(path))
+    doc = ast.get_docstring(tree)
+    assert doc and doc.splitlines()[1].startswith("="), "a gallery example needs a title"

@@ -18,6 +18,8 @@ from skfed import (
 from skfed.horizontal._losses import loss_and_dloss
 from skfed.runtime import LocalRuntime
 
+from .leaks import assert_no_leaks
+
 ONE = HorizontalTopology(n_parties=1)
 
 
@@ -99,6 +101,107 @@ def test_paillier_equals_no_protection():
     assert {m.kind for m in enc.transcript_.filter(tag="sealed_private_key")} == {"ciphertext"}
 
 
+# -- (b') unequal partitions: sample-count-weighted FedAvg ---------------------------
+def _fedavg_reference(X, y, groups, n_rounds, local_epochs, params, classes=None):
+    """FedAvg from its definition: every client starts each round from the global model,
+    runs scikit-learn's SGD on its own rows, and the server keeps sum_k (n_k / n) w_k."""
+    from sklearn.base import clone
+
+    base = SGDClassifier(**params) if classes is not None else SGDRegressor(**params)
+    ests = [clone(base) for _ in groups]
+    n = sum(len(g) for g in groups)
+    coef = intercept = None
+    for r in range(n_rounds):
+        new_coef, new_icpt = 0.0, 0.0
+        for est, rows in zip(ests, groups):
+            if r:
+                est.coef_ = coef.reshape(est.coef_.shape).copy()
+                est.intercept_ = intercept.reshape(est.intercept_.shape).copy()
+            for _ in range(local_epochs):
+                kw = {"classes": classes} if classes is not None else {}
+                est.partial_fit(X[rows], y[rows], **kw)
+            new_coef = new_coef + len(rows) / n * est.coef_
+            new_icpt = new_icpt + len(rows) / n * est.intercept_
+        coef, intercept = new_coef, new_icpt
+    return coef, intercept
+
+
+@st.composite
+def unequal_partitions(draw, n_max=90):
+    """Client sizes: explicit (tiny ones included) or Dirichlet shares; never all equal."""
+    k = draw(st.integers(2, 4))
+    if draw(st.booleans()):
+        sizes = draw(st.lists(st.integers(2, 40), min_size=k, max_size=k))
+    else:
+        alpha = draw(st.sampled_from([0.3, 1.0, 5.0]))
+        seed = draw(st.integers(0, 2**31 - 1))
+        shares = np.random.default_rng(seed).dirichlet([alpha] * k)
+        sizes = [2 + int(s) for s in np.floor(shares * (n_max - 2 * k))]
+    if len(set(sizes)) == 1:
+        sizes[0] += 1
+    return sizes
+
+
+def _party_frame(X, sizes, seed):
+    """Rows shuffled into clients of the given sizes, as a DataFrame with a party column."""
+    order = np.random.default_rng(seed).permutation(sum(sizes))
+    owner = np.empty(sum(sizes), dtype=object)
+    groups, start = [], 0
+    for i, s in enumerate(sizes):
+        rows = np.sort(order[start:start + s])
+        owner[rows] = f"c{i}"
+        groups.append(rows)
+        start += s
+    df = pd.DataFrame(X[:sum(sizes)], columns=[f"x{j}" for j in range(X.shape[1])])
+    df["party"] = owner
+    return df, groups
+
+
+@settings(max_examples=12, deadline=None)
+@given(sizes=unequal_partitions(), seed=st.integers(0, 1000), n_rounds=st.integers(1, 3),
+       local_epochs=st.integers(1, 2), task=st.sampled_from(["classification", "regression"]))
+def test_unequal_partitions_match_sample_weighted_fedavg(sizes, seed, n_rounds, local_epochs,
+                                                          task):
+    n = sum(sizes)
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, 3))
+    params = dict(learning_rate="constant", eta0=0.05, alpha=1e-3, random_state=seed)
+    if task == "classification":
+        y = (X @ [1.0, -1.0, 0.5] + 0.3 * rng.normal(size=n) > 0).astype(int)
+        y[:2] = [0, 1]  # both classes present
+        Est, classes = FederatedSGDClassifier, np.array([0, 1])
+    else:
+        y = X @ [1.0, -2.0, 0.5] + 0.1 * rng.normal(size=n)
+        Est, classes = FederatedSGDRegressor, None
+    df, groups = _party_frame(X, sizes, seed)
+    fed = Est(topology=HorizontalTopology(partition="party"), secure_aggregation=None,
+              n_rounds=n_rounds, local_epochs=local_epochs, **params).fit(df, y)
+    coef, intercept = _fedavg_reference(X, y, groups, n_rounds, local_epochs, params, classes)
+    np.testing.assert_allclose(fed.coef_, coef, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fed.intercept_, intercept, rtol=1e-12, atol=1e-12)
+
+
+def test_unequal_partition_masked_round_within_fixed_point_error():
+    """One masked round: each of the k uploads is rounded to 2**-33 (scale 2**-32),
+    so the aggregate is within k * 2**-33 of FedAvg's."""
+    sizes = [30, 33, 58]
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(sum(sizes), 4))
+    y = (X @ [1.0, -1.0, 0.5, 2.0] > 0).astype(int)
+    params = dict(learning_rate="constant", eta0=0.05, alpha=1e-3, random_state=0)
+    df, groups = _party_frame(X, sizes, 0)
+    fed = FederatedSGDClassifier(topology=HorizontalTopology(partition="party"), n_rounds=1,
+                                 **params).fit(df, y)
+    coef, intercept = _fedavg_reference(X, y, groups, 1, 1, params, np.array([0, 1]))
+    tol = len(sizes) * 2.0**-33
+    np.testing.assert_allclose(fed.coef_, coef, rtol=0, atol=tol)
+    np.testing.assert_allclose(fed.intercept_, intercept, rtol=0, atol=tol)
+    # equal weights would be far outside this tolerance
+    equal = sum(_fedavg_reference(X, y, [g], 1, 1, params, np.array([0, 1]))[0]
+                for g in groups) / len(groups)
+    assert np.max(np.abs(equal - coef)) > 1e3 * tol
+
+
 # -- (c) full-batch FedSGD == centralised full-batch gradient descent ----------------
 def _centralised_gd(X, y, classes, loss, alpha, eta, n_steps, fit_intercept=True):
     """Plain numpy full-batch GD on the pooled data, written independently."""
@@ -146,15 +249,20 @@ def test_losses_match_sklearn():
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 1000), k=st.integers(1, 4),
+@given(seed=st.integers(0, 1000), sizes=st.one_of(st.just([120]), unequal_partitions(120)),
        loss=st.sampled_from(["log_loss", "hinge", "modified_huber"]),
        n_classes=st.sampled_from([2, 3]))
-def test_fedsgd_equals_centralised_gradient_descent(seed, k, loss, n_classes):
-    X, y = _data(seed=seed, classes=n_classes)
-    fed = FederatedSGDClassifier(loss=loss, strategy="fedsgd", learning_rate="constant",
-                                 eta0=0.3, alpha=0.01, n_rounds=15, secure_aggregation=None,
-                                 topology=HorizontalTopology(n_parties=k, random_state=seed)
-                                 ).fit(X, y)
+def test_fedsgd_equals_centralised_gradient_descent(seed, sizes, loss, n_classes):
+    X, y = _data(n=sum(sizes), seed=seed, classes=n_classes)
+    kw = dict(loss=loss, strategy="fedsgd", learning_rate="constant", eta0=0.3, alpha=0.01,
+              n_rounds=15, secure_aggregation=None)
+    if len(sizes) == 1:
+        fed = FederatedSGDClassifier(topology=ONE, **kw).fit(X, y)
+    else:
+        # unequal clients: the pooled mean gradient weights each by its size
+        df, _ = _party_frame(X, sizes, seed)
+        fed = FederatedSGDClassifier(topology=HorizontalTopology(partition="party"),
+                                     **kw).fit(df, y)
     W, b = _centralised_gd(X, y, np.unique(y), loss, 0.01, 0.3, 15)
     np.testing.assert_allclose(fed.coef_, W, atol=1e-10)
     np.testing.assert_allclose(fed.intercept_, b, atol=1e-10)
@@ -207,12 +315,14 @@ def test_no_update_leaves_a_client_in_plain():
         if m.sender in clients and m.kind == "plain":
             # only the declared metadata: the client's label set
             assert m.tag == "labels", m
-    for m in clf.transcript_.filter(tag="update"):
-        assert m.kind == "masked"
-    # a client's raw rows never appear in anything it sent
-    for m in clf.transcript_:
-        if m.sender in clients:
-            assert X[:5].tobytes()[:64] not in m.payload
+    updates = clf.transcript_.filter(tag="update")
+    assert len(updates) == 3 * 4 and {m.kind for m in updates} == {"masked"}
+    # no row of any client (features or labels) appears in anything sent, at any offset
+    topo = HorizontalTopology(n_parties=3, random_state=0)
+    secrets = {}
+    for name, rows in topo.split(X, y):
+        secrets[f"{name} rows"], secrets[f"{name} labels"] = X[rows], y[rows]
+    assert_no_leaks(clf.transcript_, secrets)
 
 
 def test_masked_uploads_hide_the_updates_and_look_uniform():

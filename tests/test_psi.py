@@ -195,6 +195,9 @@ def test_scalars_are_fresh_and_full_length():
 def test_check_points_refuses_malformed_batches(bad):
     with pytest.raises(ValueError, match="uint8 array of shape"):
         check_points(bad, "points")
+    # blind() validates what it receives (another party's message) the same way
+    with pytest.raises(ValueError, match="uint8 array of shape"):
+        blind(bad, generate_scalar())
 
 
 def test_blind_refuses_bad_scalar():

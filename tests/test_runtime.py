@@ -72,7 +72,9 @@ def test_wire_never_pickles():
 @given(payloads, st.data())
 def test_wire_rejects_truncation_and_corruption(obj, data):
     raw = encode(obj)
-    cut = data.draw(st.integers(0, len(raw) - 1))
+    # half the cuts land in the last 32 bytes, inside the last field more often than not
+    cut = data.draw(st.integers(0, len(raw) - 1)
+                    | st.integers(max(0, len(raw) - 32), len(raw) - 1))
     with pytest.raises(WireFormatError):
         decode(raw[:cut])
     with pytest.raises(WireFormatError):
@@ -84,6 +86,68 @@ def test_wire_rejects_huge_length_fields():
     raw = b"SKF1L" + (2**60).to_bytes(8, "big")
     with pytest.raises(WireFormatError):
         decode(raw)
+
+
+# Fixed examples: a message cut anywhere inside its last field, for every field type
+# (the random cuts above rarely land inside a trailing bytes or string field).
+FIELDS = {
+    "none": None, "true": True, "int": 2**70 + 5, "negative int": -(2**40),
+    "float": 1.25, "str": "naïve text", "bytes": b"\x00\x01payload-bytes",
+    "empty bytes": b"", "list": [1, "a", b"b"], "dict": {"k": b"v", "n": 3},
+    "float array": np.arange(6.0).reshape(2, 3), "bool array": np.array([True, False]),
+    "int array": np.array([1, -2], dtype=np.int8), "big-int array": np.array(
+        [2**300, -(2**70), 0], dtype=object),
+}
+
+
+@pytest.mark.parametrize("last", list(FIELDS), ids=list(FIELDS))
+@pytest.mark.parametrize("container", ["top", "list", "dict"])
+def test_wire_rejects_every_cut_inside_each_field_type(last, container):
+    value = FIELDS[last]
+    obj = {"top": value, "list": [7, value], "dict": {"a": 1.5, "z": value}}[container]
+    raw = encode(obj)
+    # the field's own encoding (without the magic) is the tail of the message
+    field_start = len(raw) - (len(encode(value)) - len(b"SKF1"))
+    assert raw[field_start:] == encode(value)[len(b"SKF1"):]
+    for cut in range(field_start, len(raw)):
+        with pytest.raises(WireFormatError):
+            decode(raw[:cut])
+    assert _equal(obj, decode(raw))
+
+
+def _array_header(descr, shape):
+    out = b"SKF1A" + bytes([len(descr)]) + descr + len(shape).to_bytes(4, "big")
+    return out + b"".join(s.to_bytes(8, "big") for s in shape)
+
+
+def test_wire_refuses_forged_array_headers():
+    # more bytes than the shape needs, even when they are all present
+    with pytest.raises(WireFormatError, match="byte count"):
+        decode(_array_header(b"<f8", (2,)) + (24).to_bytes(8, "big") + bytes(24))
+    for descr in (b"|O8", b"|V8", b"<U2", b"|S3"):
+        with pytest.raises(WireFormatError, match="not allowed"):
+            decode(_array_header(descr, (1,)) + (8).to_bytes(8, "big") + bytes(8))
+    with pytest.raises(WireFormatError, match="too many dimensions"):
+        decode(_array_header(b"<f8", (1,) * 33) + (8).to_bytes(8, "big") + bytes(8))
+    # an integer array claiming 2**60 elements fails before allocating them
+    huge = b"SKF1Z" + (1).to_bytes(4, "big") + (2**60).to_bytes(8, "big")
+    with pytest.raises(WireFormatError, match="exceeds message size"):
+        decode(huge + bytes(64))
+
+
+def test_wire_bounds_the_nesting_depth():
+    for depth in (10, 64, 65, 500):
+        raw = b"SKF1" + (b"L" + (1).to_bytes(8, "big")) * depth + b"N"
+        if depth <= 64:
+            assert decode(raw) is not None
+        else:
+            with pytest.raises(WireFormatError, match="nested too deeply"):
+                decode(raw)
+    obj = None
+    for _ in range(100):
+        obj = [obj]
+    with pytest.raises(WireFormatError, match="nested too deeply"):
+        encode(obj)
 
 
 def test_runtime_runs_roles_and_records_transcript():

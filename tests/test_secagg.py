@@ -19,25 +19,45 @@ def _clients(names, session=None):
 @settings(max_examples=50, deadline=None)
 @given(k=st.integers(2, 6), data=st.data())
 def test_masks_cancel_and_sum_is_exact(k, data):
-    ring = FixedPointRing(n_summands=k)
+    from fractions import Fraction
+
+    ring = FixedPointRing(n_summands=k)  # the default scale, as the library uses it
+    s = ring.scale_bits
     vals = [data.draw(hnp.arrays(np.float64, 7, elements=st.floats(
         -ring.max_abs, ring.max_abs, allow_nan=False, exclude_min=True,
         exclude_max=True))) for _ in range(k)]
     clients = _clients([f"c{i}" for i in range(k)])
-    masked = [c.mask(ring.encode(v), round_index=3) for c, v in zip(clients, vals)]
+    encoded = [ring.encode(v) for v in vals]
+    # each encoding is round(v * 2**s) exactly (two's complement in the ring)
+    for v, e in zip(vals, encoded):
+        assert [int(x) for x in e.view(np.int64)] == [round(Fraction(x) * 2**s) for x in v]
+    masked = [c.mask(e, round_index=3) for c, e in zip(clients, encoded)]
+    # the masks cancel exactly: the ring sum is the sum of the encodings
+    np.testing.assert_array_equal(ring_sum(masked), ring_sum(encoded))
     total = ring.decode(ring_sum(masked))
-    expected = np.sum(vals, axis=0)
-    # each term rounds to 2**-33; the sum is exact in the ring
-    np.testing.assert_allclose(total, expected, atol=k * 2.0**-32 + 1e-9 * np.abs(expected).max())
+    for j in range(7):
+        exact = sum(Fraction(v[j]) for v in vals)
+        S = sum(round(Fraction(v[j]) * 2**s) for v in vals)
+        # decoding only rounds the integer sum to a float64 ...
+        assert total[j] == float(S) / 2.0**s
+        # ... and each term was rounded to 2**-(s+1): the sum is within k of those
+        assert abs(Fraction(S, 2**s) - exact) <= Fraction(k, 2 ** (s + 1))
 
 
 def test_resolution_and_range_documented():
-    ring = FixedPointRing(scale_bits=32, n_summands=10)
-    x = np.array([1e-9, -3.3e-10, 123.456789012])
-    np.testing.assert_allclose(ring.decode(ring.encode(x)), x, atol=2.0**-33)
-    assert 2e8 < ring.max_abs < 2.2e8
-    with pytest.raises(OverflowError, match="exceeds"):
-        ring.encode(np.array([ring.max_abs * 1.01]))
+    ring = FixedPointRing(n_summands=10)
+    s = ring.scale_bits
+    assert s == 32  # the documented default
+    x = np.array([1e-9, -3.3e-10, 123.456789012, -7.0 / 3.0])
+    err = np.abs(ring.decode(ring.encode(x)) - x)
+    assert np.all(err <= 2.0 ** -(s + 1))
+    assert err.max() > 2.0 ** -(s + 4)  # rounding really happens at this scale
+    assert ring.max_abs == 2.0 ** (63 - s) / 10
+    ring.encode(np.array([np.nextafter(ring.max_abs, 0), -np.nextafter(ring.max_abs, 0)]))
+    with pytest.raises(OverflowError, match="exceeds the secure-aggregation range"):
+        ring.encode(np.array([ring.max_abs]))
+    with pytest.raises(OverflowError, match="exceeds the secure-aggregation range"):
+        ring.encode(np.array([0.0, -ring.max_abs * 1.01]))
     with pytest.raises(ValueError, match="NaN"):
         ring.encode(np.array([np.nan]))
 
@@ -50,6 +70,12 @@ def test_masks_depend_on_round_pair_and_session():
     np.testing.assert_array_equal(m1, b.pair_mask("a", 1, 16))  # both ends agree
     a2, b2 = _clients(["a", "b"])
     assert not np.array_equal(a2.pair_mask("b", 1, 16), m1)   # fresh keys/session
+    # the same keys in a new session (the server's fresh salt): new masks
+    keys = {x.name: x.public_bytes() for x in (a, b, c)}
+    a.agree(keys, new_session_id())
+    b.agree(keys, a._session)
+    assert not np.array_equal(a.pair_mask("b", 1, 16), m1)
+    np.testing.assert_array_equal(a.pair_mask("b", 1, 16), b.pair_mask("a", 1, 16))
     # full 64-bit masks, not a 32-bit seed folded into a statistical PRG
     assert (a.pair_mask("b", 1, 4096) >> np.uint64(32)).max() > 2**31
 
@@ -85,6 +111,10 @@ def test_key_agreement_rejects_bad_keys():
 def test_sealed_messages_are_authenticated():
     a, b, c = _clients(["a", "b", "c"])
     sealed = a.seal("b", b"private key bytes", "paillier")
+    # a fresh random nonce each time: never the same ciphertext twice
+    again = a.seal("b", b"private key bytes", "paillier")
+    assert sealed[:12] != again[:12] and sealed[12:] != again[12:]
+    assert len({a.seal("b", b"x", "p")[:12] for _ in range(20)}) == 20
     assert b.open("a", sealed, "paillier") == b"private key bytes"
     tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
     with pytest.raises(ValueError, match="authentication"):

@@ -5,12 +5,15 @@ from functools import partial
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.datasets import make_classification
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skfed import FederatedTransferClassifier, VerticalTopology, compare_with_centralised
+from skfed.compare import centralised_twin
 from skfed.runtime import LocalRuntime
 from skfed.runtime.local import RoleError
 from skfed.transfer import OverlapBaseline, roles
@@ -214,11 +217,31 @@ def test_pipeline_gridsearch_and_compare():
           (np.r_[0:cut + 10, cut + 20:len(X)], np.arange(cut + 10, cut + 20))]
     y_cv = y.copy()
     y_cv[:cut] = y_fit[:cut]
-    gs = GridSearchCV(pipe, {"federatedtransferclassifier__gamma": [0.1, 1.0]}, cv=cv)
+    grid = [0.1, 1.0]
+    gs = GridSearchCV(pipe, {"federatedtransferclassifier__gamma": grid}, cv=cv)
     gs.fit(X, y_cv)
-    assert gs.best_params_["federatedtransferclassifier__gamma"] in (0.1, 1.0)
+    # each candidate's score is what fitting it on each split gives, and the
+    # search keeps the better one (the first on a tie, as scikit-learn does)
+    manual, decisions = [], []
+    for gamma in grid:
+        scores = []
+        for train, test in cv:
+            est = clone(pipe).set_params(federatedtransferclassifier__gamma=gamma)
+            est.fit(X[train], y_cv[train])
+            scores.append(est.score(X[test], y_cv[test]))
+        manual.append(np.mean(scores))
+        decisions.append(est.decision_function(X[cut:]))
+    assert not np.allclose(decisions[0], decisions[1])  # gamma changes the model
+    np.testing.assert_allclose(gs.cv_results_["mean_test_score"], manual, rtol=0, atol=1e-12)
+    assert gs.best_params_["federatedtransferclassifier__gamma"] == grid[int(np.argmax(manual))]
     res = compare_with_centralised(pipe, X, y_cv, cv=cv, scoring="roc_auc")
-    assert len(res["centralised"]["test_score"]) == 2
+    for label, proto in (("federated", pipe), ("centralised", centralised_twin(pipe))):
+        expected = [roc_auc_score(y_cv[test], clone(proto).fit(X[train], y_cv[train])
+                                  .decision_function(X[test])) for train, test in cv]
+        np.testing.assert_allclose(res[label]["test_score"], expected, rtol=0, atol=1e-12)
+    assert (res["federated"]["bytes_exchanged"] > 0).all()
+    assert res["score_gap"] == pytest.approx(
+        res["federated"]["test_score"].mean() - res["centralised"]["test_score"].mean())
 
 
 def test_centralised_twins():
@@ -279,6 +302,44 @@ def test_transcript_carries_nothing_private(monkeypatch, hidden):
     # The labels themselves (as +-1 floats, or the classes) never travel in plain.
     plain_tags = {m.tag for m in clf.transcript_ if m.kind == "plain"}
     assert plain_tags == public
+
+
+@pytest.mark.parametrize("hidden", [(3,), ()], ids=["hidden", "linear"])
+def test_values_derived_from_the_peers_ciphertexts_are_rerandomised(monkeypatch, hidden):
+    """What a party computes from the other's ciphertexts (products with its own
+    plaintexts) goes back to the key owner, who could otherwise search for those
+    plaintexts: every such ciphertext must come out of a fresh obfuscation."""
+    from skfed.crypto.paillier import EncryptedArray
+
+    fresh = set()
+    real = EncryptedArray.obfuscate
+
+    def spy(self, *args, **kw):
+        out = real(self, *args, **kw)
+        blob = out.to_wire()["ciphertexts"]
+        fresh.update(blob[i:i + 128] for i in range(0, len(blob), 128))
+        return out
+
+    monkeypatch.setattr(EncryptedArray, "obfuscate", spy)
+    monkeypatch.setattr(ftl_estimator, "_make_runtime",
+                        lambda: LocalRuntime(keep_payloads=True))
+    X, y, y_fit, cut = _data(n=90)
+    clf = FederatedTransferClassifier(TOPO, max_iter=1, key_size=KEY, random_state=0,
+                                      hidden_layer_sizes=hidden, representation_dim=2)
+    clf.fit(X, y_fit)
+    derived = {"grad_target", "g_phi", "loss_target", "d", "z"}
+    checked = 0
+    for m in clf.transcript_:
+        if m.tag not in derived:
+            continue
+        obj = m.decoded()
+        blob = obj["ciphertexts"]["ciphertexts"] if obj.get("kind") == "packed-rows" \
+            else obj["ciphertexts"]
+        # 512-bit keys: 128-byte ciphertexts
+        for i in range(0, len(blob), 128):
+            assert blob[i:i + 128] in fresh, f"{m.tag!r} sent without re-randomising"
+            checked += 1
+    assert checked > 0
 
 
 def test_unencrypted_mode_marks_everything_plain(monkeypatch):

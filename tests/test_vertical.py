@@ -109,6 +109,9 @@ problems = st.fixed_dictionaries({
     "fit_intercept": st.booleans(),
     "solver": st.sampled_from(["gd", "adam"]),
     "batch_frac": st.sampled_from([None, 0.3, 0.5]),
+    # the last mini-batch: as full as the others, or smaller (the smallest allowed
+    # or one row short), so batches of unequal sizes are weighted by size
+    "last_batch": st.sampled_from(["full", "smallest", "one short"]),
     "max_iter": st.integers(1, 6),
     "seed": st.integers(0, 2**31 - 2),
 })
@@ -121,8 +124,10 @@ def _make_problem(p):
     if p["batch_frac"] is not None:
         # every batch (the last included) must have more rows than any party has
         # columns + 1, or the party's own gradient would reveal the others' values
-        batch = max(int(p["batch_frac"] * p["n_samples"]), p["n_features"] + 3)
-        p = dict(p, n_samples=batch * max(2, p["n_samples"] // batch))
+        smallest = p["n_features"] + 3
+        batch = max(int(p["batch_frac"] * p["n_samples"]), smallest + 1)
+        last = {"full": 0, "smallest": smallest, "one short": batch - 1}[p["last_batch"]]
+        p = dict(p, n_samples=batch * max(2, p["n_samples"] // batch) + last)
     X = rng.normal(size=(p["n_samples"], p["n_features"]))
     if p["task"] == "linear":
         y = X @ rng.normal(size=p["n_features"]) + rng.normal(scale=0.1, size=p["n_samples"])
@@ -286,7 +291,9 @@ def test_arbiter_sees_only_statistically_masked_gradients(keep_payloads):
     np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-12)  # the masks cancel ...
     back_a = [m.decoded() for m in a.transcript_.filter(sender="arbiter", tag="gradient")]
     back_b = [m.decoded() for m in b.transcript_.filter(sender="arbiter", tag="gradient")]
-    for va, vb in zip(back_a, back_b):
+    # 24 rows in one batch, 2 epochs, 2 data parties: 4 gradients back from the arbiter
+    assert len(back_a) == len(back_b) == 4
+    for va, vb in zip(back_a, back_b, strict=True):
         ia, ib = [int(v) for v in va.ravel()], [int(v) for v in vb.ravel()]
         # ... but what the arbiter decrypted is fresh randomness each run, far
         # above the encoded gradients (< 2**200 here) by more than 40 bits
@@ -336,6 +343,31 @@ def test_label_party_rerandomises_d_before_forwarding(keep_payloads, monkeypatch
     monkeypatch.setattr(roles._PaillierCodec, "encrypt", no_randomness)
     weak = VerticalLinearRegression(topo, **kw).fit(X, y)
     assert all(_host_can_divide_out(weak.transcript_))
+
+
+def test_host_rerandomises_its_loss_term(keep_payloads, monkeypatch):
+    """The host's loss term is computed from the guest's own [[d]]: sent as computed,
+    its randomness is a product of powers of the guest's ciphertexts, and the guest
+    could search for the host's small plaintext exponents. Every loss-term ciphertext
+    must be the output of a fresh obfuscation."""
+    from skfed.crypto.paillier import EncryptedArray
+
+    fresh = set()
+    real = EncryptedArray.obfuscate
+
+    def spy(self, *args, **kw):
+        out = real(self, *args, **kw)
+        fresh.add(out.to_wire()["ciphertexts"])
+        return out
+
+    monkeypatch.setattr(EncryptedArray, "obfuscate", spy)
+    X, y, topo = _small_problem()
+    est = VerticalLinearRegression(topo, key_size=SMALL_KEY, max_iter=2, tol=None,
+                                   random_state=0).fit(X, y)
+    terms = est.transcript_.filter(sender="host", tag="loss_term")
+    assert len(terms) == 2
+    for m in terms:
+        assert m.decoded()["ciphertexts"] in fresh, "loss term sent without re-randomising"
 
 
 def test_prediction_discloses_only_partial_scores_to_label_party(keep_payloads, monkeypatch):
@@ -423,7 +455,9 @@ def test_bad_hyper_parameters(no_messages):
     X, y, topo = _small_problem()
     for params in [{"solver": "lbfgs"}, {"encryption": "rsa"}, {"learning_rate": 0},
                    {"max_iter": 0}, {"batch_size": 0}]:
-        with pytest.raises(ValueError):
+        (name, value), = params.items()
+        with pytest.raises(ValueError, match=f"The '{name}' parameter of "
+                           f"VerticalLinearRegression must be .* Got {value!r} instead"):
             VerticalLinearRegression(topo, **params).fit(X, y)
 
 
