@@ -3,7 +3,7 @@
 The rule follows scikit-learn's ``HistGradientBoosting`` binner: a column with
 at most ``max_bins`` distinct values gets one bin per value (edges halfway
 between consecutive values); otherwise edges at ``max_bins - 1`` evenly
-spaced quantiles (midpoint interpolation), with duplicates merged. Missing
+spaced quantiles (averaged inverted CDF), with duplicates merged. Missing
 values (NaN) get a bin of their own, ``MISSING_BIN``, whatever ``max_bins``.
 
 A value ``x`` falls in bin ``b = #{edges < x}``, so "bin <= b" and
@@ -45,7 +45,7 @@ def bin_edges(X, max_bins):
             e = np.where(e == distinct[1:], distinct[:-1], e)
         else:
             q = np.linspace(0, 100, max_bins + 1)[1:-1]
-            e = np.percentile(col, q, method="midpoint")
+            e = np.percentile(col, q, method="averaged_inverted_cdf")
         edges.append(np.unique(e.astype(np.float64)))
     return edges
 
