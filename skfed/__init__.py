@@ -4,7 +4,12 @@ from .compare import compare_with_centralised
 from .horizontal import FederatedSGDClassifier, FederatedSGDRegressor
 from .topology import HorizontalTopology, VerticalTopology
 from .transfer import FederatedTransferClassifier
-from .vertical import VerticalLinearRegression, VerticalLogisticRegression
+from .vertical import (
+    VerticalGradientBoostingClassifier,
+    VerticalGradientBoostingRegressor,
+    VerticalLinearRegression,
+    VerticalLogisticRegression,
+)
 from .vertical.alignment import align_dataframes, align_samples
 
 __version__ = "0.1.0.dev0"
@@ -16,6 +21,8 @@ __all__ = [
     "compare_with_centralised",
     "HorizontalTopology",
     "VerticalTopology",
+    "VerticalGradientBoostingClassifier",
+    "VerticalGradientBoostingRegressor",
     "VerticalLinearRegression",
     "VerticalLogisticRegression",
     "align_dataframes",
