@@ -225,9 +225,11 @@ class _BaseVerticalBoosting(CallbackSupportMixin, BaseEstimator):
         return results[guest]
 
     def _raw_predict(self, X):
+        check_is_fitted(self)
         return self._baseline + self._raw_stages(X).sum(axis=0)
 
     def _staged_raw(self, X):
+        check_is_fitted(self)
         stages = self._raw_stages(X)
         raw = np.tile(self._baseline, (stages.shape[1], 1))
         for s in stages:
@@ -384,7 +386,8 @@ class VerticalGradientBoostingClassifier(ClassifierMixin, _BaseVerticalBoosting)
 
     def predict(self, X):
         """Predicted class labels (only the label party learns them)."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def staged_predict_proba(self, X):
         """Class probabilities after each iteration (one prediction round in all)."""
