@@ -189,7 +189,7 @@ def _reference_for(est, X, y, task, n_classes):
     topo = est.topology_
     order = np.concatenate([cols[p] for p in [topo.label_party, *topo.feature_parties]])
     edges_by_col = {}
-    for p, c in cols.items():
+    for c in cols.values():
         for j, e in zip(c, bin_edges(X[:, c], est.max_bins)):
             edges_by_col[int(j)] = e
     Xo = X[:, order]
@@ -502,3 +502,82 @@ def test_diabetes_r2_matches_hist_gradient_boosting():
                                             random_state=0).fit(Xtr, ytr)
     twin = est.make_centralised_twin().fit(Xtr, ytr)
     assert abs(est.score(Xte, yte) - twin.score(Xte, yte)) < 0.005
+
+
+# -- one party per process (gRPC) ----------------------------------------------------
+
+def test_parties_over_grpc_match_in_process(tmp_path):
+    import threading
+
+    from skfed.runtime.certs import make_test_pki
+    from skfed.runtime.grpc import GrpcRuntime, free_local_ports
+
+    pki = make_test_pki(tmp_path, ["bank", "shop"])
+    X, y = make_classification(n_samples=80, n_features=4, random_state=0)
+    X[::7, 2] = np.nan
+    y = np.where(y == 1, "yes", "no")
+    topo = VerticalTopology({"bank": [0, 1], "shop": [2, 3]}, label_party="bank")
+    params = dict(topology=topo, max_iter=3, max_depth=2, min_samples_leaf=5, max_bins=16,
+                  key_size=KEY, random_state=0)
+    ref = VerticalGradientBoostingClassifier(**params).fit(X, y)
+    addresses = {p: f"127.0.0.1:{port}" for p, port in zip(["bank", "shop"],
+                                                            free_local_ports(2))}
+    ests = {p: VerticalGradientBoostingClassifier(**params, runtime=GrpcRuntime(
+        p, addresses, certfile=pki[p]["certfile"], keyfile=pki[p]["keyfile"],
+        cafile=pki["cafile"], timeout=60)) for p in addresses}
+    data = {"bank": (X[:, :2], y), "shop": (X[:, 2:], None)}
+    new = np.random.RandomState(1).randn(9, 4)
+    out, errors = {}, {}
+
+    def party(p):
+        try:
+            ests[p].fit(*data[p])
+            cols = slice(0, 2) if p == "bank" else slice(2, 4)
+            out[p] = ests[p].predict_proba(new[:, cols])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors[p] = exc
+
+    threads = [threading.Thread(target=party, args=(p,)) for p in ests]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for est in ests.values():
+        est.runtime.close()
+    assert not errors, errors
+    np.testing.assert_allclose(out["bank"], ref.predict_proba(new), rtol=0, atol=1e-12)
+    assert out["shop"] is None
+    assert ests["shop"].n_iter_ == ref.n_iter_
+    assert not hasattr(ests["shop"], "classes_")
+
+
+def test_parties_with_different_row_counts_are_refused(tmp_path):
+    import threading
+
+    from skfed.runtime.grpc import GrpcRuntime, free_local_ports
+
+    X, y = make_classification(n_samples=80, n_features=4, random_state=0)
+    topo = VerticalTopology({"bank": [0, 1], "shop": [2, 3]}, label_party="bank")
+    addresses = {p: f"127.0.0.1:{port}" for p, port in zip(["bank", "shop"],
+                                                            free_local_ports(2))}
+    ests = {p: VerticalGradientBoostingClassifier(
+        topo, max_iter=2, encryption=None, min_samples_leaf=5,
+        runtime=GrpcRuntime(p, addresses, insecure=True, timeout=60)) for p in addresses}
+    data = {"bank": (X[:, :2], y), "shop": (X[:70, 2:], None)}
+    errors = {}
+
+    def party(p):
+        try:
+            ests[p].fit(*data[p])
+        except Exception as exc:  # noqa: BLE001 - inspected below
+            errors[p] = exc
+
+    threads = [threading.Thread(target=party, args=(p,)) for p in ests]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for est in ests.values():
+        est.runtime.close()
+    assert "different numbers of rows" in str(errors["bank"])
+    assert "shop" in errors

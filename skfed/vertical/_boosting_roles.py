@@ -405,6 +405,12 @@ def label_fit(ctx, Xb, n_bins, has_missing, edges, y, n_classes, cfg, seed, prog
                                                          cfg.tol)):
             break
     ctx.broadcast(hosts, "cmd", {"op": "done"})
+    pool = getattr(codec, "pool", None)
+    if pool is not None:
+        # How many randomisers were ready when needed (the rest were computed
+        # on the spot, inside "encrypt").
+        timings["randomisers"] = pool.n_taken
+        timings["randomisers_on_the_spot"] = pool.n_missed
     codec.close()
     if progress is not None:
         progress.close()
@@ -817,3 +823,48 @@ def label_predict(ctx, X, trees, hosts):
                                     x <= tree["threshold"][node])
             out[i, :, k] = _trees.tree_apply(tree, own, host_bits, n)
     return out
+
+
+# -- one party per process ----------------------------------------------------------
+#
+# Before the protocol, every feature party sends the label party its row count
+# and the public settings it was configured with; the label party refuses to
+# start (ProtocolMismatch, which names only public values) if they disagree::
+#
+#     feature -> label   setup   {n_samples, params}   plain
+
+PRIVATE_CONFIG_KEYS = ("n_jobs", "verbose", "n_samples")
+
+
+def _public(cfg):
+    from dataclasses import asdict
+
+    from ..runtime.party import public_params
+
+    return public_params({k: v for k, v in asdict(cfg).items()
+                          if k not in PRIVATE_CONFIG_KEYS})
+
+
+def feature_party(ctx, cfg, **kwargs):
+    """A feature party of a deployment: announce the set-up, then run its role."""
+    ctx.send(cfg.label_party, "setup_check", {"n_samples": int(cfg.n_samples),
+                                              "params": _public(cfg)})
+    return feature_fit(ctx, cfg=cfg, **kwargs)
+
+
+def label_party(ctx, cfg, **kwargs):
+    """The label party of a deployment: check every feature party's set-up first."""
+    from ..runtime.party import ProtocolMismatch, check_agreement
+
+    mine = _public(cfg)
+    sizes = {cfg.label_party: int(cfg.n_samples)}
+    for h in cfg.hosts:
+        s = ctx.recv(h, "setup_check")
+        check_agreement(mine, s.get("params") if isinstance(s, dict) else None,
+                        me=ctx.party, them=h)
+        sizes[h] = int(s["n_samples"])
+    if len(set(sizes.values())) != 1:
+        raise ProtocolMismatch(
+            f"the parties hold different numbers of rows {sizes}; align the samples first "
+            "(skfed.align_samples) and pass the aligned rows")
+    return label_fit(ctx, cfg=cfg, **kwargs)

@@ -106,6 +106,22 @@ class _BaseVerticalBoosting(CallbackSupportMixin, BaseEstimator):
         if self.encryption is not None:
             check_key_size(self.key_size)
 
+    def _feature_party_of_deployment(self, y):
+        """True when this process runs a feature party (which passes no ``y``)."""
+        me = party_of(self.runtime)
+        if me is None:
+            return False
+        topology = self.topology
+        label = getattr(topology, "label_party", None)
+        if me == label:
+            if y is None:
+                raise ValueError(f"{me!r} is the label party: pass its columns and y")
+            return False
+        if y is not None:
+            raise ValueError(f"{me!r} is a feature party; only the label party {label!r} "
+                             "passes y")
+        return True
+
     def _resolve_topology(self, n_features):
         topology = self.topology
         if topology is None:
@@ -172,6 +188,8 @@ class _BaseVerticalBoosting(CallbackSupportMixin, BaseEstimator):
 
     # -- fit --------------------------------------------------------------------
     def _fit(self, X, y_enc, n_classes):
+        if party_of(self.runtime) is not None:
+            return self._fit_party(X, y_enc, n_classes)
         n_samples, n_features = X.shape
         topology, columns = self._resolve_topology(n_features)
         early = self._early_stopping(n_samples)
@@ -208,10 +226,74 @@ class _BaseVerticalBoosting(CallbackSupportMixin, BaseEstimator):
                              **{h: results[h]["timings"] for h in cfg.hosts}}
         return self
 
+    def _party_topology(self):
+        me, topology = self.runtime.party, self.topology
+        if topology is None:
+            raise ValueError(
+                "with one party per process, pass a VerticalTopology naming the parties "
+                "(each passes only its own columns, so the halves default cannot apply)")
+        topology.validate()
+        expected = set(topology.parties)
+        if set(self.runtime.parties) != expected:
+            raise ValueError(
+                f"the runtime's parties {sorted(self.runtime.parties)} do not match the "
+                f"topology's parties {sorted(expected)} (SecureBoost has no arbiter)")
+        if me not in expected:
+            raise ValueError(f"{me!r} is not a party of the topology")
+        return me, topology
+
+    def _fit_party(self, X, y_enc, n_classes):
+        """Fit as one party of a deployment: the label party passes its columns and
+        ``y``, a feature party only its columns; each keeps only its own part."""
+        me, topology = self._party_topology()
+        guest = topology.label_party
+        cols = list(topology.parties[me])
+        if X.shape[1] != len(cols):
+            raise ValueError(f"party {me!r} passed {X.shape[1]} column(s) but the topology "
+                             f"gives it {len(cols)}: {cols}")
+        n_samples = X.shape[0]
+        early = self._early_stopping(n_samples)
+        self._check_rows(n_samples, early)
+        b = self._bin_party(X, me)
+        cfg = self._config(topology, n_samples, early)
+        own = dict(Xb=b["Xb"], n_bins=b["n_bins"], has_missing=b["has_missing"],
+                   edges=b["edges"])
+        if me == guest:
+            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            progress = FitProgress(self, total=int(self.max_iter), unit="iteration",
+                                   verbose=self.verbose, X=X, y=y_enc)
+            role = partial(roles.label_party, cfg=cfg, y=y_enc.copy(), n_classes=n_classes,
+                           seed=seed, progress=progress, **own)
+        else:
+            role = partial(roles.feature_party, cfg=cfg, **own)
+        results, transcript = self.runtime.run({me: role})
+        out = results[me]
+        self.topology_ = topology
+        self._columns = {me: np.arange(X.shape[1])}
+        self.transcript_ = transcript
+        self.do_early_stopping_ = early
+        self.fit_timings_ = {me: out["timings"]}
+        if me == guest:
+            self._trees = out["trees"]
+            self._baseline = np.asarray(out["baseline"], dtype=np.float64)
+            self._records = {}
+            self.n_iter_ = int(out["n_iter"])
+            self.n_trees_per_iteration_ = len(self._baseline)
+            self.train_score_ = out["train_score"]
+            self.validation_score_ = out["validation_score"]
+        else:
+            self._records = {me: out["records"]}
+            # A feature party knows the number of iterations from the gradients it got.
+            self.n_iter_ = len(transcript.filter(sender=guest, receiver=me, tag="gh"))
+        return self
+
     # -- predict ----------------------------------------------------------------
     def _raw_stages(self, X):
-        """Per-iteration contributions (n_iter, n_samples, K), assembled at the label party."""
+        """Per-iteration contributions (n_iter, n_samples, K), assembled at the label
+        party; None at a feature party of a deployment (it only sends its part)."""
         check_is_fitted(self)
+        if party_of(self.runtime) is not None:
+            return self._raw_stages_party(X)
         X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan",
                           reset=False)
         topology, columns = self.topology_, self._columns
@@ -224,13 +306,32 @@ class _BaseVerticalBoosting(CallbackSupportMixin, BaseEstimator):
         results, _ = self._runtime().run(role_fns)
         return results[guest]
 
+    def _raw_stages_party(self, X):
+        me, topology = self.runtime.party, self.topology_
+        guest = topology.label_party
+        X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan",
+                          reset=False)
+        if me == guest:
+            role = partial(roles.label_predict, X=X, trees=self._trees,
+                           hosts=tuple(topology.feature_parties))
+        else:
+            role = partial(roles.feature_predict, X=X, records=self._records[me],
+                           label_party=guest)
+        results, _ = self.runtime.run({me: role})
+        return results[me]
+
     def _raw_predict(self, X):
         check_is_fitted(self)
-        return self._baseline + self._raw_stages(X).sum(axis=0)
+        stages = self._raw_stages(X)
+        if stages is None:  # a feature party of a deployment
+            return None
+        return self._baseline + stages.sum(axis=0)
 
     def _staged_raw(self, X):
         check_is_fitted(self)
         stages = self._raw_stages(X)
+        if stages is None:
+            return
         raw = np.tile(self._baseline, (stages.shape[1], 1))
         for s in stages:
             raw = raw + s
@@ -355,6 +456,9 @@ class VerticalGradientBoostingClassifier(ClassifierMixin, _BaseVerticalBoosting)
         self : object
         """
         self._check_params()
+        if self._feature_party_of_deployment(y):
+            X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
+            return self._fit(X, None, None)
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan")
         check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
@@ -367,9 +471,13 @@ class VerticalGradientBoostingClassifier(ClassifierMixin, _BaseVerticalBoosting)
     def decision_function(self, X):
         """Raw scores (log-odds of ``classes_[1]``, or one column per class)."""
         raw = self._raw_predict(X)
+        if raw is None:
+            return None
         return raw[:, 0] if raw.shape[1] == 1 else raw
 
     def _proba(self, raw):
+        if raw is None:
+            return None
         if raw.shape[1] == 1:
             p = expit(raw[:, 0])
             return np.column_stack([1 - p, p])
@@ -387,6 +495,8 @@ class VerticalGradientBoostingClassifier(ClassifierMixin, _BaseVerticalBoosting)
     def predict(self, X):
         """Predicted class labels (only the label party learns them)."""
         proba = self.predict_proba(X)
+        if proba is None:
+            return None
         return self.classes_[np.argmax(proba, axis=1)]
 
     def staged_predict_proba(self, X):
@@ -487,13 +597,17 @@ class VerticalGradientBoostingRegressor(RegressorMixin, _BaseVerticalBoosting):
         self : object
         """
         self._check_params()
+        if self._feature_party_of_deployment(y):
+            X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
+            return self._fit(X, None, None)
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan",
                              y_numeric=True)
         return self._fit(X, np.asarray(y, dtype=np.float64), 1)
 
     def predict(self, X):
         """Predicted values (assembled at the label party)."""
-        return self._raw_predict(X)[:, 0]
+        raw = self._raw_predict(X)
+        return None if raw is None else raw[:, 0]
 
     def staged_predict(self, X):
         """Predicted values after each iteration (one prediction round in all)."""
