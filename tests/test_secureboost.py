@@ -581,3 +581,37 @@ def test_parties_with_different_row_counts_are_refused(tmp_path):
         est.runtime.close()
     assert "different numbers of rows" in str(errors["bank"])
     assert "shop" in errors
+
+
+def test_party_command_with_a_deployment_file(tmp_path):
+    """``python -m skfed party``: alignment, then SecureBoost, one process per party."""
+    from skfed import align_samples
+    from skfed.runtime.certs import make_test_pki
+    from tests.test_grpc import _check_ok, _finish, _load, _spawn, _write_config, _write_csv
+
+    pki = make_test_pki(tmp_path, ["bank", "shop"])
+    rng = np.random.RandomState(0)
+    X, y = make_classification(n_samples=70, n_features=4, random_state=0)
+    ids = rng.permutation(1000)[:70]
+    bank_rows, shop_rows = rng.permutation(70)[:64], rng.permutation(70)[:66]
+    _write_csv(tmp_path / "bank.csv", ["customer", "age", "income", "target"],
+               [ids[bank_rows], X[bank_rows, 0], X[bank_rows, 1], y[bank_rows]])
+    _write_csv(tmp_path / "shop.csv", ["visits", "customer", "spend"],
+               [X[shop_rows, 2], ids[shop_rows], X[shop_rows, 3]])
+    params = {"max_iter": 3, "max_depth": 2, "min_samples_leaf": 5, "key_size": KEY}
+    config = _write_config(
+        tmp_path / "federation.toml", "VerticalGradientBoostingClassifier", params,
+        {"label_party": "bank", "target": "target", "id_column": "customer"},
+        {"bank": {"columns": ["age", "income"]}, "shop": {"columns": ["visits", "spend"]}},
+        pki)
+    procs = {"shop": _spawn(config, "shop", tmp_path, tmp_path / "shop.csv"),
+             "bank": _spawn(config, "bank", tmp_path, tmp_path / "bank.csv")}
+    _check_ok(_finish(procs))
+    idx = align_samples({"bank": ids[bank_rows], "shop": ids[shop_rows]})
+    joint = np.hstack([X[bank_rows][idx["bank"], :2], X[shop_rows][idx["shop"], 2:]])
+    topo = VerticalTopology({"bank": [0, 1], "shop": [2, 3]}, label_party="bank")
+    ref = VerticalGradientBoostingClassifier(topo, **params).fit(joint, y[bank_rows][idx["bank"]])
+    bank, shop = _load(tmp_path, "bank"), _load(tmp_path, "shop")
+    assert bank["n_iter_"] == shop["n_iter_"] == ref.n_iter_
+    assert bank["classes_"] == ref.classes_.tolist() and "classes_" not in shop
+    assert shop["bytes_sent"] > 0
