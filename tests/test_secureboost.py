@@ -437,19 +437,24 @@ def test_early_stopping_scores_and_verbose(capsys):
         X, y).train_score_.size == 0
 
 
-def test_early_stopping_split_matches_sklearn():
-    """The validation split is HistGradientBoosting's (stratified, same seed).
+def test_early_stopping_matches_sklearn():
+    """The validation split is HistGradientBoosting's (stratified, same seed) and
+    each party bins only its training rows, as scikit-learn's binner does.
 
-    The trees then differ slightly: scikit-learn bins the training part only,
-    each party here bins all its rows.
+    Not bit for bit: in the first trees every row of a node has the same
+    gradient per class, so partitions with the same class counts tie exactly;
+    the exact sums here break such ties in the canonical order, scikit-learn's
+    float sums by rounding noise.
     """
     X, y = make_classification(n_samples=400, random_state=1)
-    kw = dict(max_iter=30, early_stopping=True, n_iter_no_change=2, random_state=3)
+    kw = dict(max_iter=200, early_stopping=True, n_iter_no_change=2, random_state=2)
     est = VerticalGradientBoostingClassifier(encryption=None, **kw).fit(X, y)
     twin = est.make_centralised_twin().fit(X, y)
-    assert est.validation_score_[0] == pytest.approx(twin.validation_score_[0], abs=1e-12)
-    np.testing.assert_allclose(est.validation_score_[:10], twin.validation_score_[:10],
-                               atol=0.05)
+    assert abs(est.n_iter_ - twin.n_iter_) <= 2 and est.n_iter_ < 200
+    n = min(est.n_iter_, twin.n_iter_) + 1
+    assert est.validation_score_[0] == twin.validation_score_[0]
+    np.testing.assert_allclose(est.validation_score_[:n], twin.validation_score_[:n],
+                               atol=2e-3)
 
 
 @pytest.mark.parametrize("make, match", [

@@ -58,3 +58,15 @@ def apply_bins(X, edges):
         b = np.searchsorted(e, col, side="left")
         out[:, j] = np.where(np.isnan(col), MISSING_BIN, b)
     return out
+
+
+def bin_party(X, train, max_bins):
+    """A party's binning of its own columns: edges from its training rows.
+
+    Returns a dict with ``Xb`` (all rows binned), ``edges``, ``n_bins`` and
+    ``has_missing`` (missing values among the training rows), per column.
+    """
+    edges = bin_edges(X[train], max_bins)
+    return {"Xb": apply_bins(X, edges), "edges": edges,
+            "n_bins": [e.size + 1 for e in edges],
+            "has_missing": np.isnan(X[train]).any(axis=0).tolist()}

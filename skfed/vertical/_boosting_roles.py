@@ -57,7 +57,7 @@ import numpy as np
 from ..crypto.packing import slots_per_ciphertext
 from ..runtime.local import PartyContext as LocalPartyContext
 from . import _trees
-from ._binning import MISSING_BIN
+from ._binning import MISSING_BIN, bin_party
 
 __all__ = ["BoostingConfig", "label_fit", "feature_fit", "label_predict", "feature_predict",
            "layout"]
@@ -313,14 +313,14 @@ class _Node:
         self.n_train, self.parent = n_train, parent
 
 
-def label_fit(ctx, Xb, n_bins, has_missing, edges, y, n_classes, cfg, seed, progress=None):
+def label_fit(ctx, X, y, n_classes, cfg, seed, progress=None):
     """Label party: gradients, split decisions, trees and leaf values.
 
     Parameters
     ----------
-    Xb : ndarray of uint8, shape (n_samples, n_own_features)
-        Its own binned columns.
-    n_bins, has_missing, edges : per own feature
+    X : ndarray of shape (n_samples, n_own_features)
+        Its own columns (NaN for missing values); it bins them itself on its
+        training rows, and the edges never leave it.
     y : ndarray of shape (n_samples,)
         Targets: values, or class indices ``0..n_classes-1``.
     seed : int
@@ -353,6 +353,7 @@ def label_fit(ctx, Xb, n_bins, has_missing, edges, y, n_classes, cfg, seed, prog
     train_rows = np.flatnonzero(train)
     valid_rows = np.flatnonzero(~train)
     n_train = train_rows.size
+    b = bin_party(X, train, cfg.max_bins)
     slot_bits, per_chunk, n_chunks = layout(n_train, K, cfg.key_size)
     ctx.broadcast(hosts, "setup", {"n_outputs": K, "held_out": None if train.all() else
                                    _bits(~train)})
@@ -365,7 +366,7 @@ def label_fit(ctx, Xb, n_bins, has_missing, edges, y, n_classes, cfg, seed, prog
         if valid_rows.size:
             validation_score.append(-loss.loss(raw, valid_rows))
     timings = {"encrypt": 0.0}
-    own = _OwnSplits(Xb, n_bins, has_missing, edges, cfg)
+    own = _OwnSplits(b["Xb"], b["n_bins"], b["has_missing"], b["edges"], cfg)
     grower = _Grower(ctx, codec, own, cfg, train, slot_bits, timings)
     codec.reserve(n_train * n_chunks)
     for it in range(cfg.max_iter):
@@ -633,8 +634,12 @@ class _Grower:
 
 # -- fit: feature party -------------------------------------------------------
 
-def feature_fit(ctx, Xb, n_bins, has_missing, edges, cfg):
+def feature_fit(ctx, X, cfg):
     """Feature party: encrypted histograms and its own lookup table.
+
+    ``X`` holds its own columns (NaN for missing values); it bins them
+    itself on the training rows (all but those the label party holds out for
+    early stopping), and the edges never leave it.
 
     Returns
     -------
@@ -656,6 +661,9 @@ def feature_fit(ctx, Xb, n_bins, has_missing, edges, cfg):
         train &= ~_unbits(setup["held_out"])
     n_train = int(train.sum())
     train_pos = np.cumsum(train) - 1
+    b = bin_party(X, train, cfg.max_bins)
+    Xb, edges = b["Xb"], b["edges"]
+    n_bins, has_missing = b["n_bins"], b["has_missing"]
     K = int(setup["n_outputs"])
     slot_bits, per_chunk, n_chunks = layout(n_train, K, cfg.key_size)
     n_bins = np.asarray(n_bins, dtype=int)

@@ -22,7 +22,6 @@ from ..runtime import LocalRuntime
 from ..runtime.party import party_of
 from ..topology import VerticalTopology
 from . import _boosting_roles as roles
-from ._binning import apply_bins, bin_edges
 
 __all__ = ["VerticalGradientBoostingClassifier", "VerticalGradientBoostingRegressor"]
 
@@ -158,17 +157,19 @@ class _BaseVerticalBoosting(CallbackSupportMixin, BaseEstimator):
                 f"min_samples_leaf={self.min_samples_leaf}: no tree could split (each "
                 f"side needs {self.min_samples_leaf} rows); lower min_samples_leaf")
 
-    def _bin_party(self, X, party):
-        """One party's own binning (it never shares the edges)."""
-        all_nan = np.isnan(X).all(axis=0)
+    @staticmethod
+    def _check_party_columns(X, party):
+        all_nan = np.isnan(X).all(axis=0) if X.shape[0] else np.zeros(X.shape[1], bool)
         if all_nan.any():
             raise ValueError(
                 f"party {party!r} has column(s) {np.flatnonzero(all_nan).tolist()} with only "
                 "missing values: they cannot split anything; drop them")
-        edges = bin_edges(X, self.max_bins)
-        return {"Xb": apply_bins(X, edges), "edges": edges,
-                "n_bins": [e.size + 1 for e in edges],
-                "has_missing": np.isnan(X).any(axis=0).tolist()}
+
+    def _seed(self):
+        # Drawn as HistGradientBoosting draws its own, so that the same
+        # random_state holds out the same validation rows.
+        return int(check_random_state(self.random_state).randint(
+            np.iinfo(np.uint32).max, dtype="u8"))
 
     def _config(self, topology, n_samples, early):
         return roles.BoostingConfig(
@@ -194,21 +195,19 @@ class _BaseVerticalBoosting(CallbackSupportMixin, BaseEstimator):
         topology, columns = self._resolve_topology(n_features)
         early = self._early_stopping(n_samples)
         self._check_rows(n_samples, early)
-        binned = {p: self._bin_party(X[:, cols], p) for p, cols in columns.items()}
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        for p, cols in columns.items():
+            self._check_party_columns(X[:, cols], p)
+        seed = self._seed()
         cfg = self._config(topology, n_samples, early)
         guest = topology.label_party
         progress = FitProgress(self, total=int(self.max_iter), unit="iteration",
                                verbose=self.verbose, X=X, y=y_enc)
-        b = binned[guest]
-        role_fns = {guest: partial(roles.label_fit, Xb=b["Xb"], n_bins=b["n_bins"],
-                                   has_missing=b["has_missing"], edges=b["edges"],
+        # Each role gets only its own columns (copies: roles share no objects).
+        role_fns = {guest: partial(roles.label_fit, X=X[:, columns[guest]].copy(),
                                    y=y_enc.copy(), n_classes=n_classes, cfg=cfg, seed=seed,
                                    progress=progress)}
         for h in cfg.hosts:
-            b = binned[h]
-            role_fns[h] = partial(roles.feature_fit, Xb=b["Xb"], n_bins=b["n_bins"],
-                                  has_missing=b["has_missing"], edges=b["edges"], cfg=cfg)
+            role_fns[h] = partial(roles.feature_fit, X=X[:, columns[h]].copy(), cfg=cfg)
         results, transcript = self._runtime().run(role_fns)
         out = results[guest]
         self.topology_ = topology
@@ -254,12 +253,11 @@ class _BaseVerticalBoosting(CallbackSupportMixin, BaseEstimator):
         n_samples = X.shape[0]
         early = self._early_stopping(n_samples)
         self._check_rows(n_samples, early)
-        b = self._bin_party(X, me)
+        self._check_party_columns(X, me)
         cfg = self._config(topology, n_samples, early)
-        own = dict(Xb=b["Xb"], n_bins=b["n_bins"], has_missing=b["has_missing"],
-                   edges=b["edges"])
+        own = dict(X=X)
         if me == guest:
-            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            seed = self._seed()
             progress = FitProgress(self, total=int(self.max_iter), unit="iteration",
                                    verbose=self.verbose, X=X, y=y_enc)
             role = partial(roles.label_party, cfg=cfg, y=y_enc.copy(), n_classes=n_classes,
