@@ -620,3 +620,31 @@ def test_party_command_with_a_deployment_file(tmp_path):
     assert bank["n_iter_"] == shop["n_iter_"] == ref.n_iter_
     assert bank["classes_"] == ref.classes_.tolist() and "classes_" not in shop
     assert shop["bytes_sent"] > 0
+
+
+def test_callbacks_see_every_iteration_and_can_stop_the_fit():
+    pytest.importorskip("sklearn.callback")
+    from tests.test_progress import Recorder
+
+    X, y = make_classification(n_samples=120, n_features=4, random_state=0)
+    rec = Recorder(stop_after=2)
+    est = VerticalGradientBoostingClassifier(encryption=None, max_iter=10, min_samples_leaf=5)
+    est.set_callbacks(rec).fit(X, y)
+    assert est.n_iter_ == 2 and len(rec.ends) == 2
+    assert rec.setup_called and rec.teardown_called
+
+
+def test_many_classes_take_several_plaintexts_per_row():
+    """Nine classes do not fit one 512-bit plaintext: two per row, same trees."""
+    from skfed.vertical._boosting_roles import layout
+
+    X, y = make_classification(n_samples=180, n_features=6, n_informative=4,
+                               n_clusters_per_class=1, n_classes=9, random_state=0)
+    assert layout(len(y), 9, KEY)[2] == 2
+    params = dict(max_iter=1, max_depth=2, min_samples_leaf=5, max_bins=8,
+                  early_stopping=False, key_size=KEY)
+    plain = VerticalGradientBoostingClassifier(encryption=None, **params).fit(X, y)
+    enc = VerticalGradientBoostingClassifier(**params).fit(X, y)
+    _same_trees(federated_trees(enc), federated_trees(plain))
+    ref, _ = _reference_for(plain, X, y, "classification", 9)
+    _same_trees(federated_trees(plain), ref)
