@@ -408,6 +408,12 @@ def test_transcript_leaks_no_gradient_label_feature_or_leaf(monkeypatch):
         secrets[f"{party} features"] = X[:, cols]
     scales = sorted(set(leaks.DEFAULT_SCALES) | {26, 28})
     leaks.assert_no_leaks(est.transcript_, secrets, scales=scales)
+    # Prediction sends split outcomes (booleans, disclosed by design), never
+    # a feature value, a threshold or a leaf value.
+    with leaks.record_transcripts() as t:
+        est.predict_proba(X)
+    assert len(t) == 2
+    leaks.assert_no_leaks(t, secrets, scales=scales)
 
 
 # -- scikit-learn citizenship and bad input -------------------------------------

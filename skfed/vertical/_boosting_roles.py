@@ -306,11 +306,14 @@ def _should_stop(scores, n_iter_no_change, tol):
 # -- fit: label party -----------------------------------------------------------
 
 class _Node:
-    __slots__ = ("rows", "depth", "G", "H", "n_train", "parent")
+    """A node as the label party tracks it: its rows (training and held out),
+    and the exact fixed-point sums of its training rows' g and h."""
 
-    def __init__(self, rows, depth, G, H, n_train, parent):
+    __slots__ = ("rows", "depth", "G", "H", "n_train")
+
+    def __init__(self, rows, depth, G, H, n_train):
         self.rows, self.depth, self.G, self.H = rows, depth, G, H
-        self.n_train, self.parent = n_train, parent
+        self.n_train = n_train
 
 
 def label_fit(ctx, X, y, n_classes, cfg, seed, progress=None):
@@ -367,7 +370,7 @@ def label_fit(ctx, X, y, n_classes, cfg, seed, progress=None):
             validation_score.append(-loss.loss(raw, valid_rows))
     timings = {"encrypt": 0.0}
     own = _OwnSplits(b["Xb"], b["n_bins"], b["has_missing"], b["edges"], cfg)
-    grower = _Grower(ctx, codec, own, cfg, train, slot_bits, timings)
+    grower = _Grower(ctx, codec, own, cfg, train, slot_bits)
     codec.reserve(n_train * n_chunks)
     for it in range(cfg.max_iter):
         g, h = loss.gradients(raw)
@@ -491,7 +494,7 @@ def _int_bincount(idx, values, length):
 class _Grower:
     """Grows one tree best-first at the label party, asking the feature parties."""
 
-    def __init__(self, ctx, codec, own, cfg, train, slot_bits, timings):
+    def __init__(self, ctx, codec, own, cfg, train, slot_bits):
         self.ctx, self.codec, self.own, self.cfg = ctx, codec, own, cfg
         self.train = train
         self.slot_bits = slot_bits
@@ -505,10 +508,9 @@ class _Grower:
         return (node.n_train >= 2 * cfg.min_samples_leaf
                 and _trees.dequantise(node.H, sh) >= 2 * _trees.MIN_HESSIAN)
 
-    def _new_node(self, rows, depth, parent):
+    def _new_node(self, rows, depth):
         tr = rows[self.train[rows]]
-        node = _Node(rows, depth, int(self.gq[tr].sum()), int(self.hq[tr].sum()), tr.size,
-                     parent)
+        node = _Node(rows, depth, int(self.gq[tr].sum()), int(self.hq[tr].sum()), tr.size)
         self.nodes.append(node)
         t = self.tree
         for key, v in (("left", -1), ("right", -1), ("owner", ""), ("feature", -1),
@@ -526,7 +528,7 @@ class _Grower:
         self.best = {}
         ctx.broadcast(hosts, "cmd", {"op": "tree", "chunk": chunk, "start": start,
                                      "width": width})
-        root = self._new_node(np.arange(cfg.n_samples), 0, -1)
+        root = self._new_node(np.arange(cfg.n_samples), 0)
         heap = []
         for v in self._evaluate([root] if self._splittable(self.nodes[root]) else []):
             heapq.heappush(heap, v)
@@ -627,8 +629,8 @@ class _Grower:
         msg = {"op": "partition", "node": int(v), "left": l_id, "right": r_id, **_bits(go)}
         ctx.broadcast(others, "cmd", msg)
         t["left"][v], t["right"][v] = l_id, r_id
-        self._new_node(node.rows[go], node.depth + 1, v)
-        self._new_node(node.rows[~go], node.depth + 1, v)
+        self._new_node(node.rows[go], node.depth + 1)
+        self._new_node(node.rows[~go], node.depth + 1)
         return l_id, r_id
 
 
