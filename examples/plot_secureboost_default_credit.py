@@ -1,6 +1,6 @@
 """
 SecureBoost on FATE's default-credit data: AUC against the number of trees
-=========================================================================
+==========================================================================
 
 A bank (FATE's *guest*: 13 columns and the default label) and a partner (the
 *host*: 10 other columns) hold different columns of the same credit-card
