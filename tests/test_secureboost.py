@@ -654,3 +654,13 @@ def test_many_classes_take_several_plaintexts_per_row():
     _same_trees(federated_trees(enc), federated_trees(plain))
     ref, _ = _reference_for(plain, X, y, "classification", 9)
     _same_trees(federated_trees(plain), ref)
+
+
+def test_validation_fraction_as_a_number_of_rows():
+    X, y = make_classification(n_samples=200, random_state=0)
+    est = VerticalGradientBoostingClassifier(encryption=None, max_iter=3, early_stopping=True,
+                                             validation_fraction=40, random_state=0).fit(X, y)
+    assert est.validation_score_.shape == (4,)
+    with pytest.raises(ValueError, match="too few for min_samples_leaf"):
+        VerticalGradientBoostingClassifier(encryption=None, early_stopping=True,
+                                           validation_fraction=170).fit(X, y)

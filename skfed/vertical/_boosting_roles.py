@@ -79,7 +79,7 @@ class BoostingConfig:
     l2_regularization: float
     max_bins: int
     early_stopping: bool
-    validation_fraction: float | None
+    validation_fraction: float | int | None
     n_iter_no_change: int
     tol: float
     encryption: str | None

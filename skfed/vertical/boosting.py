@@ -181,8 +181,8 @@ class _BaseVerticalBoosting(CallbackSupportMixin, BaseEstimator):
             min_samples_leaf=int(self.min_samples_leaf),
             l2_regularization=float(self.l2_regularization), max_bins=int(self.max_bins),
             early_stopping=bool(early),
-            validation_fraction=None if self.validation_fraction is None
-            else float(self.validation_fraction),
+            # An int is a number of rows, a float a fraction (train_test_split's rule).
+            validation_fraction=self.validation_fraction,
             n_iter_no_change=int(self.n_iter_no_change), tol=float(self.tol),
             encryption=self.encryption, key_size=int(self.key_size), n_jobs=self.n_jobs,
             verbose=int(self.verbose))
