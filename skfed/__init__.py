@@ -5,7 +5,12 @@ from .exceptions import FitDiverged
 from .horizontal import FederatedSGDClassifier, FederatedSGDRegressor
 from .topology import HorizontalTopology, VerticalTopology
 from .transfer import FederatedTransferClassifier
-from .vertical import VerticalLinearRegression, VerticalLogisticRegression
+from .vertical import (
+    VerticalGradientBoostingClassifier,
+    VerticalGradientBoostingRegressor,
+    VerticalLinearRegression,
+    VerticalLogisticRegression,
+)
 from .vertical.alignment import align_dataframes, align_samples
 
 __version__ = "0.1.0.dev0"
@@ -18,6 +23,8 @@ __all__ = [
     "compare_with_centralised",
     "HorizontalTopology",
     "VerticalTopology",
+    "VerticalGradientBoostingClassifier",
+    "VerticalGradientBoostingRegressor",
     "VerticalLinearRegression",
     "VerticalLogisticRegression",
     "align_dataframes",

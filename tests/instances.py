@@ -29,6 +29,20 @@ def _vertical():
     ]
 
 
+def _boosting():
+    from skfed import VerticalGradientBoostingClassifier, VerticalGradientBoostingRegressor
+
+    # Unencrypted, as the linear ones (tests/test_secureboost.py proves the
+    # Paillier mode gives the same trees); min_samples_leaf=1 because the
+    # checks fit on as few as 6 rows and fit refuses rows too few to split.
+    return [
+        VerticalGradientBoostingClassifier(encryption=None, max_iter=10, min_samples_leaf=1,
+                                           random_state=0),
+        VerticalGradientBoostingRegressor(encryption=None, max_iter=10, min_samples_leaf=1,
+                                          random_state=0),
+    ]
+
+
 
 # -- transfer ------------------------------------------------------------------
 def _transfer():
@@ -51,7 +65,7 @@ def _transfer():
     ]
 
 
-SECTIONS = [_horizontal, _vertical, _transfer]
+SECTIONS = [_horizontal, _vertical, _boosting, _transfer]
 
 
 def test_instances():

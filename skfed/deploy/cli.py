@@ -70,7 +70,7 @@ def _load_party_data(dep, role, path):
     holds_y = dep.family == "horizontal" or role == section.get("label_party")
     if holds_y and target is None:
         raise ValueError("the deployment file's [topology] needs target = 'COLUMN'")
-    if dep.family in ("vertical", "transfer"):
+    if dep.family in ("vertical", "boosting", "transfer"):
         features = [_select(header, c, path) for c in dep.config["parties"][role]["columns"]]
     else:
         features = [h for h in header if h not in (target, id_col)]
@@ -127,7 +127,7 @@ def run(args, out=sys.stdout):
                 print(f"[{role}] overlap: {len(idx)} of {len(ids)} records are shared",
                       file=out, flush=True)
                 est.fit(X, y, overlap=idx)
-            elif ids is not None and dep.family == "vertical":
+            elif ids is not None and dep.family in ("vertical", "boosting"):
                 order = dep.data_parties()
                 idx = align_samples({p: ids if p == role else None for p in order},
                                     runtime=runtime)[role]

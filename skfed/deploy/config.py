@@ -138,12 +138,15 @@ class Deployment:
         from ..horizontal.sgd import _BaseFederatedSGD
         from ..transfer.estimator import FederatedTransferClassifier
         from ..vertical._base import BaseVerticalLinear
+        from ..vertical.boosting import _BaseVerticalBoosting
 
         cls = self.estimator_class
         if issubclass(cls, _BaseFederatedSGD):
             return "horizontal"
         if issubclass(cls, BaseVerticalLinear):
             return "vertical"
+        if issubclass(cls, _BaseVerticalBoosting):
+            return "boosting"
         if issubclass(cls, FederatedTransferClassifier):
             return "transfer"
         raise ValueError(f"{cls.__name__} cannot run one party per process yet")
@@ -165,7 +168,7 @@ class Deployment:
         """The party that holds no data (None for transfer learning)."""
         if self.family == "horizontal":
             return "server"
-        if self.family == "transfer":
+        if self.family in ("transfer", "boosting"):  # no data-less party
             return None
         return self.section.get("arbiter", "arbiter")
 

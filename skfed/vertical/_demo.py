@@ -6,6 +6,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..topology import VerticalTopology
+from .boosting import VerticalGradientBoostingClassifier
 from .linear import VerticalLinearRegression
 from .logistic import VerticalLogisticRegression
 
@@ -39,4 +40,15 @@ def demo_cases(quick=False):
     cases.append({"name": "vertical linear, diabetes 5/5",
                   "estimator": make_pipeline(StandardScaler(), reg), "X": X,
                   "y": np.asarray(y)})
+    # SecureBoost: lossless, so federated and centralised scores coincide;
+    # few shallow trees keep the 2048-bit run short.
+    X, y = load_breast_cancer(return_X_y=True)
+    if quick:
+        X, y = X[::2], y[::2]
+    topo = VerticalTopology({"guest": list(range(10)), "host": list(range(10, 30))},
+                            label_party="guest")
+    gb = VerticalGradientBoostingClassifier(topo, max_iter=3 if quick else 5, max_depth=2,
+                                            max_bins=32, random_state=0)
+    cases.append({"name": "vertical SecureBoost, breast cancer 10/20",
+                  "estimator": gb, "X": X, "y": y})
     return cases

@@ -1,0 +1,248 @@
+"""The histogram-GBDT arithmetic every party of SecureBoost shares.
+
+Gradients and hessians are fixed-point integers: ``round(g * 2**(P - e))``
+with ``|g| <= 2**e``, so every sum a party or the protocol forms (histogram
+bins, cumulative bins, a sibling by subtraction, a sum under encryption) is
+exact and independent of the order of the additions. The encrypted and the
+plaintext protocol therefore see the same integers, and every split decision
+is made from the same numbers by the same formula: their trees are identical,
+not merely close. ``P`` is ``PRECISION_BITS`` (26): a relative resolution of
+1.5e-8 of the largest gradient, far below what changes a split in practice.
+
+Split candidates of one feature, in the canonical order that also breaks ties
+(earlier wins): thresholds ``b`` ascending with missing values to the right,
+then, for a feature that had missing values in training, thresholds
+ascending with missing values to the left. A candidate is dropped when a side
+would hold fewer than ``min_samples_leaf`` training rows, or when it sends
+the same rows left as the previous kept candidate of its kind (an empty bin):
+the feature's owner, who alone knows the counts, does this filtering.
+"""
+
+import math
+
+import numpy as np
+from scipy.special import expit, logsumexp
+
+from ._binning import MISSING_BIN
+
+__all__ = [
+    "PRECISION_BITS", "MIN_HESSIAN", "N_BIN_SLOTS", "quantise", "scale_exponent",
+    "loss_for", "enumerate_candidates", "split_gains", "leaf_value", "left_mask",
+    "new_tree", "tree_apply",
+]
+
+PRECISION_BITS = 26
+# scikit-learn's min_hessian_to_split.
+MIN_HESSIAN = 1e-3
+# Histograms are indexed by bin 0..255 (255: missing).
+N_BIN_SLOTS = 256
+
+
+def scale_exponent(values):
+    """Smallest ``e`` with ``|values| <= 2**e`` (0 for all zeros)."""
+    m = float(np.max(np.abs(values))) if np.size(values) else 0.0
+    if m == 0.0 or not np.isfinite(m):
+        return 0
+    return math.frexp(m)[1]
+
+
+def quantise(values, exponent):
+    """Fixed-point integers ``round(values * 2**(P - exponent))`` (int64)."""
+    return np.rint(np.ldexp(np.asarray(values, dtype=np.float64),
+                            PRECISION_BITS - int(exponent))).astype(np.int64)
+
+
+def dequantise(ints, exponent):
+    """Exact float of fixed-point integer sums (they stay below 2**53)."""
+    return np.ldexp(np.asarray(ints, dtype=np.float64), int(exponent) - PRECISION_BITS)
+
+
+# -- losses -------------------------------------------------------------------
+
+class _SquaredError:
+    """Half squared error, as HistGradientBoostingRegressor: g = p - y, h = 1."""
+
+    n_outputs = 1
+    hessian_exponent = 0
+
+    def __init__(self, y):
+        self.y = np.asarray(y, dtype=np.float64)[:, None]
+
+    def baseline(self, rows):
+        return np.array([np.mean(self.y[rows, 0])])
+
+    def gradients(self, raw):
+        return raw - self.y, np.ones_like(raw)
+
+    def gradient_exponent(self, g):
+        return scale_exponent(g)
+
+    def loss(self, raw, rows):
+        return float(np.mean(0.5 * (raw[rows, 0] - self.y[rows, 0]) ** 2))
+
+
+class _BinaryLogLoss:
+    """Log-loss on the logit: g = p - y in [-1, 1], h = p (1 - p) <= 1/4."""
+
+    n_outputs = 1
+    hessian_exponent = -2
+
+    def __init__(self, y):
+        self.y = np.asarray(y, dtype=np.float64)[:, None]
+
+    def baseline(self, rows):
+        p = np.clip(np.mean(self.y[rows, 0]), 1e-12, 1 - 1e-12)
+        return np.array([math.log(p / (1 - p))])
+
+    def gradients(self, raw):
+        p = expit(raw)
+        return p - self.y, p * (1 - p)
+
+    def gradient_exponent(self, g):
+        return 0
+
+    def loss(self, raw, rows):
+        r, y = raw[rows, 0], self.y[rows, 0]
+        return float(np.mean(np.logaddexp(0, r) - y * r))
+
+
+class _MultinomialLoss:
+    """Softmax cross-entropy, one tree per class per iteration (as scikit-learn)."""
+
+    hessian_exponent = -2
+
+    def __init__(self, y, n_classes):
+        self.n_outputs = n_classes
+        self.Y = (np.asarray(y)[:, None] == np.arange(n_classes)).astype(np.float64)
+
+    def baseline(self, rows):
+        p = np.clip(self.Y[rows].mean(axis=0), 1e-12, None)
+        logp = np.log(p)
+        return logp - logp.mean()
+
+    def gradients(self, raw):
+        p = np.exp(raw - logsumexp(raw, axis=1, keepdims=True))
+        return p - self.Y, p * (1 - p)
+
+    def gradient_exponent(self, g):
+        return 0
+
+    def loss(self, raw, rows):
+        r = raw[rows]
+        return float(np.mean(logsumexp(r, axis=1) - np.sum(self.Y[rows] * r, axis=1)))
+
+
+def loss_for(task, y, n_classes):
+    """The loss of a task: ``y`` are values (regression) or class indices."""
+    if task == "regression":
+        return _SquaredError(y)
+    if n_classes == 2:
+        return _BinaryLogLoss(y)
+    return _MultinomialLoss(y, n_classes)
+
+
+# -- split candidates and gains -------------------------------------------------
+
+def enumerate_candidates(counts, n_bins, has_missing, min_samples_leaf):
+    """The split candidates of a node, in canonical order, from bin counts.
+
+    Parameters
+    ----------
+    counts : ndarray of shape (n_features, N_BIN_SLOTS)
+        Training rows of the node per (feature, bin); column ``MISSING_BIN``
+        counts missing values.
+    n_bins : sequence of int
+        Non-missing bins of each feature.
+    has_missing : sequence of bool
+        Whether the feature had missing values in training.
+    min_samples_leaf : int
+
+    Returns
+    -------
+    feature, bin, missing_left : ndarray of shape (n_candidates,)
+        The candidate sends rows with ``bin <= b`` left, and missing values
+        left when ``missing_left``.
+    """
+    feats, bins, lefts = [], [], []
+    for f in range(counts.shape[0]):
+        nb = int(n_bins[f])
+        c = counts[f, :nb]
+        miss = int(counts[f, MISSING_BIN])
+        total = int(c.sum()) + miss
+        cum = np.cumsum(c)
+        variants = [(False, nb if has_missing[f] else nb - 1, 0)]
+        if has_missing[f] and miss > 0:
+            variants.append((True, nb - 1, miss))
+        for missing_left, stop, extra in variants:
+            n_left = cum[:stop] + extra
+            ok = (n_left >= min_samples_leaf) & (total - n_left >= min_samples_leaf)
+            # Same left count as the previous threshold of its kind: the same
+            # rows go left (an empty bin), so the same split.
+            new = np.ones(stop, dtype=bool)
+            new[1:] = n_left[1:] != n_left[:-1]
+            b = np.flatnonzero(ok & new)
+            feats.append(np.full(b.size, f))
+            bins.append(b)
+            lefts.append(np.full(b.size, missing_left))
+    if not feats:
+        return (np.zeros(0, dtype=np.int64),) * 2 + (np.zeros(0, dtype=bool),)
+    return (np.concatenate(feats).astype(np.int64), np.concatenate(bins).astype(np.int64),
+            np.concatenate(lefts).astype(bool))
+
+
+def split_gains(GL, HL, G, H, l2):
+    """Gains of candidates from exact left sums and the node's sums (floats).
+
+    ``GL**2 / (HL + l2) + GR**2 / (HR + l2) - G**2 / (H + l2)``, the loss
+    decrease scikit-learn's splitter uses. Candidates whose children have a
+    hessian sum below ``MIN_HESSIAN`` get ``-inf``.
+    """
+    GL = np.asarray(GL, dtype=np.float64)
+    HL = np.asarray(HL, dtype=np.float64)
+    GR, HR = G - GL, H - HL
+    valid = (HL >= MIN_HESSIAN) & (HR >= MIN_HESSIAN)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = GL * GL / (HL + l2) + GR * GR / (HR + l2) - G * G / (H + l2)
+    return np.where(valid, gain, -np.inf)
+
+
+def leaf_value(G, H, l2, learning_rate):
+    """The shrunk Newton step of a leaf."""
+    return -learning_rate * G / (H + l2)
+
+
+def left_mask(binned_col, b, missing_left):
+    """Which rows (bins of one feature) a split sends left."""
+    return np.where(binned_col == MISSING_BIN, bool(missing_left), binned_col <= b)
+
+
+# -- trees as the label party holds them ------------------------------------------
+
+def new_tree():
+    """An empty tree: parallel lists of node fields (node 0 is the root)."""
+    return {"left": [], "right": [], "owner": [], "feature": [], "threshold": [],
+            "missing_left": [], "record": [], "value": [], "n_samples": [], "gain": []}
+
+
+def tree_apply(tree, go_left_own, host_bits, n_rows):
+    """Leaf values of ``n_rows`` rows.
+
+    ``go_left_own(node, rows)`` answers for the label party's own splits;
+    ``host_bits[owner][record]`` is the boolean row vector a feature party
+    sent for its split ``record``.
+    """
+    out = np.empty(n_rows)
+    stack = [(0, np.arange(n_rows))]
+    left, right, owner = tree["left"], tree["right"], tree["owner"]
+    while stack:
+        node, rows = stack.pop()
+        if left[node] < 0:
+            out[rows] = tree["value"][node]
+            continue
+        if owner[node] == "":
+            go = go_left_own(node, rows)
+        else:
+            go = host_bits[owner[node]][tree["record"][node]][rows]
+        stack.append((left[node], rows[go]))
+        stack.append((right[node], rows[~go]))
+    return out
