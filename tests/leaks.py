@@ -29,7 +29,8 @@ Let ``v`` be an element of a numeric secret.
 3. **Low-cardinality sequences** (labels, one-hot codes, binary features): a
    secret array with at most 16 distinct values is cut into chunks of at
    least 40 bits of (empirical) information with two distinct values or
-   more, overlapping by half (a leaked run of 1.5 chunks always holds a whole
+   more (a value's first appearance in a chunk counts no bits: up to a
+   relabelling it could be anything), overlapping by half (a leaked run of 1.5 chunks always holds a whole
    one; declare secrets at the granularity a message could carry). A chunk
    leaks if a run of the same length in any payload array equals it *up to a
    relabelling of the values* (a bijection, so ``{0, 1}`` labels sent as
@@ -207,7 +208,12 @@ def _chunks(arr):
         while start < len(seq):
             bits, seen, end = 0.0, set(), None
             for i in range(start, len(seq)):
-                bits += info[seq[i]]
+                # Up to relabelling, a value's first appearance in the chunk can
+                # map to anything: only its repeats carry information (so a
+                # run of distinct values, which any distinct payload run
+                # matches, never makes a chunk).
+                if int(seq[i]) in seen:
+                    bits += info[seq[i]]
                 seen.add(int(seq[i]))
                 if bits >= _CHUNK_BITS and len(seen) >= 2:
                     end = i + 1

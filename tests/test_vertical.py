@@ -345,11 +345,16 @@ def test_label_party_rerandomises_d_before_forwarding(keep_payloads, monkeypatch
     assert all(_host_can_divide_out(weak.transcript_))
 
 
-def test_host_rerandomises_its_loss_term(keep_payloads, monkeypatch):
-    """The host's loss term is computed from the guest's own [[d]]: sent as computed,
-    its randomness is a product of powers of the guest's ciphertexts, and the guest
-    could search for the host's small plaintext exponents. Every loss-term ciphertext
-    must be the output of a fresh obfuscation."""
+@pytest.mark.parametrize("solver, tags, n_terms", [
+    ("gd", ("loss_term",), 2),
+    # PCG within max_iter=2 passes: the loss pass, then one curvature pass
+    ("pcg", ("loss_term", "curvature_term"), 2),
+])
+def test_host_rerandomises_its_loss_term(keep_payloads, monkeypatch, solver, tags, n_terms):
+    """The host's loss (and curvature) terms are computed from the guest's own [[d]]:
+    sent as computed, their randomness is a product of powers of the guest's
+    ciphertexts, and the guest could search for the host's small plaintext exponents.
+    Every such ciphertext must be the output of a fresh obfuscation."""
     from skfed.crypto.paillier import EncryptedArray
 
     fresh = set()
@@ -363,9 +368,9 @@ def test_host_rerandomises_its_loss_term(keep_payloads, monkeypatch):
     monkeypatch.setattr(EncryptedArray, "obfuscate", spy)
     X, y, topo = _small_problem()
     est = VerticalLinearRegression(topo, key_size=SMALL_KEY, max_iter=2, tol=None,
-                                   random_state=0).fit(X, y)
-    terms = est.transcript_.filter(sender="host", tag="loss_term")
-    assert len(terms) == 2
+                                   solver=solver, random_state=0).fit(X, y)
+    terms = [m for m in est.transcript_.filter(sender="host") if m.tag in tags]
+    assert len(terms) == n_terms and {m.tag for m in terms} == set(tags)
     for m in terms:
         assert m.decoded()["ciphertexts"] in fresh, "loss term sent without re-randomising"
 
@@ -523,10 +528,13 @@ def test_demo_cases_are_well_formed():
     from skfed.vertical._demo import demo_cases
 
     cases = demo_cases(quick=True)
-    assert {type(c["estimator"][-1]).__name__ for c in cases} == {
-        "VerticalLinearRegression", "VerticalLogisticRegression"}
-    for c in cases:
-        assert len(c["X"]) == len(c["y"]) and c["estimator"][-1].key_size == 2048
+    final = [c["estimator"][-1] if hasattr(c["estimator"], "steps") else c["estimator"]
+             for c in cases]
+    assert {type(e).__name__ for e in final} == {
+        "VerticalLinearRegression", "VerticalLogisticRegression",
+        "VerticalGradientBoostingClassifier"}
+    for c, e in zip(cases, final):
+        assert len(c["X"]) == len(c["y"]) and e.key_size == 2048
 
 
 @pytest.mark.slow
