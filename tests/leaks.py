@@ -30,14 +30,14 @@ Let ``v`` be an element of a numeric secret.
    secret array with at most 16 distinct values is cut into chunks of at
    least 40 bits of (empirical) information with two distinct values or
    more (a value's first appearance in a chunk counts no bits: up to a
-   relabelling it could be anything), overlapping by half (a leaked run of 1.5 chunks always holds a whole
-   one; declare secrets at the granularity a message could carry). A chunk
-   leaks if a run of the same length in any payload array equals it *up to a
-   relabelling of the values* (a bijection, so ``{0, 1}`` labels sent as
-   ``{-1, +1}`` or scaled to fixed point are caught). Both the C-order
-   flattening and each column of a 2-D secret are searched. A payload array
-   equal to an array of ``public`` is skipped (e.g. a public mask of which
-   overlap rows are labelled).
+   relabelling it could be anything), overlapping by half (a leaked run of
+   1.5 chunks always holds a whole one; declare secrets at the granularity
+   a message could carry). A chunk leaks if a run of the same length in any
+   payload array equals it *up to a relabelling of the values* (a
+   bijection, so ``{0, 1}`` labels sent as ``{-1, +1}`` or scaled to fixed
+   point are caught). Both the C-order flattening and each column of a 2-D
+   secret are searched. A payload array equal to an array of ``public`` is
+   skipped (e.g. a public mask of which overlap rows are labelled).
 4. **Raw-row bytes.** Every ``min_bytes``-long window of the float64 bytes
    of each row (a 1-D secret is one row) that holds at least 5 distinct byte
    values (low-entropy windows such as the bytes of 0.0 or 1.0 occur in any
