@@ -185,15 +185,18 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
         name = type(self).__name__
         if reason == roles.DIVERGED:
             if self.solver == "pcg":
+                cause = ("unscaled features (values too large for the protocol's "
+                         "fixed-point encoding)")
                 hint = ("put a StandardScaler first (it is column-wise, so each party "
                         "scales its own columns)")
             else:
+                cause = "unscaled features or too large a learning rate"
                 hint = (f"put a StandardScaler first (each party scales its own columns), "
                         f"lower learning_rate={self.learning_rate}, or use solver='pcg', "
                         "which needs no learning rate")
             raise FitDiverged(
                 f"{name} diverged {detail or '(announced by the arbiter)'}. The likely "
-                f"causes are unscaled features or too large a learning rate: {hint}.")
+                f"cause is {cause}: {hint}.")
         if reason == roles.MAX_ITER and self.tol is not None:
             what = ("the last step decreased the objective by more than"
                     if self.solver == "pcg" else "the objective still changed by more than")

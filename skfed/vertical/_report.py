@@ -76,8 +76,9 @@ class EpochReport:
         if not self.verbose:
             return
         left, bound = self.epochs_left()
-        when = (f"at most {left * seconds:.0f} s left ({left} epochs)" if bound
-                else f"about {left * seconds:.0f} s left ({left} epochs)")
+        epochs = f"{left} epoch{'' if left == 1 else 's'}"
+        when = (f"at most {left * seconds:.0f} s left ({epochs})" if bound
+                else f"about {left * seconds:.0f} s left ({epochs})")
         print(f"[skfed] {self.name} epoch {epoch}/{self.max_iter}: objective "
               f"{objective:.6f}, {seconds:.2f} s/epoch, {when}, sent "
               f"{ctx.bytes_sent / 1e6:.1f} MB, received {ctx.bytes_received / 1e6:.1f} MB",
