@@ -124,7 +124,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
     activation : {"identity", "logistic", "tanh", "relu"}, default="tanh"
     representation_dim : int, default=8
         Dimension ``d`` of the representations.
-    gamma : float, default=1.0
+    gamma : float, default=0.3
         Weight of the alignment loss, the mean over the overlap rows and the
         ``d`` dimensions of ``(u^A_i - u^B_i)^2``. Averaging over dimensions
         keeps its balance with the classification term when
@@ -238,7 +238,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
     }
 
     def __init__(self, topology=None, *, hidden_layer_sizes="auto", train_hidden_layers=False,
-                 activation="tanh", representation_dim=8, gamma=1.0, alpha=1.0, solver="adam",
+                 activation="tanh", representation_dim=8, gamma=0.3, alpha=1.0, solver="adam",
                  learning_rate_init=0.01, momentum=0.9, max_iter=200, tol=1e-4,
                  n_iter_no_change=10, batch_size="auto", encryption="paillier",
                  key_size=2048, n_jobs=None, random_state=None, verbose=0, runtime=None):
