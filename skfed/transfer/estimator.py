@@ -124,13 +124,16 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
     activation : {"identity", "logistic", "tanh", "relu"}, default="tanh"
     representation_dim : int, default=8
         Dimension ``d`` of the representations.
-    gamma : float, default=1.0
+    gamma : float, default=0.3
         Weight of the alignment loss, the mean over the overlap rows and the
         ``d`` dimensions of ``(u^A_i - u^B_i)^2``. Averaging over dimensions
         keeps its balance with the classification term when
         ``representation_dim`` changes.
-    alpha : float, default=0.01
-        L2 penalty on both networks' weights (``alpha / 2 * ||W||^2``).
+    alpha : float, default=1.0
+        L2 penalty on both networks' weights, per overlap row
+        (``alpha / (2 N_AB) * ||W||^2`` with ``N_AB`` overlap rows, as
+        scikit-learn's MLP scales it): the loss terms are means over the
+        overlap, so the penalty's weight falls as the overlap grows.
     solver : {"adam", "sgd"}, default="adam"
         Each party runs its own optimizer on its own parameters.
     learning_rate_init : float, default=0.01
@@ -235,7 +238,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
     }
 
     def __init__(self, topology=None, *, hidden_layer_sizes="auto", train_hidden_layers=False,
-                 activation="tanh", representation_dim=8, gamma=1.0, alpha=0.01, solver="adam",
+                 activation="tanh", representation_dim=8, gamma=0.3, alpha=1.0, solver="adam",
                  learning_rate_init=0.01, momentum=0.9, max_iter=200, tol=1e-4,
                  n_iter_no_change=10, batch_size="auto", encryption="paillier",
                  key_size=2048, n_jobs=None, random_state=None, verbose=0, runtime=None):
@@ -406,7 +409,11 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
             # one d-dimensional product) does not grow with d; the roles' gamma
             # weighs the sum over dimensions.
             "gamma": float(self.gamma) / int(self.representation_dim),
-            "alpha": float(self.alpha), "solver": self.solver,
+            # The L2 penalty per overlap row, as scikit-learn's MLP and its
+            # logistic regression (C) weigh it against a sum of row losses:
+            # the other terms are means over the overlap, so a fixed penalty
+            # would weigh as much against 2000 rows' evidence as against 50's.
+            "alpha": float(self.alpha) / n_overlap, "solver": self.solver,
             "learning_rate_init": float(self.learning_rate_init),
             "momentum": float(self.momentum), "max_iter": int(self.max_iter),
             "tol": float(self.tol), "n_iter_no_change": int(self.n_iter_no_change),
