@@ -473,7 +473,8 @@ def test_demo_cases_are_well_formed():
 
     cases = demo_cases(quick=True)
     assert {type(c["estimator"][-1]).__name__ for c in cases} == {
-        "VerticalLinearRegression", "VerticalLogisticRegression"}
+        "VerticalLinearRegression", "VerticalLogisticRegression",
+        "VerticalGradientBoostingClassifier"}
     for c in cases:
         assert len(c["X"]) == len(c["y"]) and c["estimator"][-1].key_size == 2048
 
