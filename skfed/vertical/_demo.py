@@ -49,6 +49,7 @@ def demo_cases(quick=False):
                             label_party="guest")
     gb = VerticalGradientBoostingClassifier(topo, max_iter=3 if quick else 5, max_depth=2,
                                             max_bins=32, random_state=0)
+    # A one-step pipeline like the other cases (trees need no scaling).
     cases.append({"name": "vertical SecureBoost, breast cancer 10/20",
-                  "estimator": gb, "X": X, "y": y})
+                  "estimator": make_pipeline(gb), "X": X, "y": y})
     return cases
