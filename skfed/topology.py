@@ -152,16 +152,7 @@ class HorizontalTopology:
         if self.by_column:
             if party_column is None:
                 raise ValueError("the partition column's values are required")
-            values = np.asarray(party_column)
-            if values.dtype.kind == "f" and np.isnan(values).any():
-                raise ValueError("the partition column has missing values")
-            labels = np.unique(values)
-            if len(labels) < 2:
-                raise ValueError(
-                    f"the partition column names a single party ({labels.tolist()}); "
-                    "federated learning needs at least two"
-                )
-            parts = [(str(v), np.flatnonzero(values == v)) for v in labels]
+            parts = split_by_party(party_column, n_samples, what="the partition column")
         else:
             k = self.n_parties
             if n_samples < k:
@@ -181,6 +172,47 @@ class HorizontalTopology:
             if len(idx) == 0:
                 raise ValueError(f"party {name!r} has no rows")
         return parts
+
+
+def split_by_party(parties, n_samples, what="parties"):
+    """Rows grouped by the party that holds them.
+
+    Parameters
+    ----------
+    parties : array-like of shape (n_samples,)
+        The party of each row (any hashable labels: names or integers).
+    n_samples : int
+        Number of rows ``parties`` must describe.
+    what : str, default="parties"
+        How error messages name ``parties``.
+
+    Returns
+    -------
+    parts : list of (str, ndarray)
+        Each party's name (``str`` of its label) and the sorted indices of its
+        rows, in the order of the sorted labels.
+    """
+    values = np.asarray(parties)
+    if values.ndim != 1 or len(values) != n_samples:
+        raise ValueError(
+            f"{what} must give one party per row: expected shape ({n_samples},), "
+            f"got {values.shape}")
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        raise ValueError(f"{what} has missing values")
+    if values.dtype.kind == "O" and any(v is None or v != v for v in values):
+        raise ValueError(f"{what} has missing values")
+    try:
+        labels = np.unique(values)
+    except TypeError:
+        raise ValueError(f"{what} mixes labels of different types") from None
+    names = [str(v) for v in labels]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} has labels that print alike ({names}); use distinct names")
+    if len(labels) < 2:
+        raise ValueError(
+            f"{what} names a single party ({labels.tolist()}); federated learning needs "
+            "at least two")
+    return [(name, np.flatnonzero(values == v)) for name, v in zip(names, labels)]
 
 
 def _seed(random_state):
