@@ -5,6 +5,7 @@ from .horizontal import FederatedSGDClassifier, FederatedSGDRegressor
 from .topology import HorizontalTopology, VerticalTopology
 from .transfer import FederatedTransferClassifier
 from .vertical import VerticalLinearRegression, VerticalLogisticRegression
+from .persistence import load, save
 from .vertical.alignment import align_dataframes, align_samples
 
 __version__ = "0.1.0.dev0"
@@ -20,4 +21,6 @@ __all__ = [
     "VerticalLogisticRegression",
     "align_dataframes",
     "align_samples",
+    "load",
+    "save",
 ]
