@@ -2,10 +2,10 @@
 
 from .compare import compare_with_centralised
 from .horizontal import FederatedSGDClassifier, FederatedSGDRegressor
+from .persistence import load, save
 from .topology import HorizontalTopology, VerticalTopology
 from .transfer import FederatedTransferClassifier
 from .vertical import VerticalLinearRegression, VerticalLogisticRegression
-from .persistence import load, save
 from .vertical.alignment import align_dataframes, align_samples
 
 __version__ = "0.1.0.dev0"
