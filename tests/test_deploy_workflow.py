@@ -359,3 +359,63 @@ def test_loading_checks_versions_and_the_class(tmp_path):
         skfed.load(write(format="pickle"))
     with pytest.raises(ValueError, match="not fitted"):
         skfed.save(skfed.FederatedSGDRegressor(), path)
+
+
+@pytest.mark.slow
+def test_train_predict_load_in_three_processes(tmp_path):
+    """Three OS processes with mutual TLS: train, predict new rows through the command
+    line, then load the saved models: predictions equal the in-process estimator's."""
+    import os
+    import subprocess
+    import sys
+
+    from skfed.runtime.certs import make_test_pki
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pki = make_test_pki(tmp_path / "pki", ["arbiter", "bank", "shop"])
+    params = dict(PARAMS, encryption="paillier", key_size=512)
+    config, data = _vertical_files(tmp_path, params)
+    doc = json.loads(config.read_text())
+    doc["transport"] = {"cafile": pki["cafile"], "connect_timeout": 30, "timeout": 120}
+    for p in ("arbiter", "bank", "shop"):
+        doc["parties"][p].update(certfile=pki[p]["certfile"], keyfile=pki[p]["keyfile"])
+    config.write_text(json.dumps(doc))
+    env = dict(os.environ, SKFED_ALLOW_INSECURE_KEYS="1", PYTHONPATH=root)
+
+    def spawn(argv):
+        return subprocess.Popen([sys.executable, "-m", "skfed", *argv], cwd=root, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish(procs):
+        outs = {}
+        for p, proc in procs.items():
+            try:
+                outs[p] = proc.communicate(timeout=300)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            assert proc.returncode == 0, f"{p} failed:\n{outs[p][0]}\n{outs[p][1]}"
+        return outs
+
+    finish({p: spawn(["party", "--role", p, "--config", str(config),
+                      "--output", str(tmp_path / f"{p}.json")]
+                     + ([] if p == "arbiter" else ["--data", str(tmp_path / f"{p}.csv")]))
+            for p in ("arbiter", "bank", "shop")})
+    outs = finish({p: spawn(["predict", "--role", p, "--config", str(config),
+                             "--model", str(tmp_path / f"{p}.json"),
+                             "--data", str(tmp_path / f"{p}-new.csv")]
+                            + (["--output", str(tmp_path / "pred.csv")] if p == "bank" else []))
+                   for p in ("bank", "shop")})
+    assert "predicted 8 rows" in outs["bank"][0]
+    ref, _ = _reference(data, dict(params, encryption="paillier"))
+    Xn = data["Xn"][2:10]
+    got = list(csv.DictReader(open(tmp_path / "pred.csv")))
+    assert [r["prediction"] for r in got] == ref.predict(Xn).tolist()
+    # Fixed-point encryption: the same model up to encoding error.
+    np.testing.assert_allclose([float(r["proba_yes"]) for r in got],
+                               ref.predict_proba(Xn)[:, 1], rtol=1e-6)
+    bank, shop = skfed.load(tmp_path / "bank.json"), skfed.load(tmp_path / "shop.json")
+    np.testing.assert_allclose(bank.coef_by_party_["bank"], ref.coef_by_party_["bank"],
+                               rtol=1e-6)
+    np.testing.assert_allclose(shop.coef_by_party_["shop"], ref.coef_by_party_["shop"],
+                               rtol=1e-6)
