@@ -251,7 +251,11 @@ class VerticalTopology:
     ----------
     parties : dict of str -> list of int or str
         Each party's columns, by index or by DataFrame column name. Every
-        column of ``X`` belongs to exactly one party.
+        column of ``X`` belongs to exactly one party. Each party has its own
+        namespace: independent organisations reuse names (``x0``, ``age``),
+        so party ``p``'s name ``c`` is ``X``'s column ``p__c`` when there is
+        one (the name :func:`~skfed.align_dataframes` gives a shared name),
+        else ``c``.
     label_party : str
         The party that holds the labels (the "guest" in FATE's words).
     arbiter : str, default="arbiter"
@@ -262,6 +266,12 @@ class VerticalTopology:
     >>> from skfed import VerticalTopology
     >>> topo = VerticalTopology({"bank": [0, 1], "shop": [2]}, label_party="bank")
     >>> topo.resolve(n_features=3)
+    {'bank': array([0, 1]), 'shop': array([2])}
+
+    Both parties call a column ``x0``:
+
+    >>> topo = VerticalTopology({"bank": ["x0", "age"], "shop": ["x0"]}, label_party="bank")
+    >>> topo.resolve(feature_names=["bank__x0", "age", "shop__x0"])
     {'bank': array([0, 1]), 'shop': array([2])}
     """
 
@@ -308,9 +318,14 @@ class VerticalTopology:
             raise ValueError(f"arbiter name {self.arbiter!r} is also a data party")
         seen = {}
         for name, cols in self.parties.items():
+            mine = set()
             for c in cols:
                 key = c.item() if isinstance(c, np.generic) else c
-                if key in seen:
+                if key in mine:
+                    raise ValueError(f"party {name!r} lists column {key!r} twice")
+                mine.add(key)
+                # Names live in per-party namespaces (see resolve); indices do not.
+                if not isinstance(key, str) and key in seen:
                     raise ValueError(
                         f"column {key!r} is owned twice: by {seen[key]!r} and {name!r}"
                     )
@@ -348,9 +363,12 @@ class VerticalTopology:
                             f"party {party!r} names column {c!r}, but X has no column "
                             "names (pass a pandas DataFrame or use column indices)"
                         )
-                    if c not in names:
+                    if f"{party}__{c}" in names:
+                        i = names.index(f"{party}__{c}")
+                    elif c in names:
+                        i = names.index(c)
+                    else:
                         raise ValueError(f"unknown column {c!r} for party {party!r}")
-                    i = names.index(c)
                 elif isinstance(c, (numbers.Integral, np.integer)) and not isinstance(c, bool):
                     if not -n_features <= c < n_features:
                         raise ValueError(
@@ -361,8 +379,11 @@ class VerticalTopology:
                 else:
                     raise ValueError(f"column {c!r} of party {party!r} must be an int or str")
                 if i in owner:
+                    hint = (f"; if each party has its own {c!r}, name X's columns "
+                            f"'{owner[i]}__{c}' and '{party}__{c}' (align_dataframes "
+                            "does)" if isinstance(c, str) else "")
                     raise ValueError(
-                        f"column {c!r} is owned twice: by {owner[i]!r} and {party!r}"
+                        f"column {c!r} is owned twice: by {owner[i]!r} and {party!r}{hint}"
                     )
                 owner[i] = party
                 idx.append(i)

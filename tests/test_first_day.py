@@ -175,3 +175,67 @@ def test_compare_with_parties(with_routing):
         sklearn.set_config(enable_metadata_routing=False)
     assert res["federated"]["test_score"].shape == (2,)
     assert np.all(res["federated"]["bytes_exchanged"] > 0)
+
+
+# -- 2. per-party column names -----------------------------------------------------
+
+def test_align_dataframes_prefixes_shared_names():
+    from skfed import VerticalTopology, align_dataframes
+
+    guest = pd.DataFrame({"id": [3, 1, 2], "x0": [1.0, 2.0, 3.0], "x1": [0.1, 0.2, 0.3]})
+    host = pd.DataFrame({"id": [1, 2, 4], "x0": [10.0, 20.0, 30.0], "x2": [5.0, 6.0, 7.0]})
+    joined, ids = align_dataframes({"guest": guest, "host": host}, id_column="id")
+    assert joined.columns.tolist() == ["guest__x0", "x1", "host__x0", "x2"]
+    np.testing.assert_array_equal(joined["guest__x0"], [2.0, 3.0])
+    np.testing.assert_array_equal(joined["host__x0"], [10.0, 20.0])
+    everything = align_dataframes({"guest": guest, "host": host}, id_column="id",
+                                  prefix=True)[0]
+    assert everything.columns.tolist() == ["guest__x0", "guest__x1", "host__x0", "host__x2"]
+    # The topology names each party's columns as the party knows them.
+    topo = VerticalTopology({"guest": ["x0", "x1"], "host": ["x0", "x2"]},
+                            label_party="guest")
+    cols = topo.resolve(feature_names=joined.columns)
+    assert {p: c.tolist() for p, c in cols.items()} == {"guest": [0, 1], "host": [2, 3]}
+
+
+def test_shared_names_fit_like_distinct_names():
+    from skfed import VerticalLogisticRegression, VerticalTopology
+
+    X, y = make_classification(n_samples=80, n_features=4, random_state=0)
+    params = dict(encryption=None, max_iter=5)
+    named = pd.DataFrame(X, columns=["guest__x0", "guest__x1", "host__x0", "host__x1"])
+    a = VerticalLogisticRegression(VerticalTopology(
+        {"guest": ["x0", "x1"], "host": ["x0", "x1"]}, label_party="guest"), **params)
+    b = VerticalLogisticRegression(VerticalTopology(
+        {"guest": [0, 1], "host": [2, 3]}, label_party="guest"), **params)
+    np.testing.assert_array_equal(a.fit(named, y).coef_, b.fit(X, y).coef_)
+
+
+def test_a_name_really_owned_twice_is_refused_with_a_hint():
+    from skfed import VerticalLinearRegression, VerticalTopology
+
+    X = pd.DataFrame(np.random.RandomState(0).randn(20, 3), columns=["x0", "x1", "x2"])
+    topo = VerticalTopology({"guest": ["x0", "x1"], "host": ["x0", "x2"]},
+                            label_party="guest")
+    with pytest.raises(ValueError, match="owned twice.*'guest__x0' and 'host__x0'"):
+        VerticalLinearRegression(topo).fit(X, X["x1"])
+    with pytest.raises(ValueError, match="lists column 'x0' twice"):
+        VerticalTopology({"guest": ["x0", "x0"], "host": ["x1"]}, label_party="guest").validate()
+
+
+def test_deployment_columns_live_in_each_partys_csv():
+    from skfed.deploy import Deployment
+
+    dep = Deployment({
+        "estimator": "VerticalLogisticRegression", "topology": {"label_party": "guest"},
+        "transport": {"insecure": True},
+        "parties": {"arbiter": {"address": "127.0.0.1:1"},
+                    "guest": {"address": "127.0.0.1:2", "columns": ["x0", "x1"]},
+                    "host": {"address": "127.0.0.1:3", "columns": ["x0", "x1", "x2"]}}})
+    topo = dep.topology()
+    assert topo.parties == {"guest": ["guest__x0", "guest__x1"],
+                            "host": ["host__x0", "host__x1", "host__x2"]}
+    assert dep.estimator("host").topology == topo
+    dep.config["parties"]["host"]["columns"] = [0, 1]
+    dep.config["parties"]["guest"]["columns"] = [0, 1]
+    assert dep.topology().parties["host"] == ["host__0", "host__1"]
