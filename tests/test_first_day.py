@@ -239,3 +239,32 @@ def test_deployment_columns_live_in_each_partys_csv():
     dep.config["parties"]["host"]["columns"] = [0, 1]
     dep.config["parties"]["guest"]["columns"] = [0, 1]
     assert dep.topology().parties["host"] == ["host__0", "host__1"]
+
+
+# -- 5. the small things -------------------------------------------------------------
+
+def test_progress_bar_from_the_readme_works():
+    """The README suggests ProgressBar; its rich dependency ships in skfed[progress]
+    (and in the test extra, so this fails if the extra loses it)."""
+    from sklearn.callback import ProgressBar
+
+    X, y, parties = _split_data(n=60)
+    est = FederatedSGDClassifier(n_rounds=2, random_state=0)
+    est.set_callbacks(ProgressBar())
+    est.fit(X, y, parties=parties)
+    assert est.n_iter_ == 2
+
+
+def test_pyproject_license_is_an_spdx_string():
+    import os
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)
+    # A table here makes setuptools print a deprecation warning on every install.
+    assert isinstance(project["project"]["license"], str)
+    assert "rich>=13" in project["project"]["optional-dependencies"]["progress"]
