@@ -3,6 +3,7 @@
 from .compare import compare_with_centralised
 from .exceptions import FitDiverged
 from .horizontal import FederatedSGDClassifier, FederatedSGDRegressor
+from .persistence import load, save
 from .topology import HorizontalTopology, VerticalTopology
 from .transfer import FederatedTransferClassifier
 from .vertical import (
@@ -29,4 +30,6 @@ __all__ = [
     "VerticalLogisticRegression",
     "align_dataframes",
     "align_samples",
+    "load",
+    "save",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m skfed demo`` and ``python -m skfed party``."""
+"""Command line: ``python -m skfed demo``, ``party`` and ``predict``."""
 
 import argparse
 import importlib
@@ -53,9 +53,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(quick=args.quick)
-    elif args.command == "party":
+        return 0
+    try:
         return party_cli.run(args)
-    return 0
+    except Exception as exc:
+        if args.debug:
+            raise
+        # One line a user can act on; the traceback only with --debug.
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"[{args.role}] error: {type(exc).__name__}: {message} "
+              "(--debug shows the traceback)", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

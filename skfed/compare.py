@@ -38,8 +38,45 @@ def _bytes_exchanged(estimator):
     return 0 if transcript is None else transcript.total_bytes()
 
 
-def compare_with_centralised(estimator, X, y, *, cv=5, scoring=None):
+def _final(estimator):
+    return estimator.steps[-1] if hasattr(estimator, "steps") else (None, estimator)
+
+
+def _party_column(estimator, X):
+    """Index of the column that names each row's party (it is no feature), or None."""
+    topology = getattr(_final(estimator)[1], "topology", None)
+    if topology is None or not getattr(topology, "by_column", False):
+        return None
+    names = getattr(X, "columns", None)
+    n_cols = np.shape(X)[1]
+    return topology.resolve_column(None if names is None else list(map(str, names)), n_cols)
+
+
+def _drop_column(X, col):
+    if hasattr(X, "columns"):
+        return X.drop(columns=X.columns[col])
+    return np.delete(np.asarray(X), col, axis=1)
+
+
+def _fit(est, X, y, parties):
+    if parties is None:
+        return est.fit(X, y)
+    name, _ = _final(est)
+    if name is None:
+        return est.fit(X, y, parties=parties)
+    from sklearn import get_config
+
+    if get_config().get("enable_metadata_routing", False):
+        return est.fit(X, y, parties=parties)
+    return est.fit(X, y, **{f"{name}__parties": parties})
+
+
+def compare_with_centralised(estimator, X, y, *, cv=5, scoring=None, parties=None):
     """Fit a federated estimator and its centralised twin on the same folds.
+
+    The centralised twin sees the features only: a partition column
+    (``HorizontalTopology(partition=COLUMN)``) is dropped from its ``X``, as
+    the federated estimator drops it.
 
     Parameters
     ----------
@@ -52,6 +89,10 @@ def compare_with_centralised(estimator, X, y, *, cv=5, scoring=None):
         folds for classifiers).
     scoring : str or callable, default=None
         Defaults to the estimators' ``score`` method.
+    parties : array-like of shape (n_samples,), default=None
+        The party of each row, for horizontal data already split by party:
+        each fold's training rows are passed to the federated ``fit`` as
+        ``parties=`` (to the last step of a Pipeline). The twin ignores it.
 
     Returns
     -------
@@ -72,19 +113,26 @@ def compare_with_centralised(estimator, X, y, *, cv=5, scoring=None):
     >>> len(res["federated"]["test_score"])
     3
     """
-    X, y = indexable(X, y)
+    X, y, parties = indexable(X, y, parties)
     twin = centralised_twin(estimator)
     cv = check_cv(cv, y, classifier=is_classifier(estimator))
+    col = _party_column(estimator, X)
+    if col is not None and parties is not None:
+        raise ValueError("the parties are given twice: by the topology's partition column "
+                         "and by parties=; pass one of them")
+    X_twin = X if col is None else _drop_column(X, col)
     result = {}
     splits = list(cv.split(X, y))
-    for label, proto in (("federated", estimator), ("centralised", twin)):
+    for label, proto, data in (("federated", estimator, X), ("centralised", twin, X_twin)):
         scores, times, nbytes = [], [], []
         for train, test in splits:
             est = clone(proto)
-            X_train, y_train = _safe_indexing(X, train), _safe_indexing(y, train)
-            X_test, y_test = _safe_indexing(X, test), _safe_indexing(y, test)
+            X_train, y_train = _safe_indexing(data, train), _safe_indexing(y, train)
+            X_test, y_test = _safe_indexing(data, test), _safe_indexing(y, test)
+            fold_parties = (None if parties is None or label == "centralised"
+                            else _safe_indexing(parties, train))
             start = time.perf_counter()
-            est.fit(X_train, y_train)
+            _fit(est, X_train, y_train, fold_parties)
             times.append(time.perf_counter() - start)
             scorer = check_scoring(est, scoring=scoring)
             scores.append(scorer(est, X_test, y_test))

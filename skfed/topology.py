@@ -152,16 +152,7 @@ class HorizontalTopology:
         if self.by_column:
             if party_column is None:
                 raise ValueError("the partition column's values are required")
-            values = np.asarray(party_column)
-            if values.dtype.kind == "f" and np.isnan(values).any():
-                raise ValueError("the partition column has missing values")
-            labels = np.unique(values)
-            if len(labels) < 2:
-                raise ValueError(
-                    f"the partition column names a single party ({labels.tolist()}); "
-                    "federated learning needs at least two"
-                )
-            parts = [(str(v), np.flatnonzero(values == v)) for v in labels]
+            parts = split_by_party(party_column, n_samples, what="the partition column")
         else:
             k = self.n_parties
             if n_samples < k:
@@ -181,6 +172,47 @@ class HorizontalTopology:
             if len(idx) == 0:
                 raise ValueError(f"party {name!r} has no rows")
         return parts
+
+
+def split_by_party(parties, n_samples, what="parties"):
+    """Rows grouped by the party that holds them.
+
+    Parameters
+    ----------
+    parties : array-like of shape (n_samples,)
+        The party of each row (any hashable labels: names or integers).
+    n_samples : int
+        Number of rows ``parties`` must describe.
+    what : str, default="parties"
+        How error messages name ``parties``.
+
+    Returns
+    -------
+    parts : list of (str, ndarray)
+        Each party's name (``str`` of its label) and the sorted indices of its
+        rows, in the order of the sorted labels.
+    """
+    values = np.asarray(parties)
+    if values.ndim != 1 or len(values) != n_samples:
+        raise ValueError(
+            f"{what} must give one party per row: expected shape ({n_samples},), "
+            f"got {values.shape}")
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        raise ValueError(f"{what} has missing values")
+    if values.dtype.kind == "O" and any(v is None or v != v for v in values):
+        raise ValueError(f"{what} has missing values")
+    try:
+        labels = np.unique(values)
+    except TypeError:
+        raise ValueError(f"{what} mixes labels of different types") from None
+    names = [str(v) for v in labels]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} has labels that print alike ({names}); use distinct names")
+    if len(labels) < 2:
+        raise ValueError(
+            f"{what} names a single party ({labels.tolist()}); federated learning needs "
+            "at least two")
+    return [(name, np.flatnonzero(values == v)) for name, v in zip(names, labels)]
 
 
 def _seed(random_state):
@@ -219,7 +251,11 @@ class VerticalTopology:
     ----------
     parties : dict of str -> list of int or str
         Each party's columns, by index or by DataFrame column name. Every
-        column of ``X`` belongs to exactly one party.
+        column of ``X`` belongs to exactly one party. Each party has its own
+        namespace: independent organisations reuse names (``x0``, ``age``),
+        so party ``p``'s name ``c`` is ``X``'s column ``p__c`` when there is
+        one (the name :func:`~skfed.align_dataframes` gives a shared name),
+        else ``c``.
     label_party : str
         The party that holds the labels (the "guest" in FATE's words).
     arbiter : str, default="arbiter"
@@ -230,6 +266,12 @@ class VerticalTopology:
     >>> from skfed import VerticalTopology
     >>> topo = VerticalTopology({"bank": [0, 1], "shop": [2]}, label_party="bank")
     >>> topo.resolve(n_features=3)
+    {'bank': array([0, 1]), 'shop': array([2])}
+
+    Both parties call a column ``x0``:
+
+    >>> topo = VerticalTopology({"bank": ["x0", "age"], "shop": ["x0"]}, label_party="bank")
+    >>> topo.resolve(feature_names=["bank__x0", "age", "shop__x0"])
     {'bank': array([0, 1]), 'shop': array([2])}
     """
 
@@ -276,9 +318,14 @@ class VerticalTopology:
             raise ValueError(f"arbiter name {self.arbiter!r} is also a data party")
         seen = {}
         for name, cols in self.parties.items():
+            mine = set()
             for c in cols:
                 key = c.item() if isinstance(c, np.generic) else c
-                if key in seen:
+                if key in mine:
+                    raise ValueError(f"party {name!r} lists column {key!r} twice")
+                mine.add(key)
+                # Names live in per-party namespaces (see resolve); indices do not.
+                if not isinstance(key, str) and key in seen:
                     raise ValueError(
                         f"column {key!r} is owned twice: by {seen[key]!r} and {name!r}"
                     )
@@ -316,9 +363,12 @@ class VerticalTopology:
                             f"party {party!r} names column {c!r}, but X has no column "
                             "names (pass a pandas DataFrame or use column indices)"
                         )
-                    if c not in names:
+                    if f"{party}__{c}" in names:
+                        i = names.index(f"{party}__{c}")
+                    elif c in names:
+                        i = names.index(c)
+                    else:
                         raise ValueError(f"unknown column {c!r} for party {party!r}")
-                    i = names.index(c)
                 elif isinstance(c, (numbers.Integral, np.integer)) and not isinstance(c, bool):
                     if not -n_features <= c < n_features:
                         raise ValueError(
@@ -329,8 +379,11 @@ class VerticalTopology:
                 else:
                     raise ValueError(f"column {c!r} of party {party!r} must be an int or str")
                 if i in owner:
+                    hint = (f"; if each party has its own {c!r}, name X's columns "
+                            f"'{owner[i]}__{c}' and '{party}__{c}' (align_dataframes "
+                            "does)" if isinstance(c, str) else "")
                     raise ValueError(
-                        f"column {c!r} is owned twice: by {owner[i]!r} and {party!r}"
+                        f"column {c!r} is owned twice: by {owner[i]!r} and {party!r}{hint}"
                     )
                 owner[i] = party
                 idx.append(i)

@@ -304,7 +304,7 @@ def test_align_dataframes_bad_input():
     a = pd.DataFrame({"id": [1, 2], "x": [0.0, 1.0]})
     b = pd.DataFrame({"id": [2, 3], "x": [0.0, 1.0]})
     with pytest.raises(ValueError, match="column 'x' is held by both 'a' and 'b'"):
-        align_dataframes({"a": a, "b": b}, id_column="id")
+        align_dataframes({"a": a, "b": b}, id_column="id", prefix=False)
     with pytest.raises(ValueError, match="party 'b' has no ID column 'key'"):
         align_dataframes({"a": a.rename(columns={"id": "key"}), "b": b}, id_column="key")
     with pytest.raises(ValueError, match="at least two"):

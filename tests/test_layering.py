@@ -2,7 +2,7 @@
 
 ``crypto/`` and ``topology.py`` -> ``runtime/`` (transport) -> the families
 (``horizontal/``, ``vertical/``, ``transfer/``) -> the faces (``skfed``'s
-``__init__``, ``compare``, ``__main__``, ``deploy/``). Families never import
+``__init__``, ``compare``, ``persistence``, ``__main__``, ``deploy/``). Families never import
 each other. Every import counts, also the ones inside functions.
 """
 
@@ -13,7 +13,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "skfed"
 FAMILIES = ("horizontal", "vertical", "transfer")
-FACES = ("deploy", "compare", "__main__", "datasets")
+FACES = ("deploy", "compare", "__main__", "datasets", "persistence")
 
 
 def _module_name(path):

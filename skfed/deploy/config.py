@@ -39,7 +39,10 @@ on 3.10); a ``.json`` file with the same structure works too.
     address = "bank.example.org:50051"
     certfile = "pki/bank.pem"
     keyfile = "pki/bank.key"
-    columns = ["age", "income"]   # vertical: its feature columns
+    columns = ["age", "income"]   # vertical: its feature columns (names or
+                                  # indices in its own CSV; other parties may
+                                  # use the same names: the topology calls
+                                  # them bank__age, bank__income)
 
 Relative paths are relative to the file. For horizontal estimators the
 coordinating party must be called ``server`` and every other party is a
@@ -219,7 +222,11 @@ class Deployment:
             cols = self.config["parties"][p].get("columns")
             if not isinstance(cols, list) or not cols:
                 raise ValueError(f"party {p!r} needs columns = [...] (its feature columns)")
-            columns[p] = cols
+            if len(set(map(str, cols))) != len(cols):
+                raise ValueError(f"party {p!r} lists a column twice: {cols}")
+            # Each party's columns live in its own CSV: names (or indices) may
+            # repeat across parties, so the topology names them party__column.
+            columns[p] = [f"{p}__{c}" for c in cols]
         label = self.section.get("label_party")
         if arbiter is None:
             return VerticalTopology(columns, label_party=label).validate()

@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._progress import CallbackSupportMixin, FitProgress
 from ..runtime import LocalRuntime
 from ..runtime.party import party_of
-from ..topology import HorizontalTopology
+from ..topology import HorizontalTopology, split_by_party
 from ._party import client_party, server_party
 from .roles import _unflatten, client, model_layout, server
 
@@ -61,6 +61,10 @@ class _BaseFederatedSGD(CallbackSupportMixin, BaseEstimator):
     }
 
     _task = None
+    # ``parties`` is sample-aligned metadata: with scikit-learn's metadata
+    # routing enabled, Pipeline, cross_val_score and GridSearchCV pass it to
+    # fit (and slice it with the rows) without a set_fit_request call.
+    __metadata_request__fit = {"parties": True}
 
     # -- input handling ------------------------------------------------------
     def _topology(self):
@@ -92,8 +96,12 @@ class _BaseFederatedSGD(CallbackSupportMixin, BaseEstimator):
         X = np.asarray(X)
         return np.delete(X, col, axis=1), X[:, col]
 
-    def _validate_fit_input(self, X, y):
+    def _validate_fit_input(self, X, y, parties=None):
         topo = self._topology().validate()
+        if parties is not None and topo.by_column:
+            raise ValueError(
+                f"the parties are given twice: by the column partition={topo.partition!r} "
+                "and by parties=; pass one of them")
         X, party_values = self._split_party_column(X, topo, fitting=True)
         X, y = validate_data(self, X, y, dtype=np.float64, order="C",
                              y_numeric=self._task == "regression")
@@ -109,7 +117,10 @@ class _BaseFederatedSGD(CallbackSupportMixin, BaseEstimator):
             unknown = set(self.class_weight) - set(classes.tolist())
             if unknown:
                 raise ValueError(f"class_weight names classes not in y: {sorted(unknown)}")
-        parts = topo.split(X, y, party_column=party_values)
+        if parties is not None:
+            parts = split_by_party(parties, X.shape[0])
+        else:
+            parts = topo.split(X, y, party_column=party_values)
         for name, idx in parts:
             if len(idx) < 2:
                 raise ValueError(
@@ -443,7 +454,7 @@ power_t, average, class_weight
         self.runtime = runtime
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, parties=None):
         """Fit by federated SGD over the clients of ``topology``.
 
         Parameters
@@ -453,12 +464,23 @@ power_t, average, class_weight
             With a runtime that runs one party: that client's rows, or None
             at the server.
         y : array-like of shape (n_samples,) or None
+        parties : array-like of shape (n_samples,), default=None
+            The client that holds each row (names or integers), for data that
+            arrives already split by party: the rows of each label go to one
+            client, named ``str(label)``, and the party stays out of ``X``.
+            It replaces the topology's random split. See
+            :ref:`horizontal-split-by-party` for its use in pipelines and
+            cross-validation.
 
         Returns
         -------
         self : object
         """
         if party_of(self.runtime) is not None:
+            if parties is not None:
+                raise ValueError(
+                    "with one party per process each client passes only its own rows; "
+                    "parties= applies to simulations")
             out = self._fit_party(X, y)
             dtype = None if y is None else np.asarray(y).dtype
             self.classes_ = np.asarray(out["classes"], dtype=dtype)
@@ -466,7 +488,7 @@ power_t, average, class_weight
             self.coef_ = model["coef_"].reshape(-1, self.n_features_in_)
             self.intercept_ = model["intercept_"].reshape(-1)
             return self
-        X, y, parts = self._validate_fit_input(X, y)
+        X, y, parts = self._validate_fit_input(X, y, parties)
         n_classes = len(np.unique(y))
         out = self._run(X, y, parts, n_outputs=1 if n_classes == 2 else n_classes)
         self.classes_ = np.asarray(out["classes"], dtype=y.dtype)
@@ -621,7 +643,7 @@ power_t, average
         self.runtime = runtime
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, parties=None):
         """Fit by federated SGD over the clients of ``topology``.
 
         Parameters
@@ -630,17 +652,28 @@ power_t, average
             All rows (simulation), or with a runtime that runs one party that
             client's rows, or None at the server.
         y : array-like of shape (n_samples,) or None
+        parties : array-like of shape (n_samples,), default=None
+            The client that holds each row (names or integers), for data that
+            arrives already split by party: the rows of each label go to one
+            client, named ``str(label)``, and the party stays out of ``X``.
+            It replaces the topology's random split. See
+            :ref:`horizontal-split-by-party` for its use in pipelines and
+            cross-validation.
 
         Returns
         -------
         self : object
         """
         if party_of(self.runtime) is not None:
+            if parties is not None:
+                raise ValueError(
+                    "with one party per process each client passes only its own rows; "
+                    "parties= applies to simulations")
             model = self._fit_party(X, y)["model"]
             self.coef_ = model["coef_"].reshape(-1)
             self.intercept_ = model["intercept_"].reshape(1)
             return self
-        X, y, parts = self._validate_fit_input(X, y)
+        X, y, parts = self._validate_fit_input(X, y, parties)
         out = self._run(X, y.astype(np.float64), parts, n_outputs=0)
         model = out["model"]
         self.coef_ = model["coef_"].reshape(-1)

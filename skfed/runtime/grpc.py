@@ -34,6 +34,12 @@ Failures
   lost network) raises :class:`PartyUnreachable` naming it.
 * A role that fails sends an *abort* to every peer, which then stop with
   :class:`PartyAborted` naming the party that failed, instead of waiting.
+  So does a party that fails *before* its role starts (a CSV without a
+  column, a bad setting), as soon as it leaves the runtime's ``with`` block
+  with an exception or calls :meth:`GrpcRuntime.abort`. A peer that has not
+  started yet is retried for up to ``connect_timeout`` seconds, so the abort
+  reaches it when it comes up, and it stops at once rather than waiting
+  ``connect_timeout`` for a party that will never send.
   The abort carries the exception's type, not its message: error messages
   may quote data, and the abort crosses the organisation's boundary. The
   full error stays in the failing party's own traceback.
@@ -57,6 +63,7 @@ received (sizes are those of the wire-format payloads; TLS and HTTP/2
 framing add a few percent on top).
 """
 
+import json
 import logging
 import secrets
 import threading
@@ -136,6 +143,17 @@ class PartyAborted(TransportError):
         super().__init__(party, what + via)
         self.reason = reason
         self.reporter = reporter
+
+
+def _persist(exc):
+    """Should the abort wait for peers that have not started yet?
+
+    Yes for a party that failed on its own (bad data, a bad setting), maybe
+    before its peers started; no after a timeout or a transport error: this
+    party has waited for its peers already, and those it never heard from
+    are not coming.
+    """
+    return not isinstance(exc, (TransportError, ProtocolTimeout))
 
 
 def _abort_reason(exc):
@@ -323,6 +341,11 @@ class GrpcRuntime:
         self._aborted = None
         self._last_seq = {}
         self._last_alive = {}
+        # Peers this party has heard from: one that goes silent afterwards is
+        # gone, while one never heard from may not have started yet.
+        self._heard = set()
+        self._told = False
+        self._failure = None
         self._nonce = secrets.token_hex(8)
         self._seq = 0
         self.refused = []
@@ -354,8 +377,14 @@ class GrpcRuntime:
         self.start()
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc is not None and not self._told:
+                # A party that fails outside a role (reading its data, checking
+                # its settings) must not leave its peers waiting for it.
+                self.abort(exc)
+        finally:
+            self.close()
 
     def start(self):
         """Start this party's server and open channels to the peers (idempotent)."""
@@ -410,6 +439,33 @@ class GrpcRuntime:
         now = time.monotonic()
         self._last_alive = dict.fromkeys(self.peers, now)
         return self
+
+    def abort(self, exc):
+        """Tell every peer that this party failed, so they stop at once.
+
+        For failures outside :meth:`run` (a failing role already tells its
+        peers). Like a failing role's abort, it carries the exception's type,
+        not its message. Peers not reachable yet are retried for up to
+        ``connect_timeout`` seconds (they may not have started).
+
+        Parameters
+        ----------
+        exc : BaseException
+            What went wrong.
+        """
+        if self._told:
+            return
+        # Set before the server starts: a message that arrives now is refused
+        # (ABORTED), so a peer cannot mistake this party for a working one.
+        if isinstance(exc, TransportError):
+            origin = exc.party
+            reason = exc.reason if isinstance(exc, PartyAborted) else str(exc)
+        else:
+            origin, reason = self.party, _abort_reason(exc)
+        self._failure = (origin, str(reason)[:500])
+        self._told = True
+        self.start()
+        self._broadcast_abort(origin, reason, persist=_persist(exc))
 
     def close(self, grace=1.0):
         """Stop the server and close the channels."""
@@ -467,10 +523,10 @@ class GrpcRuntime:
             result = roles[self.party](ctx)
         except TransportError as exc:
             reason = exc.reason if isinstance(exc, PartyAborted) else str(exc)
-            self._broadcast_abort(exc.party, reason)
+            self._broadcast_abort(exc.party, reason, persist=False)
             raise
         except BaseException as exc:
-            self._broadcast_abort(self.party, _abort_reason(exc))
+            self._broadcast_abort(self.party, _abort_reason(exc), persist=_persist(exc))
             if isinstance(exc, Exception):
                 raise RoleError(self.party, exc) from exc
             raise
@@ -497,12 +553,16 @@ class GrpcRuntime:
                 out = self._stubs[peer][method](make_request(), timeout=deadline,
                                                 metadata=((_HEADER_KEY, header),))
                 self._last_alive[peer] = time.monotonic()
+                self._heard.add(peer)
                 return out
             except grpc.RpcError as exc:
                 code = exc.code()
                 waited = time.monotonic() - start
                 if code == grpc.StatusCode.UNAVAILABLE:
-                    if waited < self.connect_timeout and self._aborted is None:
+                    with self._cond:
+                        # Another party failed meanwhile: say so, not "unreachable".
+                        self._check_aborted()
+                    if waited < self.connect_timeout:
                         time.sleep(delay)
                         delay = min(2 * delay, 1.0)
                         continue
@@ -510,6 +570,8 @@ class GrpcRuntime:
                         peer, f"party {peer!r} at {self.addresses[peer]} is unreachable "
                         f"(tried for {waited:.0f} s; is it running, and do both sides trust the "
                         f"same CA?): {exc.details()}") from None
+                if code == grpc.StatusCode.ABORTED:
+                    raise self._peer_failed(peer, exc) from None
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise PartyUnreachable(
                         peer, f"party {peer!r} at {self.addresses[peer]} did not accept "
@@ -537,21 +599,51 @@ class GrpcRuntime:
 
         self._call(to, "Send", chunks, header, self.timeout)
 
-    def _broadcast_abort(self, origin, reason):
-        """Tell every peer to stop (best effort: a dead peer cannot hear it)."""
+    def _peer_failed(self, peer, exc):
+        """The PartyAborted for a peer that answered ABORTED: it has failed."""
+        with self._cond:
+            if self._aborted is not None:
+                return PartyAborted(*self._aborted)
+        try:
+            body = json.loads(exc.details())
+            origin, reason = str(body["origin"]), str(body["reason"])[:500]
+        except (ValueError, KeyError, TypeError):
+            origin, reason = peer, "it failed"
+        if origin not in self.addresses:
+            origin = peer
+        return PartyAborted(origin, reason, peer)
+
+    def _broadcast_abort(self, origin, reason, persist):
+        """Tell every peer to stop.
+
+        A peer this party has heard from and that no longer answers is gone
+        (best effort: it cannot hear). With ``persist``, a peer never heard
+        from may still be starting: it is retried for up to
+        ``connect_timeout`` seconds.
+        """
         if self._server is None:
             return
+        self._failure = (origin, str(reason)[:500])
+        self._told = True
         payload = encode({"origin": origin, "reason": str(reason)[:500]})
         grpc = _require_grpc()
 
         header = self._header(tag="abort", kind="plain", nbytes=len(payload))
+        until = time.monotonic() + self.connect_timeout
 
         def tell(peer):
-            try:
-                self._stubs[peer]["Abort"](payload, timeout=3.0,
-                                           metadata=((_HEADER_KEY, header),))
-            except grpc.RpcError:
-                pass
+            delay = 0.05
+            while True:
+                try:
+                    self._stubs[peer]["Abort"](payload, timeout=3.0,
+                                               metadata=((_HEADER_KEY, header),))
+                    return
+                except grpc.RpcError as exc:
+                    if (not persist or exc.code() != grpc.StatusCode.UNAVAILABLE
+                            or peer in self._heard or time.monotonic() + delay > until):
+                        return
+                time.sleep(delay)
+                delay = min(2 * delay, 1.0)
 
         # In parallel: a dead peer must not delay telling the live ones.
         threads = [threading.Thread(target=tell, args=(p,), daemon=True)
@@ -559,7 +651,7 @@ class GrpcRuntime:
         for t in threads:
             t.start()
         for t in threads:
-            t.join(5.0)
+            t.join(self.connect_timeout + 5.0)
 
     # -- receiving ----------------------------------------------------------------
     def _receive(self, frm, tag, timeout):
@@ -591,7 +683,10 @@ class GrpcRuntime:
             self._stubs[peer]["Ping"](b"", timeout=_PING_DEADLINE, metadata=(
                 (_HEADER_KEY, self._header(tag="ping", kind="plain", nbytes=0)),))
             self._last_alive[peer] = time.monotonic()
+            self._heard.add(peer)
         except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.ABORTED:
+                raise self._peer_failed(peer, exc) from None
             if exc.code() not in (grpc.StatusCode.UNAVAILABLE,
                                   grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise TransportError(
@@ -647,9 +742,20 @@ class GrpcRuntime:
         self._last_seq[key] = seq
         return True
 
+    def _refuse_if_failed(self, context, sender):
+        if self._told:
+            grpc = _require_grpc()
+            with self._cond:
+                # It learns of the failure from this answer: no need to retry the abort.
+                self._heard.add(sender)
+            origin, reason = self._failure or (self.party, "it failed")
+            context.abort(grpc.StatusCode.ABORTED,
+                          json.dumps({"origin": origin, "reason": reason}))
+
     def _on_send(self, request_iterator, context):
         grpc = _require_grpc()
         sender, header = self._authenticate(context)
+        self._refuse_if_failed(context, sender)
         tag, kind, nbytes = header.get("tag"), header.get("kind"), header.get("nbytes")
         if not isinstance(tag, str) or kind not in KINDS or not isinstance(nbytes, int):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed message header")
@@ -681,6 +787,7 @@ class GrpcRuntime:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "message shorter than declared")
             with self._cond:
                 self._last_alive[sender] = time.monotonic()
+                self._heard.add(sender)
                 if self._fresh(sender, header):
                     self._queues[(sender, tag)].append((kind, bytes(buf)))
                     queued = True
@@ -709,8 +816,10 @@ class GrpcRuntime:
 
     def _on_ping(self, request, context):
         sender, _ = self._authenticate(context)
+        self._refuse_if_failed(context, sender)
         with self._cond:
             self._last_alive[sender] = time.monotonic()
+            self._heard.add(sender)
         return b""
 
 

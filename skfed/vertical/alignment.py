@@ -353,14 +353,18 @@ def align_samples(ids_by_party, *, random_state=None, n_jobs=None,
 
 
 def align_dataframes(frames, id_column, *, random_state=None, n_jobs=None,
-                     return_transcript=False, runtime=None):
+                     return_transcript=False, runtime=None, prefix="auto"):
     """Align per-party DataFrames by an ID column and join their columns.
 
     A simulation helper: it runs :func:`align_samples` on the ID columns and
     then builds, in one process, the joint table a vertical estimator is fit
     on (each party would in reality keep its own aligned columns). The ID
-    columns are dropped; the other columns must have distinct names across
-    parties, so a :class:`~skfed.VerticalTopology` can name them.
+    columns are dropped. Independent organisations reuse column names
+    (``x0``, ``age``): each party has its own namespace, and a name held by
+    several parties becomes ``party__name`` in the joint table, as in
+    scikit-learn's :class:`~sklearn.compose.ColumnTransformer`. A
+    :class:`~skfed.VerticalTopology` may still give each party its plain
+    names: it finds ``party__name`` first.
 
     Parameters
     ----------
@@ -370,6 +374,10 @@ def align_dataframes(frames, id_column, *, random_state=None, n_jobs=None,
         The ID column, the same name for every party or one per party.
     random_state, n_jobs, return_transcript, runtime
         As in :func:`align_samples`.
+    prefix : {"auto", True, False}, default="auto"
+        ``"auto"``: prefix the names held by more than one party with
+        ``party__``; ``True``: prefix every column; ``False``: keep the names
+        and refuse a name held by two parties.
 
     Returns
     -------
@@ -395,6 +403,13 @@ def align_dataframes(frames, id_column, *, random_state=None, n_jobs=None,
     1    10.0       3
     >>> ids
     array([5, 7])
+
+    Two parties with a column ``x`` each:
+
+    >>> a = pd.DataFrame({"cid": [1, 2], "x": [0.5, 1.5]})
+    >>> b = pd.DataFrame({"cid": [2, 1], "x": [7, 8], "z": [0, 1]})
+    >>> align_dataframes({"a": a, "b": b}, id_column="cid")[0].columns.tolist()
+    ['a__x', 'b__x', 'z']
     """
     import pandas as pd
 
@@ -405,6 +420,8 @@ def align_dataframes(frames, id_column, *, random_state=None, n_jobs=None,
         raise ValueError(
             f"id_column names parties {sorted(columns)} but frames has {sorted(frames)}"
         )
+    if prefix not in ("auto", True, False):
+        raise ValueError(f"prefix must be 'auto', True or False, got {prefix!r}")
     owner = {}
     for party, df in frames.items():
         if not isinstance(df, pd.DataFrame):
@@ -414,21 +431,31 @@ def align_dataframes(frames, id_column, *, random_state=None, n_jobs=None,
         for col in df.columns:
             if col == columns[party]:
                 continue
-            if col in owner:
+            if col in owner and prefix is False:
                 raise ValueError(
-                    f"column {col!r} is held by both {owner[col]!r} and {party!r}; "
-                    "rename it so each column belongs to one party"
+                    f"column {col!r} is held by both {owner[col][0]!r} and {party!r}; "
+                    "rename it so each column belongs to one party, or let "
+                    "align_dataframes prefix it (prefix='auto')"
                 )
-            owner[col] = party
+            owner.setdefault(col, []).append(party)
+    shared = {col for col, holders in owner.items() if len(holders) > 1}
+
+    def renamed(party, df):
+        df = df.drop(columns=columns[party])
+        return df.rename(columns=lambda c: f"{party}__{c}"
+                         if prefix is True or c in shared else c)
+
     out = align_samples({p: df[columns[p]] for p, df in frames.items()},
                         random_state=random_state, n_jobs=n_jobs,
                         return_transcript=return_transcript, runtime=runtime)
     indices = out[0] if return_transcript else out
     joined = pd.concat(
-        [df.drop(columns=columns[p]).iloc[indices[p]].reset_index(drop=True)
-         for p, df in frames.items()],
+        [renamed(p, df).iloc[indices[p]].reset_index(drop=True) for p, df in frames.items()],
         axis=1,
     )
+    if joined.columns.duplicated().any():
+        dup = joined.columns[joined.columns.duplicated()][0]
+        raise ValueError(f"the joint table would hold column {dup!r} twice; rename it")
     first = next(iter(frames))
     ids = frames[first][columns[first]].to_numpy()[indices[first]]
     return (joined, ids, out[1]) if return_transcript else (joined, ids)
