@@ -149,22 +149,21 @@ class RecoveryClient:
     ----------
     name : str
         This client's party name.
-    clients : sequence of str
-        Every client of the session; a client's Shamir point is its 1-based
-        position in the sorted list.
     threshold : int
-        Shares needed to reconstruct a secret; more than half the clients.
+        Shares needed to reconstruct a secret; more than half the clients of
+        the session (the clients whose keys :meth:`agree` receives; a
+        client's Shamir point is its 1-based position in their sorted list).
 
     Examples
     --------
     >>> import numpy as np
     >>> names = ["a", "b", "c"]
-    >>> cs = {n: RecoveryClient(n, names, threshold=2) for n in names}
+    >>> cs = {n: RecoveryClient(n, threshold=2) for n in names}
     >>> session = os.urandom(32)
     >>> keys = {n: c.public_keys() for n, c in cs.items()}
     >>> for c in cs.values():
     ...     c.agree(keys, session)
-    >>> server = RecoveryServer(names, 2, keys, session)
+    >>> server = RecoveryServer(2, keys, session)
     >>> shared = {n: c.share(1) for n, c in cs.items() if n != "c"}   # "c" drops
     >>> relay = {n: server.relay(1, shared, n) for n in shared}
     >>> x = {"a": np.array([1, 2], np.uint64), "b": np.array([3, 4], np.uint64)}
@@ -176,12 +175,9 @@ class RecoveryClient:
     array([4, 6], dtype=uint64)
     """
 
-    def __init__(self, name, clients, threshold):
+    def __init__(self, name, threshold):
         self.name = name
-        self.clients = sorted(clients)
-        if name not in self.clients:
-            raise ValueError(f"{name!r} is not one of the clients")
-        check_threshold(threshold, len(self.clients))
+        self.clients = None
         self.threshold = threshold
         self._channel = MaskingClient(name)
         self._signer = Ed25519PrivateKey.generate()
@@ -196,8 +192,9 @@ class RecoveryClient:
 
     def agree(self, keys, session):
         """Take every client's long-term public keys (relayed by the server)."""
-        if set(keys) != set(self.clients):
-            raise ConsistencyError("the relayed key set does not name exactly the clients")
+        if not isinstance(keys, dict) or self.name not in keys:
+            raise ConsistencyError("the relayed key set does not name this client")
+        check_threshold(self.threshold, len(keys))
         for peer, k in keys.items():
             if not isinstance(k, dict) or not isinstance(k.get("sign"), bytes) \
                     or len(k["sign"]) != 32:
@@ -208,6 +205,7 @@ class RecoveryClient:
         self._verify = {n: Ed25519PublicKey.from_public_bytes(k["sign"])
                         for n, k in keys.items()}
         self._session = session
+        self.clients = sorted(keys)
 
     def _point(self, name):
         return self.clients.index(name) + 1
@@ -346,16 +344,16 @@ class RecoveryServer:
 
     Parameters
     ----------
-    clients : sequence of str
     threshold : int
     keys : dict
-        Every client's long-term public keys (from :meth:`RecoveryClient.public_keys`).
+        Every client's long-term public keys (from :meth:`RecoveryClient.public_keys`),
+        as relayed to the clients: they define the session's clients.
     session : bytes
         The session salt the clients agreed with.
     """
 
-    def __init__(self, clients, threshold, keys, session):
-        self.clients = sorted(clients)
+    def __init__(self, threshold, keys, session):
+        self.clients = sorted(keys)
         check_threshold(threshold, len(self.clients))
         self.threshold = threshold
         self.session = session
