@@ -81,8 +81,8 @@ def _run(clients, server, values, index=1, drop_share=(), drop_upload=(), drop_r
                for n in shared if n not in drop_upload}
     survivors = server.survivors(index, uploads)
     sigs = server.signatures(index, {n: clients[n].sign(index, survivors) for n in survivors})
-    reveals = {n: clients[n].reveal(index, sigs) for n in sorted(sigs)
-               if n not in drop_reveal}
+    assert len(sigs) == server.threshold
+    reveals = {n: clients[n].reveal(index, sigs) for n in survivors if n not in drop_reveal}
     return ring.decode(server.unmask(index, uploads, reveals)), survivors, uploads
 
 

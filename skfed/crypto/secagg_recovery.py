@@ -24,7 +24,7 @@ The steps of one secure sum (``index`` numbers the sums of a session)::
     2 upload   client -> server : y_u = x_u + PRG(b_u) + sum_v +-PRG(s_uv)
     3 check    server -> client : survivors U3 (those whose y_u arrived)
                client -> server : Ed25519 signature over (session, index, U3)
-    4 unmask   server -> client : the signatures of U3
+    4 unmask   server -> client : t signatures of U3
                client -> server : the shares above, once at least t of U3
                                   signed the same list
                server           : sum_U3 y_u - self-masks - dropped pair masks
@@ -414,7 +414,9 @@ class RecoveryServer:
             raise ConsistencyError(
                 f"only {len(good)} survivors signed the list; the threshold is "
                 f"{self.threshold}")
-        return good
+        # t signatures prove the quorum (t exceeds half the clients); relaying
+        # only those keeps each client's checks at t, not n, verifications.
+        return {signer: good[signer] for signer in sorted(good)[:self.threshold]}
 
     def unmask(self, index, uploads, reveals):
         """The ring sum of the survivors' vectors from their uploads and revealed shares."""

@@ -210,10 +210,10 @@ class TolerantServerAggregation:
                            stage="after_upload")
             sigs = self.gather(tag + "/signature", senders=survivors, stage="after_upload",
                                what="survivor-list signatures")
-            sigs = rs.signatures(i, sigs)
-            self.broadcast(tag + "/signatures", sigs, receivers=sorted(sigs),
+            signers = sorted(sigs)
+            self.broadcast(tag + "/signatures", rs.signatures(i, sigs), receivers=signers,
                            stage="during_unmasking")
-            reveals = self.gather(tag + "/reveal", senders=sorted(sigs),
+            reveals = self.gather(tag + "/reveal", senders=signers,
                                   stage="during_unmasking", what="unmasking shares")
             total = self.ring.decode(rs.unmask(i, {c: uploads[c] for c in survivors},
                                                reveals))
