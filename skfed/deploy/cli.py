@@ -82,7 +82,7 @@ def _load_party_data(dep, role, path):
 
 def _model_summary(est, role, seconds):
     out = {"party": role, "estimator": type(est).__name__, "fit_seconds": seconds}
-    for name in ("n_iter_", "loss_curve_", "coef_", "intercept_", "classes_"):
+    for name in ("n_iter_", "loss_curve_", "coef_", "intercept_", "classes_", "dropouts_"):
         if hasattr(est, name):
             value = getattr(est, name)
             out[name] = value.tolist() if isinstance(value, np.ndarray) else value
@@ -98,6 +98,11 @@ def _model_summary(est, role, seconds):
     out["bytes_received"] = t.total_bytes(receiver=role)
     out["messages"] = len(t)
     return out
+
+
+def _when(dropout):
+    where = "set-up" if dropout["sum"] <= 1 else f"round {dropout['sum'] - 1}"
+    return f"{where}, {dropout['stage'].replace('_', ' ')}"
 
 
 def run(args, out=sys.stdout):
@@ -140,6 +145,9 @@ def run(args, out=sys.stdout):
                 est.fit(X, y)
     seconds = time.perf_counter() - start
     summary = _model_summary(est, role, seconds)
+    for d in getattr(est, "dropouts_", None) or ():
+        print(f"[{role}] {d['client']} dropped out ({_when(d)}); the fit went on without it",
+              file=out, flush=True)
     print(f"[{role}] done in {seconds:.1f} s: sent {summary['bytes_sent']} bytes, received "
           f"{summary['bytes_received']} bytes", file=out, flush=True)
     if args.output:

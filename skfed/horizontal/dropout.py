@@ -23,6 +23,8 @@ and ``"during_unmasking"``. A client that drops after uploading is still in
 that sum; it is out from the next one.
 """
 
+import logging
+
 import numpy as np
 
 from ..crypto.secagg import FixedPointRing, new_session_id
@@ -32,6 +34,8 @@ from ..runtime.local import PartyLeft
 
 __all__ = ["TooFewClients", "TolerantClientAggregation", "TolerantServerAggregation",
            "STAGES", "check_min_clients"]
+
+_log = logging.getLogger("skfed.horizontal")
 
 STAGES = ("before_key_sharing", "before_upload", "after_upload", "during_unmasking")
 
@@ -136,7 +140,16 @@ class TolerantServerAggregation:
     def _drop(self, client, stage):
         if client in self.active:
             self.active.remove(client)
-            self.dropouts.append({"client": client, "sum": self.index, "stage": stage})
+            index = self.index
+            if stage is None:
+                # Lost between sums (a model or statistics broadcast): for the
+                # client, the same as dropping before the next sum's first step.
+                index, stage = index + 1, STAGES[0]
+            self.dropouts.append({"client": client, "sum": index, "stage": stage})
+            where = "set-up" if index <= 1 else f"round {index - 1}"
+            _log.warning("client %r dropped out (%s, %s); %d of %d clients left, "
+                         "min_clients=%d", client, where, stage, len(self.active),
+                         len(self.clients), self.threshold)
 
     def _enough(self, present, what):
         if len(present) < self.threshold:
