@@ -56,7 +56,7 @@ import os
 import struct
 
 import numpy as np
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -66,6 +66,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PublicKey,
 )
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from . import shamir
 from .secagg import MaskingClient, _hkdf
@@ -138,6 +139,12 @@ def _unpack_share(plain, sender, receiver, index):
     return int.from_bytes(body[:n], "big"), int.from_bytes(body[n:], "big")
 
 
+def _share_nonce(sender, receiver, index):
+    # The pair's key serves both directions and every sum of the session; the
+    # nonce names both, and a client starts each sum once, so no nonce repeats.
+    return struct.pack(">Q", index) + (b"\x00" if sender < receiver else b"\x01") + bytes(3)
+
+
 def _survivor_message(session, index, survivors):
     return _DOMAIN + b"survivors|" + session + struct.pack(">Q", index) + _names(survivors)
 
@@ -184,6 +191,7 @@ class RecoveryClient:
         self._verify = None
         self._session = None
         self._sums = {}
+        self._aeads = {}
 
     def public_keys(self):
         """Long-term public keys: ``c`` seals shares, ``sign`` signs survivor lists."""
@@ -210,6 +218,13 @@ class RecoveryClient:
     def _point(self, name):
         return self.clients.index(name) + 1
 
+    def _seal_key(self, peer):
+        """The AEAD for shares exchanged with ``peer`` (both directions, whole session)."""
+        if peer not in self._aeads:
+            self._aeads[peer] = ChaCha20Poly1305(
+                self._channel._pair_key(peer, "seal/recovery-share"))
+        return self._aeads[peer]
+
     # -- step 1 -------------------------------------------------------------------
     def share(self, index):
         """Fresh mask key and self-mask seed for sum ``index``, shared among the peers."""
@@ -229,7 +244,8 @@ class RecoveryClient:
                 continue
             p = self._point(peer)
             plain = _pack_share(self.name, peer, index, s_shares[p], b_shares[p])
-            sealed[peer] = self._channel.seal(peer, plain, "recovery-share")
+            sealed[peer] = self._seal_key(peer).encrypt(
+                _share_nonce(self.name, peer, index), plain, None)
         me = self._point(self.name)
         self._sums[index] = {"s_key": s_key, "seed": seed, "stage": "shared",
                              "held": {self.name: (s_shares[me], b_shares[me])}}
@@ -262,9 +278,12 @@ class RecoveryClient:
                 continue
             if not isinstance(sealed[peer], bytes):
                 raise ValueError(f"malformed sealed share from {peer!r}")
-            st["held"][peer] = _unpack_share(
-                self._channel.open(peer, sealed[peer], "recovery-share"),
-                peer, self.name, index)
+            try:
+                plain = self._seal_key(peer).decrypt(
+                    _share_nonce(peer, self.name, index), sealed[peer], None)
+            except InvalidTag as exc:
+                raise ValueError(f"the share from {peer!r} failed authentication") from exc
+            st["held"][peer] = _unpack_share(plain, peer, self.name, index)
             if not isinstance(pks[peer], bytes) or len(pks[peer]) != 32 or pks[peer] in seen:
                 raise ConsistencyError(f"invalid or repeated mask key from {peer!r}")
             seen.add(pks[peer])

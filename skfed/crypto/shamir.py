@@ -16,14 +16,14 @@ integers; what matters for security is checked here and tested:
 * **Field size.** The Mersenne prime 2**521 - 1 exceeds every 32-byte secret
   (X25519 private keys, 256-bit seeds), so a secret is shared whole, never
   reduced or truncated.
-* **Randomness.** Coefficients come from :mod:`secrets` (the operating
+* **Randomness.** Coefficients come from ``os.urandom`` (the operating
   system's CSPRNG), uniform over the whole field.
 * **Strict inputs.** Points are distinct non-zero field elements; a share
   outside the field, a repeated point, or fewer than ``t`` shares raise
   instead of silently interpolating garbage.
 """
 
-import secrets
+import os
 
 __all__ = ["PRIME", "split", "combine", "lagrange_at_zero", "secret_to_int", "int_to_secret"]
 
@@ -34,6 +34,24 @@ SHARE_BYTES = 66  # ceil(521 / 8): the wire size of one share value
 def _check_point(x):
     if not isinstance(x, int) or isinstance(x, bool) or not 0 < x < PRIME:
         raise ValueError(f"share points must be integers in [1, p-1], got {x!r}")
+
+
+def _random_elements(k):
+    """``k`` uniform field elements from one CSPRNG call (rejection sampling).
+
+    One ``os.urandom`` call per sharing instead of one per coefficient: in a
+    multi-threaded run every call releases the GIL, and the hand-overs, not
+    the bytes, were the cost.
+    """
+    out = []
+    while len(out) < k:
+        raw = os.urandom(SHARE_BYTES * (k - len(out)))
+        for i in range(0, len(raw), SHARE_BYTES):
+            # 521 random bits; only the all-ones value, p itself, is rejected.
+            v = int.from_bytes(raw[i:i + SHARE_BYTES], "big") & PRIME
+            if v < PRIME:
+                out.append(v)
+    return out
 
 
 def split(secret, points, threshold):
@@ -68,7 +86,7 @@ def split(secret, points, threshold):
         raise ValueError("share points must be distinct")
     if not 1 <= threshold <= len(points):
         raise ValueError(f"threshold must be in [1, {len(points)}], got {threshold}")
-    coefs = [secret] + [secrets.randbelow(PRIME) for _ in range(threshold - 1)]
+    coefs = [secret] + _random_elements(threshold - 1)
     shares = {}
     for x in points:
         acc = 0

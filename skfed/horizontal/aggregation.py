@@ -103,6 +103,9 @@ class ClientAggregation:
                 raise ValueError("the shared Paillier private key does not match the public key")
         self.public_key, self.private_key = pk, sk
 
+    def prepare(self, tag):
+        """Nothing to do ahead of an upload without dropout tolerance."""
+
     def upload(self, values, tag, weight=None):
         """Send one protected vector; take part in decrypting the aggregate.
 

@@ -76,6 +76,7 @@ class TolerantClientAggregation:
         self.threshold = threshold
         self.index = 0
         self.recovery = None
+        self._prepared = None
 
     def setup(self):
         if self.protection != "masking":
@@ -86,16 +87,30 @@ class TolerantClientAggregation:
         relayed = ctx.recv(self.server, "recovery_keys")
         self.recovery.agree(relayed["keys"], relayed["session"])
 
+    def prepare(self, tag):
+        """Share this sum's mask secrets now, before the update is computed.
+
+        The shares do not depend on the update, so a client that sends them
+        before its local training takes the key-sharing step off the round's
+        critical path: the server relays them while the clients train.
+        """
+        self.index += 1
+        _checkpoint(self.ctx, "before_key_sharing")
+        if self.recovery is not None:
+            self.ctx.send(self.server, tag + "/share", self.recovery.share(self.index),
+                          kind="ciphertext")
+        self._prepared = tag
+
     def upload(self, values, tag, weight=None):
         """Send one protected vector (with ``weight`` appended) and help unmask the sum."""
         values = np.asarray(values, dtype=np.float64).ravel()
         if weight is not None:
             values = np.concatenate([values, [float(weight)]])
-        self.index += 1
+        if self._prepared != tag:
+            self.prepare(tag)
+        self._prepared = None
         ctx, server, rc, i = self.ctx, self.server, self.recovery, self.index
-        _checkpoint(ctx, "before_key_sharing")
         if rc is not None:
-            ctx.send(server, tag + "/share", rc.share(i), kind="ciphertext")
             relayed = ctx.recv(server, tag + "/relay")
         _checkpoint(ctx, "before_upload")
         if rc is None:

@@ -191,6 +191,7 @@ def client(ctx, X, y, cfg, seed):
         size = sum(int(np.prod(s)) for _, s in cfg["layout"])
         model = _unflatten(check_array(msg["model"], sender=server_name, tag="model",
                                        shape=(size,)), cfg["layout"])
+        agg.prepare("update")  # (dropout tolerance) key shares travel during training
         fullbatch = cfg["strategy"] == "fedsgd"
         loss_sum, grad = _loss_and_grad(model, X, Y, W, cfg, with_grad=fullbatch)
         if fullbatch:
