@@ -92,6 +92,9 @@ def main():
 
 def _dropout_table(X_tr, y_tr, X_te, y_te, params, t_cen, acc_cen, args):
     """Dropout-tolerant masking against today's masking, by number of clients."""
+    import logging
+
+    logging.getLogger("skfed.horizontal").setLevel(logging.ERROR)  # the injected drops
     c_cen = _median_time(lambda: SGDClassifier(max_iter=10, tol=None, **params).fit(
         X_tr, y_tr), args.repeats, cpu=True)[1]
     print(f"\ndropout tolerance: 10 rounds, threshold min_clients = n // 2 + 1; "
