@@ -38,13 +38,13 @@ def test_recovery_messages_kinds_and_bytes():
     # The recovery steps, each with the protection it declares.
     assert {tag for tag, _ in added} == {
         "recovery_keys", "update/share", "update/relay", "update/survivors",
-        "update/signature", "update/signatures", "update/reveal",
-        "counts/share", "counts/relay", "counts/survivors", "counts/signature",
-        "counts/signatures", "counts/reveal"}
+        "update/confirm", "update/confirmations", "update/reveal",
+        "counts/share", "counts/relay", "counts/survivors", "counts/confirm",
+        "counts/confirmations", "counts/reveal"}
     kinds = {tag: kind for tag, kind in added}
     assert kinds["update/share"] == kinds["update/relay"] == "ciphertext"
     assert kinds["recovery_keys"] == "public_key"
-    assert kinds["update/reveal"] == kinds["update/signature"] == "plain"
+    assert kinds["update/reveal"] == kinds["update/confirm"] == "plain"
     # Every upload is masked, in both protocols, including the dropped clients'.
     for t in (base.transcript_, tol.transcript_):
         ups = t.filter(tag="update")

@@ -80,9 +80,11 @@ def _run(clients, server, values, index=1, drop_share=(), drop_upload=(), drop_r
     uploads = {n: clients[n].mask(index, ring.encode(values[n]), relays[n])
                for n in shared if n not in drop_upload}
     survivors = server.survivors(index, uploads)
-    sigs = server.signatures(index, {n: clients[n].sign(index, survivors) for n in survivors})
-    assert len(sigs) == server.threshold
-    reveals = {n: clients[n].reveal(index, sigs) for n in survivors if n not in drop_reveal}
+    confirms = {n: clients[n].confirm(index, survivors) for n in survivors}
+    relayed = {n: server.confirmations(index, confirms, n) for n in survivors}
+    assert all(len(r) == server.threshold - 1 for r in relayed.values())
+    reveals = {n: clients[n].reveal(index, relayed[n]) for n in survivors
+               if n not in drop_reveal}
     return ring.decode(server.unmask(index, uploads, reveals)), survivors, uploads
 
 
@@ -143,16 +145,16 @@ def test_a_client_never_reveals_both_secrets_of_one_peer():
     uploads = {n: clients[n].mask(1, ring.encode(np.ones(3)), server.relay(1, shared, n))
                for n in NAMES if n != "e"}
     survivors = server.survivors(1, uploads)
-    sigs = {n: clients[n].sign(1, survivors) for n in survivors}
+    confirms = {n: clients[n].confirm(1, survivors) for n in survivors}
     for n in survivors:
-        out = clients[n].reveal(1, sigs)
+        out = clients[n].reveal(1, server.confirmations(1, confirms, n))
         assert set(out["b"]) == set(survivors)   # self-mask seeds of the survivors
         assert set(out["s"]) == {"e"}            # mask key of the one that dropped
         assert not set(out["b"]) & set(out["s"])
         with pytest.raises(ConsistencyError, match="not waiting"):
-            clients[n].reveal(1, sigs)           # once per sum
+            clients[n].reveal(1, server.confirmations(1, confirms, n))  # once per sum
     with pytest.raises(ConsistencyError, match="not waiting"):
-        clients["a"].sign(1, survivors)          # a second list is refused
+        clients["a"].confirm(1, survivors)       # a second list is refused
 
 
 def test_server_showing_different_survivor_lists_gets_no_share():
@@ -165,14 +167,23 @@ def test_server_showing_different_survivor_lists_gets_no_share():
     for n in NAMES:
         clients[n].mask(1, ring.encode(np.ones(3)), server.relay(1, shared, n))
     short, full = ["a", "b", "c", "d"], NAMES
-    sigs = {n: clients[n].sign(1, short) for n in ("a", "b")}
-    sigs.update({n: clients[n].sign(1, full) for n in ("c", "d", "e")})
-    for n in NAMES:
-        with pytest.raises(ConsistencyError, match="did not sign|outside the survivor"):
-            clients[n].reveal(1, sigs)
-    # Showing each group only its own signatures: too few to vouch for either list.
+    confirms = {n: clients[n].confirm(1, short) for n in ("a", "b")}
+    confirms.update({n: clients[n].confirm(1, full) for n in ("c", "d", "e")})
+    # Relaying every confirmation: the other group's do not match the list.
+    for n in ("a", "b"):
+        mixed = {u: confirms[u][n] for u in ("a", "b", "c", "d") if u != n}
+        with pytest.raises(ConsistencyError, match="did not confirm this survivor list"):
+            clients[n].reveal(1, mixed)
+    for n in ("c", "d"):
+        mixed = {u: confirms[u][n] for u in NAMES if u != n}
+        with pytest.raises(ConsistencyError, match="did not confirm this survivor list"):
+            clients[n].reveal(1, mixed)
+    # Relaying each group only its own: too few to vouch for either list.
     with pytest.raises(ConsistencyError, match="only 2 survivors vouched"):
-        clients["a"].reveal(1, {n: sigs[n] for n in ("a", "b")})
+        clients["a"].reveal(1, {"b": confirms["b"]["a"]})
+    # A confirmation is bound to its sender: b cannot stand in for c.
+    with pytest.raises(ConsistencyError, match="did not confirm"):
+        clients["d"].reveal(1, {"c": confirms["e"]["d"], "e": confirms["e"]["d"]})
 
 
 def test_server_claiming_an_uploader_dropped_cannot_unmask_it():
@@ -187,8 +198,9 @@ def test_server_claiming_an_uploader_dropped_cannot_unmask_it():
     for n in NAMES[:-1]:
         clients[n].mask(1, ring.encode(np.zeros(3)), relays[n])
     lie = NAMES[:-1]
-    sigs = {n: clients[n].sign(1, lie) for n in lie}
-    reveals = {n: clients[n].reveal(1, sigs) for n in lie}
+    assert server.survivors(1, dict.fromkeys(lie)) == lie   # as if e's upload never came
+    confirms = {n: clients[n].confirm(1, lie) for n in lie}
+    reveals = {n: clients[n].reveal(1, server.confirmations(1, confirms, n)) for n in lie}
     assert all("e" not in r["b"] for r in reveals.values())
     from cryptography.hazmat.primitives.asymmetric.x25519 import (
         X25519PrivateKey,
@@ -236,8 +248,9 @@ def test_inconsistent_revealed_shares_are_detected():
     uploads = {n: clients[n].mask(1, ring.encode(np.ones(2)), server.relay(1, shared, n))
                for n in NAMES if n != "a"}
     survivors = server.survivors(1, uploads)
-    sigs = server.signatures(1, {n: clients[n].sign(1, survivors) for n in survivors})
-    reveals = {n: clients[n].reveal(1, sigs) for n in survivors}
+    confirms = {n: clients[n].confirm(1, survivors) for n in survivors}
+    reveals = {n: clients[n].reveal(1, server.confirmations(1, confirms, n))
+               for n in survivors}
     reveals["b"]["b"]["c"] = (reveals["b"]["b"]["c"] + 1) % shamir.PRIME
     with pytest.raises(ConsistencyError, match="inconsistent"):
         server.unmask(1, uploads, reveals)

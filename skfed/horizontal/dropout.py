@@ -120,13 +120,13 @@ class TolerantClientAggregation:
         _checkpoint(ctx, "after_upload")
         if rc is not None:
             survivors = ctx.recv(server, tag + "/survivors")
-            ctx.send(server, tag + "/signature", rc.sign(i, survivors), kind="plain")
-            signatures = ctx.recv(server, tag + "/signatures")
+            ctx.send(server, tag + "/confirm", rc.confirm(i, survivors), kind="plain")
+            confirmations = ctx.recv(server, tag + "/confirmations")
         _checkpoint(ctx, "during_unmasking")
         if rc is not None:
             # Shares of survivors' self-mask seeds and of dropped clients' mask
             # keys: what the protocol reveals to the server by design.
-            ctx.send(server, tag + "/reveal", rc.reveal(i, signatures), kind="plain")
+            ctx.send(server, tag + "/reveal", rc.reveal(i, confirmations), kind="plain")
 
 
 class TolerantServerAggregation:
@@ -236,12 +236,12 @@ class TolerantServerAggregation:
             survivors = rs.survivors(i, uploads)
             self.broadcast(tag + "/survivors", survivors, receivers=survivors,
                            stage="after_upload")
-            sigs = self.gather(tag + "/signature", senders=survivors, stage="after_upload",
-                               what="survivor-list signatures")
-            signers = sorted(sigs)
-            self.broadcast(tag + "/signatures", rs.signatures(i, sigs), receivers=signers,
-                           stage="during_unmasking")
-            reveals = self.gather(tag + "/reveal", senders=signers,
+            confirms = self.gather(tag + "/confirm", senders=survivors, stage="after_upload",
+                                   what="survivor-list confirmations")
+            for c in sorted(confirms):
+                self.send(c, tag + "/confirmations", rs.confirmations(i, confirms, c),
+                          kind="plain", stage="during_unmasking")
+            reveals = self.gather(tag + "/reveal", senders=sorted(confirms),
                                   stage="during_unmasking", what="unmasking shares")
             total = self.ring.decode(rs.unmask(i, {c: uploads[c] for c in survivors},
                                                reveals))
