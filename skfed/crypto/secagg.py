@@ -23,7 +23,8 @@ Choices, and why they differ from common implementations:
 Threat model: honest-but-curious server and clients; the server relays keys
 faithfully (an active server could substitute keys — authenticate them out of
 band in deployments) and no client drops out mid-round (there is no
-secret-shared recovery of a dropped client's masks).
+secret-shared recovery of a dropped client's masks here; see
+:mod:`skfed.crypto.secagg_recovery` for the protocol that survives dropouts).
 """
 
 import os

@@ -121,7 +121,7 @@ def _is_number(value):
 
 def _model_summary(est, role, seconds):
     out = {"party": role, "estimator": type(est).__name__, "fit_seconds": seconds}
-    for name in ("n_iter_", "loss_curve_", "coef_", "intercept_", "classes_"):
+    for name in ("n_iter_", "loss_curve_", "coef_", "intercept_", "classes_", "dropouts_"):
         if hasattr(est, name):
             value = getattr(est, name)
             out[name] = value.tolist() if isinstance(value, np.ndarray) else value
@@ -210,6 +210,11 @@ def _final_objective(est):
     return None
 
 
+def _when(dropout):
+    where = "set-up" if dropout["sum"] <= 1 else f"round {dropout['sum'] - 1}"
+    return f"{where}, {dropout['stage'].replace('_', ' ')}"
+
+
 def _fit_data_party(dep, role, est, runtime, data, out):
     """Load, align, split, fit and evaluate one data party; returns the metrics."""
     from ..vertical.alignment import align_samples
@@ -272,6 +277,9 @@ def run(args, out=None):
     objective = _final_objective(est)
     if objective is not None:
         print(f"[{role}] final objective: {objective:.6f}", file=out, flush=True)
+    for d in getattr(est, "dropouts_", None) or ():
+        print(f"[{role}] {d['client']} dropped out ({_when(d)}); the fit went on without it",
+              file=out, flush=True)
     print(f"[{role}] done in {seconds:.1f} s: sent {summary['bytes_sent']} bytes, received "
           f"{summary['bytes_received']} bytes", file=out, flush=True)
     if args.output:

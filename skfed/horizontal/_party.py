@@ -18,6 +18,7 @@ Extra messages, all ``plain`` and public::
 
 import numpy as np
 
+from ..runtime.local import PartyLeft
 from ..runtime.party import ProtocolMismatch, check_agreement, public_params
 from .roles import client, model_layout, server
 
@@ -72,7 +73,17 @@ def server_party(ctx, cfg, progress=None):
     ctx.broadcast(clients, "setup", n_outputs, kind="plain")
     cfg = dict(cfg, layout=model_layout(n_features, n_outputs, cfg["average"]))
     out = server(ctx, cfg, progress=progress)
-    ctx.broadcast(clients, "final_model", {
-        "model": out["model"], "classes": out.get("classes"), "n_iter": out["n_iter"],
-        "history": out["history"]}, kind="plain")
+    final = {"model": out["model"], "classes": out.get("classes"), "n_iter": out["n_iter"],
+             "history": out["history"]}
+    gone = {d["client"] for d in out["dropouts"]}
+    for c in clients:
+        if c in gone:
+            continue
+        try:
+            ctx.send(c, "final_model", final, kind="plain")
+        except PartyLeft:
+            # With min_clients set, a client that died after the last round
+            # does not spoil the model the others receive.
+            if cfg.get("min_clients") is None:
+                raise
     return dict(out, n_features=n_features, feature_names=first["feature_names"])

@@ -103,8 +103,14 @@ class ClientAggregation:
                 raise ValueError("the shared Paillier private key does not match the public key")
         self.public_key, self.private_key = pk, sk
 
-    def upload(self, values, tag):
-        """Send one protected vector; take part in decrypting the aggregate."""
+    def prepare(self, tag):
+        """Nothing to do ahead of an upload without dropout tolerance."""
+
+    def upload(self, values, tag, weight=None):
+        """Send one protected vector; take part in decrypting the aggregate.
+
+        ``weight`` is unused: without dropouts the weights of all clients sum to 1.
+        """
         values = np.asarray(values, dtype=np.float64).ravel()
         self.index += 1
         ctx = self.ctx
@@ -165,8 +171,24 @@ class ServerAggregation:
                     raise ValueError("sealed key addressed to an unknown client")
                 ctx.send(msg["to"], "sealed_private_key", msg["sealed"], kind="ciphertext")
 
-    def secure_sum(self, tag, size):
-        """Receive every client's protected vector under ``tag``; return the sum."""
+    @property
+    def active(self):
+        """Every client: without dropout tolerance all must answer every step."""
+        return self.clients
+
+    dropouts = ()
+
+    def gather(self, tag):
+        return dict(zip(self.clients, self.ctx.gather(self.clients, tag)))
+
+    def broadcast(self, tag, payload, kind="plain"):
+        self.ctx.broadcast(self.clients, tag, payload, kind=kind)
+
+    def secure_sum(self, tag, size, weighted=False):
+        """Receive every client's protected vector under ``tag``; return the sum.
+
+        ``weighted`` is unused (see :meth:`ClientAggregation.upload`).
+        """
         self.index += 1
         ctx = self.ctx
         uploads = ctx.gather(self.clients, tag)

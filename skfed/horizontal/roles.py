@@ -24,6 +24,7 @@ from ..exceptions import FitDiverged
 from ..runtime.layout import check_array, check_dict, check_scalar
 from ._losses import loss_and_dloss, penalty_grad, penalty_value
 from .aggregation import ClientAggregation, ServerAggregation
+from .dropout import TolerantClientAggregation, TolerantServerAggregation
 
 __all__ = ["client", "server", "model_layout"]
 
@@ -158,8 +159,12 @@ def _local_train(est, X, y, global_model, cfg, first):
 def client(ctx, X, y, cfg, seed):
     """A data holder: trains on its own rows, uploads only protected vectors."""
     server_name, clients = cfg["server"], cfg["clients"]
-    agg = ClientAggregation(ctx, server_name, clients, cfg["secure_aggregation"],
-                            key_size=cfg["key_size"], n_jobs=cfg["n_jobs"])
+    if cfg.get("min_clients") is None:
+        agg = ClientAggregation(ctx, server_name, clients, cfg["secure_aggregation"],
+                                key_size=cfg["key_size"], n_jobs=cfg["n_jobs"])
+    else:
+        agg = TolerantClientAggregation(ctx, server_name, clients, cfg["secure_aggregation"],
+                                        cfg["min_clients"])
     agg.setup()
     n_k = X.shape[0]
     classes = None
@@ -187,6 +192,7 @@ def client(ctx, X, y, cfg, seed):
         size = sum(int(np.prod(s)) for _, s in cfg["layout"])
         model = _unflatten(check_array(msg["model"], sender=server_name, tag="model",
                                        shape=(size,)), cfg["layout"])
+        agg.prepare("update")  # (dropout tolerance) key shares travel during training
         fullbatch = cfg["strategy"] == "fedsgd"
         loss_sum, grad = _loss_and_grad(model, X, Y, W, cfg, with_grad=fullbatch)
         if fullbatch:
@@ -197,7 +203,7 @@ def client(ctx, X, y, cfg, seed):
                                      [loss_sum / n_total]])
         first = False
         try:
-            agg.upload(upload, "update")
+            agg.upload(upload, "update", weight=weight)
         except OverflowError as exc:
             raise FitDiverged(
                 f"this client's update left the protected range ({exc}); training is "
@@ -219,18 +225,22 @@ def server(ctx, cfg, progress=None):
     progress lines and lets scikit-learn callbacks stop the fit.
     """
     clients = cfg["clients"]
-    agg = ServerAggregation(ctx, clients, cfg["secure_aggregation"])
+    if cfg.get("min_clients") is None:
+        agg = ServerAggregation(ctx, clients, cfg["secure_aggregation"])
+    else:
+        agg = TolerantServerAggregation(ctx, clients, cfg["secure_aggregation"],
+                                        cfg["min_clients"])
     agg.setup()
     layout = cfg["layout"]
     out = {}
     if cfg["task"] == "classification":
-        label_sets = ctx.gather(clients, "labels")
+        label_sets = list(agg.gather("labels").values())
         classes = sorted(set().union(*map(set, label_sets)))
         if len(classes) < 2:
             raise ValueError(
                 f"the clients hold a single class ({classes[0]!r}); a classifier needs "
                 "at least two")
-        ctx.broadcast(clients, "classes", classes, kind="plain")
+        agg.broadcast("classes", classes, kind="plain")
         out["classes"] = classes
         n_counts = len(classes)
     else:
@@ -252,7 +262,7 @@ def server(ctx, cfg, progress=None):
             weights = np.ones(len(classes))
         stats.update(class_weight=weights.tolist(), class_weight_set=cw is not None)
         out["class_counts"] = counts
-    ctx.broadcast(clients, "totals", stats, kind="plain")
+    agg.broadcast("totals", stats, kind="plain")
     out["n_samples"] = n_total
 
     size = sum(int(np.prod(s)) for _, s in layout)
@@ -264,9 +274,10 @@ def server(ctx, cfg, progress=None):
     coef_size = int(np.prod(layout[0][1]))
     fullbatch = cfg["strategy"] == "fedsgd"
     for r in range(cfg["n_rounds"]):
-        ctx.broadcast(clients, "model", {"done": False, "model": w}, kind="plain")
+        agg.broadcast("model", {"done": False, "model": w}, kind="plain")
         n_params = coef_size + layout[1][1][0]  # coef_ and intercept_
-        total = agg.secure_sum("update", (n_params if fullbatch else size) + 1)
+        total = agg.secure_sum("update", (n_params if fullbatch else size) + 1,
+                               weighted=True)
         coef_now = w[:coef_size]
         objective = float(total[-1]) + cfg["alpha"] * penalty_value(
             coef_now, cfg["penalty"], cfg["l1_ratio"])
@@ -308,8 +319,9 @@ def server(ctx, cfg, progress=None):
                     eta, no_improve = eta / 5.0, 0
                 else:
                     break
-    ctx.broadcast(clients, "model", {"done": True, "model": None}, kind="plain")
+    agg.broadcast("model", {"done": True, "model": None}, kind="plain")
     if progress is not None:
         progress.close(state=w)
-    out.update(model=_unflatten(w, layout), history=history, n_iter=len(history))
+    out.update(model=_unflatten(w, layout), history=history, n_iter=len(history),
+               dropouts=list(agg.dropouts))
     return out

@@ -20,6 +20,7 @@ from ..runtime import LocalRuntime
 from ..runtime.party import party_of
 from ..topology import HorizontalTopology, split_by_party
 from ._party import client_party, server_party
+from .dropout import check_min_clients
 from .roles import _unflatten, client, model_layout, server
 
 __all__ = ["FederatedSGDClassifier", "FederatedSGDRegressor"]
@@ -52,6 +53,7 @@ class _BaseFederatedSGD(CallbackSupportMixin, BaseEstimator):
         "tau": [Interval(numbers.Real, 0, None, closed="neither")],
         "secure_aggregation": [StrOptions({"masking", "paillier"}), None],
         "key_size": [Interval(numbers.Integral, 256, None, closed="left")],
+        "min_clients": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "tol": [Interval(numbers.Real, 0, None, closed="left"), None],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_jobs": [numbers.Integral, None],
@@ -130,6 +132,7 @@ class _BaseFederatedSGD(CallbackSupportMixin, BaseEstimator):
             raise ValueError(
                 "secure aggregation needs at least two clients: with one client the "
                 "server would learn its update; use secure_aggregation=None")
+        check_min_clients(self.min_clients, len(parts), self.secure_aggregation)
         return X, y, parts
 
     def _check_settings(self):
@@ -164,6 +167,7 @@ class _BaseFederatedSGD(CallbackSupportMixin, BaseEstimator):
             "server_learning_rate": float(self.server_learning_rate),
             "beta_1": float(self.beta_1), "beta_2": float(self.beta_2), "tau": float(self.tau),
             "secure_aggregation": self.secure_aggregation, "key_size": int(self.key_size),
+            "min_clients": None if self.min_clients is None else int(self.min_clients),
             "tol": self.tol, "n_iter_no_change": int(self.n_iter_no_change),
             "n_jobs": self.n_jobs, "verbose": self.verbose,
             "layout": model_layout(n_features, n_outputs, self.average),
@@ -181,6 +185,7 @@ class _BaseFederatedSGD(CallbackSupportMixin, BaseEstimator):
         out = results[_SERVER]
         self.transcript_ = transcript
         self.n_iter_ = out["n_iter"]
+        self.dropouts_ = out["dropouts"]
         per_round = _bytes_per_round(transcript, cfg["clients"][0])
         self.history_ = [dict(h, bytes=per_round[i] if i < len(per_round) else 0)
                          for i, h in enumerate(out["history"])]
@@ -228,6 +233,7 @@ class _BaseFederatedSGD(CallbackSupportMixin, BaseEstimator):
                 "with HorizontalTopology(n_parties=..., party_names=[...]))")
         if self.secure_aggregation is not None and len(clients) < 2:
             raise ValueError("secure aggregation needs at least two clients")
+        check_min_clients(self.min_clients, len(clients), self.secure_aggregation)
         self._check_settings()
         parts = [(c, None) for c in clients]
         cfg = self._config(parts, n_features=0, n_outputs=0)
@@ -238,6 +244,7 @@ class _BaseFederatedSGD(CallbackSupportMixin, BaseEstimator):
             results, transcript = self.runtime.run({_SERVER: partial(
                 server_party, cfg=cfg, progress=self._progress(cfg))})
             out = results[_SERVER]
+            self.dropouts_ = out["dropouts"]
             self.n_features_in_ = out["n_features"]
             if out["feature_names"] is not None:
                 self.feature_names_in_ = np.asarray(out["feature_names"], dtype=object)
@@ -335,6 +342,17 @@ _COMMON_DOC = """
     key_size : int, default=2048
         Paillier modulus bits (``secure_aggregation="paillier"``). Smaller
         keys are refused unless ``SKFED_ALLOW_INSECURE_KEYS=1``.
+    min_clients : int, default=None
+        Tolerate clients dropping out: a round completes when at least
+        ``min_clients`` clients survive it, averaging over the survivors
+        (weights re-normalised); a round with fewer raises
+        :class:`~skfed.horizontal.dropout.TooFewClients`. With masking this
+        runs the dropout-tolerant protocol of Bonawitz et al. (Shamir shares
+        of each client's mask secrets, threshold ``min_clients``, which must
+        exceed half the clients); Paillier mode does not tolerate dropouts.
+        A dropped client stays out for the rest of the fit. None: every
+        client must take part in every round (the cheapest protocol). See
+        :ref:`dropouts`.
     tol : float, default=None
         Stop when the global objective has not improved by ``tol`` for
         ``n_iter_no_change`` rounds. None runs all rounds.
@@ -362,6 +380,10 @@ _FITTED_DOC = """
         round started from: weighted mean loss + penalty) and ``bytes`` sent.
     transcript_ : Transcript
         Every message of the fit, with sender, receiver, protection and size.
+    dropouts_ : list of dict
+        Clients that dropped out (with ``min_clients``): ``client``, ``sum``
+        (1 is the set-up sum of sample counts, ``r + 1`` training round ``r``)
+        and ``stage`` (the step it did not answer). Empty without dropouts.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when X has string column names.
@@ -421,7 +443,7 @@ power_t, average, class_weight
                  power_t=0.5, average=False, class_weight=None, topology=None,
                  n_rounds=10, local_epochs=1, strategy="fedavg", mu=0.01,
                  server_learning_rate=0.01, beta_1=0.9, beta_2=0.99, tau=1e-3,
-                 secure_aggregation="masking", key_size=2048, tol=None,
+                 secure_aggregation="masking", key_size=2048, min_clients=None, tol=None,
                  n_iter_no_change=5, n_jobs=None, random_state=None, verbose=0,
                  runtime=None):
         self.loss = loss
@@ -446,6 +468,7 @@ power_t, average, class_weight
         self.tau = tau
         self.secure_aggregation = secure_aggregation
         self.key_size = key_size
+        self.min_clients = min_clients
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.n_jobs = n_jobs
@@ -612,8 +635,8 @@ power_t, average
                  power_t=0.25, average=False, topology=None, n_rounds=10, local_epochs=1,
                  strategy="fedavg", mu=0.01, server_learning_rate=0.01, beta_1=0.9,
                  beta_2=0.99, tau=1e-3, secure_aggregation="masking", key_size=2048,
-                 tol=None, n_iter_no_change=5, n_jobs=None, random_state=None, verbose=0,
-                 runtime=None):
+                 min_clients=None, tol=None, n_iter_no_change=5, n_jobs=None,
+                 random_state=None, verbose=0, runtime=None):
         self.loss = loss
         self.penalty = penalty
         self.alpha = alpha
@@ -635,6 +658,7 @@ power_t, average
         self.tau = tau
         self.secure_aggregation = secure_aggregation
         self.key_size = key_size
+        self.min_clients = min_clients
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.n_jobs = n_jobs

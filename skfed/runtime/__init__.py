@@ -1,6 +1,14 @@
 """Message-passing runtime: parties are roles that only exchange messages."""
 
-from .local import LocalRuntime, PartyContext, ProtocolTimeout, RoleError, run_roles
+from .local import (
+    LocalRuntime,
+    PartyContext,
+    PartyDropped,
+    PartyLeft,
+    ProtocolTimeout,
+    RoleError,
+    run_roles,
+)
 from .transcript import KINDS, Message, Transcript
 from .wire import WireFormatError, decode, encode
 
@@ -9,6 +17,8 @@ __all__ = [
     "LocalRuntime",
     "Message",
     "PartyContext",
+    "PartyDropped",
+    "PartyLeft",
     "ProtocolTimeout",
     "RoleError",
     "Transcript",

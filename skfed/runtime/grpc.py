@@ -71,7 +71,7 @@ import time
 from collections import defaultdict, deque
 from concurrent import futures
 
-from .local import ProtocolTimeout, RoleError
+from .local import PartyLeft, ProtocolTimeout, RoleError
 from .party import ProtocolMismatch
 from .transcript import KINDS, Transcript
 from .wire import WireFormatError, decode, encode
@@ -116,7 +116,7 @@ class TransportError(RoleError):
         self.error = None
 
 
-class PartyUnreachable(TransportError):
+class PartyUnreachable(TransportError, PartyLeft):
     """A peer could not be reached (not started, crashed, or cut off)."""
 
 
@@ -195,6 +195,9 @@ class _Context:
         """Send the same payload to every party in ``receivers``."""
         for to in receivers:
             self.send(to, tag, payload, kind=kind)
+
+    def checkpoint(self, stage):
+        """No-op: failures are real here (see ``PartyContext.checkpoint``)."""
 
     def recv(self, frm, tag, timeout=None):
         """Wait for the next message from ``frm`` under ``tag`` and decode it."""

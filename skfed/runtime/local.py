@@ -11,7 +11,8 @@ from collections import defaultdict, deque
 from .transcript import KINDS, Transcript
 from .wire import decode, encode
 
-__all__ = ["PartyContext", "LocalRuntime", "RoleError", "ProtocolTimeout", "run_roles"]
+__all__ = ["PartyContext", "LocalRuntime", "RoleError", "ProtocolTimeout", "PartyLeft",
+           "PartyDropped", "run_roles"]
 
 DEFAULT_TIMEOUT = 600.0
 
@@ -29,6 +30,26 @@ class ProtocolTimeout(TimeoutError):
     """A role waited for a message that never came."""
 
 
+class PartyLeft(Exception):
+    """Base of the errors saying a peer has gone: dropped out, crashed or cut off.
+
+    A protocol that tolerates dropouts catches this around a ``recv`` and
+    carries on without the peer; ``party`` names it.
+    """
+
+
+class PartyDropped(PartyLeft, ProtocolTimeout):
+    """An in-process peer dropped out (a drop injected with ``LocalRuntime(drops=...)``)."""
+
+    def __init__(self, party, message):
+        super().__init__(message)
+        self.party = party
+
+
+class _Dropped(BaseException):
+    """Raised inside a role at its injected drop point; it leaves the run silently."""
+
+
 class _Aborted(Exception):
     """Raised inside a waiting role when another role has failed."""
 
@@ -44,7 +65,9 @@ class _Mailroom:
         self.cond = threading.Condition()
         self.queues = defaultdict(deque)
         self.finished = set()
+        self.dropped = set()
         self.failed = None
+        self.drops = {}
 
 
 class PartyContext:
@@ -67,6 +90,7 @@ class PartyContext:
         # used for progress reports.
         self.bytes_sent = 0
         self.bytes_received = 0
+        self._hits = defaultdict(int)
 
     @property
     def parties(self):
@@ -97,6 +121,19 @@ class PartyContext:
         for to in receivers:
             self.send(to, tag, payload, kind=kind)
 
+    def checkpoint(self, stage):
+        """Mark that this party reached ``stage``; an injected drop may stop it here.
+
+        Roles that tolerate dropouts name their stages; with
+        ``LocalRuntime(drops={party: (stage, n)})`` the party leaves the run
+        the ``n``-th time it reaches ``stage``, as a process that died there
+        would: it sends nothing more and its peers' ``recv`` from it raise
+        :class:`PartyDropped`. Other runtimes ignore checkpoints.
+        """
+        self._hits[stage] += 1
+        if self._room.drops.get(self.party) == (stage, self._hits[stage]):
+            raise _Dropped()
+
     def recv(self, frm, tag, timeout=None):
         """Wait for the next message from ``frm`` under ``tag`` and decode it."""
         room = self._room
@@ -109,6 +146,9 @@ class PartyContext:
             while not room.queues[key]:
                 if room.failed is not None:
                     raise _Aborted()
+                if frm in room.dropped:
+                    raise PartyDropped(frm, f"{self.party!r} waits for {tag!r} from {frm!r}, "
+                                       "which dropped out")
                 if frm in room.finished:
                     raise ProtocolTimeout(
                         f"{self.party!r} waits for {tag!r} from {frm!r}, "
@@ -139,6 +179,11 @@ class LocalRuntime:
     keep_payloads : bool, default=False
         Keep each message's serialised payload in the transcript (for audits
         and privacy tests).
+    drops : dict, default=None
+        Failures to inject: ``{party: (stage, n)}`` makes ``party`` drop out
+        the ``n``-th time its role reaches checkpoint ``stage`` (see
+        :meth:`PartyContext.checkpoint`). A dropped party returns no result;
+        the run fails only if a remaining role fails.
 
     Examples
     --------
@@ -154,9 +199,10 @@ class LocalRuntime:
     ('HELLO', 2)
     """
 
-    def __init__(self, timeout=DEFAULT_TIMEOUT, keep_payloads=False):
+    def __init__(self, timeout=DEFAULT_TIMEOUT, keep_payloads=False, drops=None):
         self.timeout = timeout
         self.keep_payloads = keep_payloads
+        self.drops = drops
 
     def run(self, roles, transcript=None):
         """Run ``roles`` (a mapping party name -> callable(ctx)) to completion.
@@ -175,6 +221,7 @@ class LocalRuntime:
         """
         transcript = Transcript() if transcript is None else transcript
         room = _Mailroom(list(roles), transcript, self.keep_payloads, self.timeout)
+        room.drops = _check_drops(self.drops, roles)
         results, errors = {}, {}
 
         def target(name, fn):
@@ -183,6 +230,9 @@ class LocalRuntime:
                 results[name] = fn(ctx)
             except _Aborted:
                 pass
+            except _Dropped:
+                with room.cond:
+                    room.dropped.add(name)
             except BaseException as exc:  # noqa: BLE001 - surfaced below
                 with room.cond:
                     errors[name] = exc
@@ -204,6 +254,24 @@ class LocalRuntime:
             # A timeout caused by another party's failure is a symptom; report the cause.
             raise RoleError(first, errors[first]) from errors[first]
         return results, transcript
+
+
+def _check_drops(drops, roles):
+    if drops is None:
+        return {}
+    if not isinstance(drops, dict):
+        raise TypeError("drops must be a dict {party: (stage, n)}")
+    out = {}
+    for party, spec in drops.items():
+        if party not in roles:
+            raise ValueError(f"drops names {party!r}, which is not a party of this run")
+        if isinstance(spec, str):
+            spec = (spec, 1)
+        stage, n = spec
+        if not isinstance(stage, str) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"a drop is (stage, n) with n >= 1, got {spec!r}")
+        out[party] = (stage, n)
+    return out
 
 
 def run_roles(roles, runtime=None, transcript=None):
