@@ -5,7 +5,7 @@ from itertools import combinations
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skfed.crypto import shamir
@@ -270,20 +270,20 @@ def test_every_threshold_subset_of_revealers_gives_the_same_sum():
 def test_any_drop_pattern_within_the_threshold_gives_the_survivors_sum(n, data):
     names = [f"p{i}" for i in range(n)]
     t = data.draw(st.integers(n // 2 + 1, n))
-    # Each client drops at one of the steps, or never; at most n - t drop
-    # before uploading and at least t reveal.
-    steps = data.draw(st.lists(st.sampled_from(["share", "upload", "reveal", None]),
-                               min_size=n, max_size=n))
-    gone = [s in ("share", "upload") for s in steps]
-    silent = [s is not None for s in steps]
-    assume(sum(gone) <= n - t and n - sum(silent) >= t)
+    # Up to n - t clients drop, each at one of the steps; at least t reveal.
+    order = data.draw(st.permutations(names))
+    k = data.draw(st.integers(0, n - t))
+    steps = dict.fromkeys(names)
+    for m in order[:k]:
+        steps[m] = data.draw(st.sampled_from(["share", "upload", "reveal"]))
+    gone = [steps[m] in ("share", "upload") for m in names]
     values = {m: np.arange(4.0) * (i + 1) - i for i, m in enumerate(names)}
     clients, server = _session(t, names)
     total, survivors, _ = _run(
         clients, server, values,
-        drop_share=tuple(m for m, s in zip(names, steps) if s == "share"),
-        drop_upload=tuple(m for m, s in zip(names, steps) if s == "upload"),
-        drop_reveal=tuple(m for m, s in zip(names, steps) if s == "reveal"))
+        drop_share=tuple(m for m in names if steps[m] == "share"),
+        drop_upload=tuple(m for m in names if steps[m] == "upload"),
+        drop_reveal=tuple(m for m in names if steps[m] == "reveal"))
     assert survivors == [m for m, g in zip(names, gone) if not g]
     np.testing.assert_allclose(total, np.sum([values[m] for m in survivors], axis=0),
                                atol=1e-8)
