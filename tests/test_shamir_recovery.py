@@ -263,3 +263,27 @@ def test_every_threshold_subset_of_revealers_gives_the_same_sum():
         total, _, _ = _run(clients, server, values,
                            drop_reveal=tuple(n for n in NAMES if n not in keep))
         np.testing.assert_allclose(total, [10.0, 10.0], atol=1e-8)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(3, 7), data=st.data())
+def test_any_drop_pattern_within_the_threshold_gives_the_survivors_sum(n, data):
+    names = [f"p{i}" for i in range(n)]
+    t = data.draw(st.integers(n // 2 + 1, n))
+    # Up to n - t clients drop, each at one of the steps; at least t reveal.
+    order = data.draw(st.permutations(names))
+    k = data.draw(st.integers(0, n - t))
+    steps = dict.fromkeys(names)
+    for m in order[:k]:
+        steps[m] = data.draw(st.sampled_from(["share", "upload", "reveal"]))
+    gone = [steps[m] in ("share", "upload") for m in names]
+    values = {m: np.arange(4.0) * (i + 1) - i for i, m in enumerate(names)}
+    clients, server = _session(t, names)
+    total, survivors, _ = _run(
+        clients, server, values,
+        drop_share=tuple(m for m in names if steps[m] == "share"),
+        drop_upload=tuple(m for m in names if steps[m] == "upload"),
+        drop_reveal=tuple(m for m in names if steps[m] == "reveal"))
+    assert survivors == [m for m, g in zip(names, gone) if not g]
+    np.testing.assert_allclose(total, np.sum([values[m] for m in survivors], axis=0),
+                               atol=1e-8)
