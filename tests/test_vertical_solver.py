@@ -145,6 +145,21 @@ def test_encrypted_pcg_equals_unencrypted(task):
     assert enc.n_iter_ == plain.n_iter_ == 6
 
 
+def test_encrypted_pcg_two_hosts_one_vs_rest():
+    # per-output scalars (K = 3) and two hosts' encrypted terms summed
+    X, y = make_classification(n_samples=60, n_features=6, n_informative=4, n_classes=3,
+                               random_state=2)
+    topo = VerticalTopology({"g": [0, 1], "h1": [2, 3], "h2": [4, 5]}, label_party="g")
+    kw = dict(max_iter=4, tol=None, alpha=0.05)
+    plain = VerticalLogisticRegression(topo, encryption=None, **kw).fit(X, y)
+    enc = VerticalLogisticRegression(topo, key_size=SMALL_KEY, **kw).fit(X, y)
+    np.testing.assert_allclose(enc.coef_, plain.coef_, atol=1e-6)
+    np.testing.assert_allclose(enc.loss_curve_, plain.loss_curve_, atol=1e-6)
+    # epoch 1 is the gradient pass; each later one a step to every data party
+    assert len(enc.transcript_.filter(sender="arbiter", receiver="h2", tag="step")) == 3
+    assert len(enc.transcript_.filter(receiver="g", tag="cg_term")) == 2 * 3
+
+
 def test_encrypted_pcg_past_the_optimum_of_a_singular_problem():
     # make_classification's redundant columns are exact combinations of the
     # informative ones, across the parties: H is singular. Past the optimum the
