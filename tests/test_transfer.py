@@ -740,7 +740,7 @@ def _two_view_digits(n_overlap, seed):
     X, y = StandardScaler().fit_transform(X), (y >= 5).astype(int)
     rng = np.random.RandomState(seed)
     perm = rng.permutation(len(X))
-    overlap, rest = perm[:n_overlap], perm[n_overlap:]
+    rest = perm[n_overlap:]                 # the first n_overlap rows: the overlap
     source_only, target_only = rest[:len(rest) // 2], rest[len(rest) // 2:]
     X_fed = X.copy()
     X_fed[source_only, 32:] = np.nan
