@@ -220,7 +220,7 @@ def main(argv=None):
     parser.add_argument("--key-bits", type=int, default=2048)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--trees", type=int, default=None)
-    parser.add_argument("--max-bins", type=int, default=255)
+    parser.add_argument("--max-bins", type=int, default=32)
     parser.add_argument("--naive-rows", type=int, default=None)
     parser.add_argument("--only-accuracy", action="store_true",
                         help="run section 4 alone")

@@ -57,7 +57,7 @@ topo = VerticalTopology({"bank": [c for c in guest.columns if c not in ("id", "y
                          "partner": list(host.columns[1:])}, label_party="bank")
 X_tr, X_te, y_tr, y_te = train_test_split(joined, y, test_size=0.3, stratify=y,
                                           random_state=0)
-params = dict(max_iter=15, max_depth=3, learning_rate=0.3, early_stopping=False)
+params = dict(max_iter=15, max_depth=3, learning_rate=0.3, max_bins=32, early_stopping=False)
 fed = VerticalGradientBoostingClassifier(topo, n_jobs=2, **params).fit(X_tr, y_tr)
 cen = HistGradientBoostingClassifier(**params).fit(X_tr, y_tr)
 

@@ -63,7 +63,7 @@ class _BaseVerticalBoosting(CallbackSupportMixin, BaseEstimator):
     }
 
     def __init__(self, topology=None, *, learning_rate=0.1, max_iter=100, max_leaf_nodes=31,
-                 max_depth=None, min_samples_leaf=20, l2_regularization=0.0, max_bins=255,
+                 max_depth=None, min_samples_leaf=20, l2_regularization=0.0, max_bins=32,
                  categorical_features=None, early_stopping="auto", validation_fraction=0.1,
                  n_iter_no_change=10, tol=1e-7, encryption="paillier", key_size=2048,
                  n_jobs=None, random_state=None, verbose=0, runtime=None):
@@ -377,11 +377,16 @@ class VerticalGradientBoostingClassifier(ClassifierMixin, _BaseVerticalBoosting)
         Training rows every leaf keeps.
     l2_regularization : float, default=0.0
         L2 penalty on the leaf values.
-    max_bins : int, default=255
+    max_bins : int, default=32
         Bins per column for the non-missing values (2..255); each party
-        bins its own columns and keeps the edges. The encrypted cost of a
-        split grows with the number of bins (see :ref:`boosting`); 32 is a
-        good speed/accuracy trade-off on large data.
+        bins its own columns and keeps the edges. Unlike
+        ``HistGradientBoostingClassifier`` (255), the default is 32, as in
+        FATE: a feature party packs and the label party decrypts one
+        encrypted sum per candidate threshold, so the cost of a split grows
+        with the bins of continuous columns. On breast cancer (20 continuous
+        host columns, 2048-bit keys) 32 bins made each tree 5.5 times faster
+        than 255, for a test AUC 0.0014 lower (0.0010 higher on default
+        credit); see :ref:`boosting`.
     categorical_features : None
         Not supported: anything but None raises.
     early_stopping : "auto" or bool, default="auto"
@@ -433,7 +438,7 @@ class VerticalGradientBoostingClassifier(ClassifierMixin, _BaseVerticalBoosting)
     >>> X, y = make_classification(n_samples=200, n_features=4, random_state=0)
     >>> clf = VerticalGradientBoostingClassifier(max_iter=5, max_depth=2, key_size=512)
     >>> round(clf.fit(X, y).score(X, y), 2)
-    0.96
+    0.95
     """
 
     _task = "classification"
@@ -536,7 +541,8 @@ class VerticalGradientBoostingRegressor(RegressorMixin, _BaseVerticalBoosting):
     max_depth : int or None, default=None
     min_samples_leaf : int, default=20
     l2_regularization : float, default=0.0
-    max_bins : int, default=255
+    max_bins : int, default=32
+        See :class:`VerticalGradientBoostingClassifier` for why not 255.
     categorical_features : None
     early_stopping : "auto" or bool, default="auto"
     validation_fraction : float or int or None, default=0.1
@@ -575,7 +581,7 @@ class VerticalGradientBoostingRegressor(RegressorMixin, _BaseVerticalBoosting):
     >>> X, y = make_regression(n_samples=200, n_features=4, random_state=0)
     >>> reg = VerticalGradientBoostingRegressor(max_iter=20, key_size=512)
     >>> round(reg.fit(X, y).score(X, y), 2)
-    0.91
+    0.9
     """
 
     _task = "regression"
