@@ -268,3 +268,19 @@ def test_pyproject_license_is_an_spdx_string():
     # A table here makes setuptools print a deprecation warning on every install.
     assert isinstance(project["project"]["license"], str)
     assert "rich>=13" in project["project"]["optional-dependencies"]["progress"]
+
+
+def test_transcript_records_prediction_and_counts_bytes_as_an_attribute():
+    from skfed import VerticalLogisticRegression, VerticalTopology
+
+    X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+    topo = VerticalTopology({"bank": [0, 1], "shop": [2, 3]}, label_party="bank")
+    est = VerticalLogisticRegression(topo, encryption=None, max_iter=3).fit(X, y)
+    n_fit, bytes_fit = len(est.transcript_), est.transcript_.total_bytes
+    assert isinstance(bytes_fit, int) and bytes_fit == est.transcript_.total_bytes()
+    est.predict(X[:7])
+    new = est.transcript_.messages[n_fit:]
+    # The shop's partial scores for the 7 rows went to the bank.
+    assert [(m.sender, m.receiver) for m in new] == [("shop", "bank")]
+    assert est.transcript_.total_bytes == bytes_fit + new[0].nbytes
+    assert est.transcript_.total_bytes(sender="shop", tag=new[0].tag) >= new[0].nbytes

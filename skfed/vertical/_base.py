@@ -338,7 +338,8 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
             **{h: partial(roles.host_predict, X=X[:, columns[h]].copy(),
                           W=coef_by_party[h], label_party=guest) for h in hosts},
         }
-        results, _ = self._runtime().run(role_fns)
+        results, transcript = self._runtime().run(role_fns)
+        self._record_prediction(transcript)
         return results[guest]
 
     def _scores_party(self, X):
@@ -357,8 +358,14 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
                            fit_intercept=self.fit_intercept)
         else:
             role = partial(roles.host_predict, X=X, W=W, label_party=guest)
-        results, _ = self.runtime.run({me: role})
+        results, transcript = self.runtime.run({me: role})
+        self._record_prediction(transcript)
         return results[me]
+
+    def _record_prediction(self, transcript):
+        # The partial scores leave their parties too: record them with the fit's.
+        if hasattr(self, "transcript_"):
+            self.transcript_.extend(transcript)
 
     def _coef_matrices(self):
         """Each party's weights as the (n_own_features [+ 1], K) matrix its role uses."""

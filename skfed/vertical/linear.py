@@ -87,7 +87,8 @@ class VerticalLinearRegression(RegressorMixin, BaseVerticalLinear):
         The objective of each epoch (mean over its mini-batches, at the
         weights before each step), as decrypted by the arbiter.
     transcript_ : Transcript
-        Every message exchanged during ``fit``.
+        Every message exchanged during ``fit``, then those of each
+        collaborative prediction (the feature parties' partial scores).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined when ``X`` has string column names.
