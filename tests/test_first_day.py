@@ -2,6 +2,8 @@
 party, compare_with_centralised with a party column, per-party column names,
 alignment warnings and the small things a new user hits."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -284,3 +286,17 @@ def test_transcript_records_prediction_and_counts_bytes_as_an_attribute():
     assert [(m.sender, m.receiver) for m in new] == [("shop", "bank")]
     assert est.transcript_.total_bytes == bytes_fit + new[0].nbytes
     assert est.transcript_.total_bytes(sender="shop", tag=new[0].tag) >= new[0].nbytes
+
+
+def test_alignment_warns_when_ids_do_not_match():
+    from skfed import align_samples
+
+    with pytest.warns(UserWarning, match=r"no record is shared.*bank's IDs are integer; "
+                                         r"shop's IDs are str"):
+        idx = align_samples({"bank": [1, 2, 3, 4], "shop": ["1", "2", "3"]})
+    assert len(idx["bank"]) == 0
+    with pytest.warns(UserWarning, match="only 1 record"):
+        align_samples({"bank": list(range(20)), "shop": [19, *range(100, 130)]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        align_samples({"bank": list(range(20)), "shop": list(range(15, 40))})
