@@ -10,7 +10,7 @@ import pytest
 import sklearn
 from sklearn.datasets import make_classification
 from sklearn.linear_model import SGDClassifier
-from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -300,3 +300,21 @@ def test_alignment_warns_when_ids_do_not_match():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         align_samples({"bank": list(range(20)), "shop": list(range(15, 40))})
+
+
+def test_compare_shows_scikit_learns_defaults_too():
+    from sklearn.linear_model import LogisticRegression
+
+    from skfed import VerticalLogisticRegression
+    from skfed.compare import default_twin
+
+    X, y = make_classification(n_samples=90, n_features=4, random_state=0)
+    est = VerticalLogisticRegression(encryption=None, max_iter=5)
+    assert est.make_centralised_twin().C == np.inf
+    assert default_twin(est).get_params() == LogisticRegression().get_params()
+    res = compare_with_centralised(est, X, y, cv=2)
+    expected = [LogisticRegression().fit(X[tr], y[tr]).score(X[te], y[te])
+                for tr, te in StratifiedKFold(2).split(X, y)]
+    np.testing.assert_allclose(res["sklearn_default"]["test_score"], expected)
+    assert res["score_gap_default"] == pytest.approx(
+        res["federated"]["test_score"].mean() - np.mean(expected))
