@@ -318,3 +318,29 @@ def test_compare_shows_scikit_learns_defaults_too():
     np.testing.assert_allclose(res["sklearn_default"]["test_score"], expected)
     assert res["score_gap_default"] == pytest.approx(
         res["federated"]["test_score"].mean() - np.mean(expected))
+
+
+def test_a_too_small_last_batch_is_explained():
+    from skfed import VerticalLogisticRegression
+
+    X, y = make_classification(n_samples=569, n_features=6, random_state=0)
+    est = VerticalLogisticRegression(encryption=None, batch_size=8, max_iter=1)
+    with pytest.raises(ValueError, match=r"last batch of each epoch \(569 rows = 71 x 8 \+ 1\)"
+                                         r", e.g. batch_size=\d+") as info:
+        est.fit(X, y)
+    # The size it suggests is accepted.
+    import re
+
+    suggested = int(re.search(r"batch_size=(\d+) leaves", str(info.value)).group(1))
+    assert suggested > 8
+    est.set_params(batch_size=suggested).fit(X, y)
+
+
+def test_transfer_labels_minus_one_are_explained():
+    from skfed import FederatedTransferClassifier
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 4)
+    y = np.where(rng.rand(40) < 0.5, -1, 1)
+    with pytest.raises(ValueError, match=r"1 class \(1\).*\{-1, \+1\} leave one class"):
+        FederatedTransferClassifier(encryption=None).fit(X, y)

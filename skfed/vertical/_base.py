@@ -198,13 +198,23 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
         start) and the label party for the hosts' partial scores. Every batch,
         the last and smallest included, must have more rows than equations.
         """
-        smallest = min(roles.batch_sizes(n_samples, self.batch_size))
+        sizes = roles.batch_sizes(n_samples, self.batch_size)
+        smallest = min(sizes)
         if smallest <= n_columns + 1:
+            last = ""
+            if sizes[-1] == smallest < sizes[0]:
+                # Usually only the remainder batch is too small: say so, and which sizes fit.
+                fits = [b for b in range(self.batch_size, n_samples)
+                        if min(roles.batch_sizes(n_samples, b)) > n_columns + 1]
+                last = (f"; it is the last batch of each epoch ({n_samples} rows = "
+                        f"{len(sizes) - 1} x {self.batch_size} + {smallest})"
+                        + (f", e.g. batch_size={fits[0]} leaves none that small"
+                           if fits else ""))
             raise ValueError(
                 f"a mini-batch of {smallest} sample(s) is too small for party {party!r}, which "
                 f"holds {n_columns} column(s): its gradient would reveal the other "
                 f"parties' per-row values; every batch needs more than {n_columns + 1} "
-                "rows (raise batch_size, or use batch_size=None)")
+                f"rows (raise batch_size, or use batch_size=None){last}")
 
     def _check_magnitudes(self, X, party):
         """Tiny columns would lift the published scale and reveal their magnitude."""
