@@ -344,3 +344,14 @@ def test_transfer_labels_minus_one_are_explained():
     y = np.where(rng.rand(40) < 0.5, -1, 1)
     with pytest.raises(ValueError, match=r"1 class \(1\).*\{-1, \+1\} leave one class"):
         FederatedTransferClassifier(encryption=None).fit(X, y)
+
+
+def test_parties_is_for_simulations_only():
+    class OneParty:  # a runtime that runs one client, as GrpcRuntime("client0", ...)
+        party = "client0"
+        parties = ("server", "client0", "client1")
+
+    X, y, parties = _split_data(n=20)
+    est = FederatedSGDClassifier(runtime=OneParty())
+    with pytest.raises(ValueError, match="parties= applies to simulations"):
+        est.fit(X, y, parties=parties)
