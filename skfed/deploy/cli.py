@@ -96,7 +96,7 @@ def _load_party_data(dep, role, path, need_target=True):
         raise ValueError("the deployment file's [topology] needs target = 'COLUMN'")
     if not need_target and target not in header:
         holds_y = False  # new rows to predict need no labels
-    if dep.family in ("vertical", "transfer"):
+    if dep.family in ("vertical", "boosting", "transfer"):
         features = [_select(header, c, path) for c in dep.config["parties"][role]["columns"]]
     else:
         features = [h for h in header if h not in (target, id_col)]
@@ -162,10 +162,6 @@ def _validation_split(dep, n_rows):
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def _has(est, method):
-    return hasattr(est, method)
-
-
 def _predict(est, X):
     """Predictions (and class probabilities if any) of a party's model.
 
@@ -174,7 +170,7 @@ def _predict(est, X):
     """
     from sklearn.base import is_classifier
 
-    if is_classifier(est) and _has(est, "predict_proba"):
+    if is_classifier(est) and hasattr(est, "predict_proba"):
         proba = est.predict_proba(X)
         if proba is None:
             return None, None
@@ -227,7 +223,7 @@ def _fit_data_party(dep, role, est, runtime, data, out):
               file=out, flush=True)
         est.fit(X, y, overlap=idx)
         return None
-    if ids is not None and dep.family == "vertical":
+    if ids is not None and dep.family in ("vertical", "boosting"):
         idx = align_samples({p: ids if p == role else None for p in dep.data_parties()},
                             runtime=runtime)[role]
         print(f"[{role}] aligned: {len(idx)} of {len(ids)} records are shared",
@@ -319,7 +315,7 @@ def run_predict(args, out=None):
                          f"names {dep.estimator_class.__name__}")
     X, y, ids = _load_party_data(dep, role, args.data, need_target=False)
     runtime = None
-    if dep.family == "vertical":
+    if dep.family in ("vertical", "boosting"):  # boosting: the family issue #15 adds
         runtime = dep.runtime(role)
         est.set_params(runtime=runtime)
     with runtime if runtime is not None else _nothing():
