@@ -182,6 +182,10 @@ def from_dict(document, *, runtime=None):
         if not ((k.endswith("_") and not k.startswith("_")) or k in _PRIVATE_STATE):
             raise ValueError(f"the model has an unexpected attribute {k!r}")
         setattr(est, k, _decode(v))
+    from .runtime import Transcript
+
+    # The messages since loading (collaborative prediction appends to it).
+    est.transcript_ = Transcript()
     return est
 
 

@@ -4,6 +4,9 @@ names in deployment files; one-line CLI errors."""
 
 import csv
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -361,52 +364,68 @@ def test_loading_checks_versions_and_the_class(tmp_path):
         skfed.save(skfed.FederatedSGDRegressor(), path)
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _spawn(argv):
+    env = dict(os.environ, SKFED_ALLOW_INSECURE_KEYS="1", PYTHONPATH=ROOT)
+    return subprocess.Popen([sys.executable, "-m", "skfed", *argv], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(procs, limit=300):
+    """Each process's (return code, stdout, stderr); the limit only guards a hang."""
+    outs = {}
+    for p, proc in procs.items():
+        try:
+            out, err = proc.communicate(timeout=limit)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        outs[p] = (proc.returncode, out, err)
+    return outs
+
+
+def _with_tls(config, tmp_path, connect_timeout=30):
+    from skfed.runtime.certs import make_test_pki
+
+    pki = make_test_pki(tmp_path / "pki", ["arbiter", "bank", "shop"])
+    doc = json.loads(config.read_text())
+    doc["transport"] = {"cafile": pki["cafile"], "connect_timeout": connect_timeout,
+                        "timeout": 120}
+    for p in ("arbiter", "bank", "shop"):
+        doc["parties"][p].update(certfile=pki[p]["certfile"], keyfile=pki[p]["keyfile"])
+    config.write_text(json.dumps(doc))
+
+
+def _train_argv(config, tmp_path, p):
+    return (["party", "--role", p, "--config", str(config),
+             "--output", str(tmp_path / f"{p}.json")]
+            + ([] if p == "arbiter" else ["--data", str(tmp_path / f"{p}.csv")]))
+
+
 @pytest.mark.slow
 def test_train_predict_load_in_three_processes(tmp_path):
     """Three OS processes with mutual TLS: train, predict new rows through the command
     line, then load the saved models: predictions equal the in-process estimator's."""
-    import os
-    import subprocess
-    import sys
-
-    from skfed.runtime.certs import make_test_pki
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    pki = make_test_pki(tmp_path / "pki", ["arbiter", "bank", "shop"])
     params = dict(PARAMS, encryption="paillier", key_size=512)
     config, data = _vertical_files(tmp_path, params)
-    doc = json.loads(config.read_text())
-    doc["transport"] = {"cafile": pki["cafile"], "connect_timeout": 30, "timeout": 120}
-    for p in ("arbiter", "bank", "shop"):
-        doc["parties"][p].update(certfile=pki[p]["certfile"], keyfile=pki[p]["keyfile"])
-    config.write_text(json.dumps(doc))
-    env = dict(os.environ, SKFED_ALLOW_INSECURE_KEYS="1", PYTHONPATH=root)
+    _with_tls(config, tmp_path)
 
-    def spawn(argv):
-        return subprocess.Popen([sys.executable, "-m", "skfed", *argv], cwd=root, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def finish(procs):
-        outs = {}
-        for p, proc in procs.items():
-            try:
-                outs[p] = proc.communicate(timeout=300)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-            assert proc.returncode == 0, f"{p} failed:\n{outs[p][0]}\n{outs[p][1]}"
+    def check(outs):
+        for p, (code, out, err) in outs.items():
+            assert code == 0, f"{p} failed:\n{out}\n{err}"
         return outs
 
-    finish({p: spawn(["party", "--role", p, "--config", str(config),
-                      "--output", str(tmp_path / f"{p}.json")]
-                     + ([] if p == "arbiter" else ["--data", str(tmp_path / f"{p}.csv")]))
-            for p in ("arbiter", "bank", "shop")})
-    outs = finish({p: spawn(["predict", "--role", p, "--config", str(config),
-                             "--model", str(tmp_path / f"{p}.json"),
-                             "--data", str(tmp_path / f"{p}-new.csv")]
-                            + (["--output", str(tmp_path / "pred.csv")] if p == "bank" else []))
-                   for p in ("bank", "shop")})
-    assert "predicted 8 rows" in outs["bank"][0]
+    check(_finish({p: _spawn(_train_argv(config, tmp_path, p))
+                   for p in ("arbiter", "bank", "shop")}))
+    outs = check(_finish({p: _spawn(["predict", "--role", p, "--config", str(config),
+                                     "--model", str(tmp_path / f"{p}.json"),
+                                     "--data", str(tmp_path / f"{p}-new.csv")]
+                                    + (["--output", str(tmp_path / "pred.csv")]
+                                       if p == "bank" else []))
+                          for p in ("bank", "shop")}))
+    assert "predicted 8 rows" in outs["bank"][1]
     ref, _ = _reference(data, dict(params, encryption="paillier"))
     Xn = data["Xn"][2:10]
     got = list(csv.DictReader(open(tmp_path / "pred.csv")))
@@ -419,3 +438,27 @@ def test_train_predict_load_in_three_processes(tmp_path):
                                rtol=1e-6)
     np.testing.assert_allclose(shop.coef_by_party_["shop"], ref.coef_by_party_["shop"],
                                rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_process_missing_a_column_stops_the_others(tmp_path):
+    """The shop's process fails reading its CSV, before any message; started after it,
+    the bank and the arbiter stop naming it rather than waiting connect_timeout
+    (600 s here, far beyond the guard below) and reporting it unreachable."""
+    config, _ = _vertical_files(tmp_path, PARAMS)
+    _with_tls(config, tmp_path, connect_timeout=600)
+    (tmp_path / "shop.csv").write_text(
+        "\n".join(",".join(line.split(",")[:2]) for line in
+                  (tmp_path / "shop.csv").read_text().splitlines()) + "\n")
+    shop = _spawn(_train_argv(config, tmp_path, "shop"))
+    time.sleep(2.0)  # the others start late: the abort must wait for them
+    procs = {p: _spawn(_train_argv(config, tmp_path, p)) for p in ("arbiter", "bank")}
+    procs["shop"] = shop
+    outs = _finish(procs, limit=240)
+    assert outs["shop"][0] == 1
+    assert outs["shop"][2].strip().startswith("[shop] error: ValueError:")
+    assert "no column 'spend'" in outs["shop"][2] and "Traceback" not in outs["shop"][2]
+    for p in ("arbiter", "bank"):
+        code, _, err = outs[p]
+        assert code == 1, err
+        assert f"[{p}] error: PartyAborted: party 'shop' aborted the run: ValueError" in err

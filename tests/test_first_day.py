@@ -2,13 +2,15 @@
 party, compare_with_centralised with a party column, per-party column names,
 alignment warnings and the small things a new user hits."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 import sklearn
 from sklearn.datasets import make_classification
 from sklearn.linear_model import SGDClassifier
-from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -268,3 +270,88 @@ def test_pyproject_license_is_an_spdx_string():
     # A table here makes setuptools print a deprecation warning on every install.
     assert isinstance(project["project"]["license"], str)
     assert "rich>=13" in project["project"]["optional-dependencies"]["progress"]
+
+
+def test_transcript_records_prediction_and_counts_bytes_as_an_attribute():
+    from skfed import VerticalLogisticRegression, VerticalTopology
+
+    X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+    topo = VerticalTopology({"bank": [0, 1], "shop": [2, 3]}, label_party="bank")
+    est = VerticalLogisticRegression(topo, encryption=None, max_iter=3).fit(X, y)
+    n_fit, bytes_fit = len(est.transcript_), est.transcript_.total_bytes
+    assert isinstance(bytes_fit, int) and bytes_fit == est.transcript_.total_bytes()
+    est.predict(X[:7])
+    new = est.transcript_.messages[n_fit:]
+    # The shop's partial scores for the 7 rows went to the bank.
+    assert [(m.sender, m.receiver) for m in new] == [("shop", "bank")]
+    assert est.transcript_.total_bytes == bytes_fit + new[0].nbytes
+    assert est.transcript_.total_bytes(sender="shop", tag=new[0].tag) >= new[0].nbytes
+
+
+def test_alignment_warns_when_ids_do_not_match():
+    from skfed import align_samples
+
+    with pytest.warns(UserWarning, match=r"no record is shared.*bank's IDs are integer; "
+                                         r"shop's IDs are str"):
+        idx = align_samples({"bank": [1, 2, 3, 4], "shop": ["1", "2", "3"]})
+    assert len(idx["bank"]) == 0
+    with pytest.warns(UserWarning, match="only 1 record"):
+        align_samples({"bank": list(range(20)), "shop": [19, *range(100, 130)]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        align_samples({"bank": list(range(20)), "shop": list(range(15, 40))})
+
+
+def test_compare_shows_scikit_learns_defaults_too():
+    from sklearn.linear_model import LogisticRegression
+
+    from skfed import VerticalLogisticRegression
+    from skfed.compare import default_twin
+
+    X, y = make_classification(n_samples=90, n_features=4, random_state=0)
+    est = VerticalLogisticRegression(encryption=None, max_iter=5)
+    assert est.make_centralised_twin().C == np.inf
+    assert default_twin(est).get_params() == LogisticRegression().get_params()
+    res = compare_with_centralised(est, X, y, cv=2)
+    expected = [LogisticRegression().fit(X[tr], y[tr]).score(X[te], y[te])
+                for tr, te in StratifiedKFold(2).split(X, y)]
+    np.testing.assert_allclose(res["sklearn_default"]["test_score"], expected)
+    assert res["score_gap_default"] == pytest.approx(
+        res["federated"]["test_score"].mean() - np.mean(expected))
+
+
+def test_a_too_small_last_batch_is_explained():
+    from skfed import VerticalLogisticRegression
+
+    X, y = make_classification(n_samples=569, n_features=6, random_state=0)
+    est = VerticalLogisticRegression(encryption=None, batch_size=8, max_iter=1)
+    with pytest.raises(ValueError, match=r"last batch of each epoch \(569 rows = 71 x 8 \+ 1\)"
+                                         r", e.g. batch_size=\d+") as info:
+        est.fit(X, y)
+    # The size it suggests is accepted.
+    import re
+
+    suggested = int(re.search(r"batch_size=(\d+) leaves", str(info.value)).group(1))
+    assert suggested > 8
+    est.set_params(batch_size=suggested).fit(X, y)
+
+
+def test_transfer_labels_minus_one_are_explained():
+    from skfed import FederatedTransferClassifier
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 4)
+    y = np.where(rng.rand(40) < 0.5, -1, 1)
+    with pytest.raises(ValueError, match=r"1 class \(1\).*\{-1, \+1\} leave one class"):
+        FederatedTransferClassifier(encryption=None).fit(X, y)
+
+
+def test_parties_is_for_simulations_only():
+    class OneParty:  # a runtime that runs one client, as GrpcRuntime("client0", ...)
+        party = "client0"
+        parties = ("server", "client0", "client1")
+
+    X, y, parties = _split_data(n=20)
+    est = FederatedSGDClassifier(runtime=OneParty())
+    with pytest.raises(ValueError, match="parties= applies to simulations"):
+        est.fit(X, y, parties=parties)

@@ -162,10 +162,6 @@ def _validation_split(dep, n_rows):
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def _has(est, method):
-    return hasattr(est, method)
-
-
 def _predict(est, X):
     """Predictions (and class probabilities if any) of a party's model.
 
@@ -174,7 +170,7 @@ def _predict(est, X):
     """
     from sklearn.base import is_classifier
 
-    if is_classifier(est) and _has(est, "predict_proba"):
+    if is_classifier(est) and hasattr(est, "predict_proba"):
         proba = est.predict_proba(X)
         if proba is None:
             return None, None
@@ -328,7 +324,7 @@ def run_predict(args, out=None):
                          f"names {dep.estimator_class.__name__}")
     X, y, ids = _load_party_data(dep, role, args.data, need_target=False)
     runtime = None
-    if dep.family == "vertical":
+    if dep.family in ("vertical", "boosting"):  # boosting: the family issue #15 adds
         runtime = dep.runtime(role)
         est.set_params(runtime=runtime)
     with runtime if runtime is not None else _nothing():

@@ -88,6 +88,22 @@ class Message:
         return decode(self.payload)
 
 
+class ByteCount(int):
+    """A number of bytes that, called with filters, counts a part of its transcript."""
+
+    def __new__(cls, value, transcript):
+        self = super().__new__(cls, value)
+        self._transcript = transcript
+        return self
+
+    def __call__(self, *, sender=None, receiver=None, tag=None, kind=None):
+        return sum(m.nbytes for m in self._transcript.filter(
+            sender=sender, receiver=receiver, tag=tag, kind=kind))
+
+    def __reduce__(self):  # copies and pickles are plain ints
+        return (int, (int(self),))
+
+
 class Transcript:
     """Ordered list of :class:`Message` records with summaries.
 
@@ -132,8 +148,23 @@ class Transcript:
             and (kind is None or m.kind == kind)
         ]
 
-    def total_bytes(self, *, sender=None, receiver=None):
-        return sum(m.nbytes for m in self.filter(sender=sender, receiver=receiver))
+    @property
+    def total_bytes(self):
+        """Bytes of every message; call it to count some: ``total_bytes(sender="a")``.
+
+        An attribute like :attr:`messages` (``t.total_bytes`` is a number),
+        and callable with the filters of :meth:`filter`.
+
+        Examples
+        --------
+        >>> from skfed.runtime import Transcript
+        >>> t = Transcript()
+        >>> t.record("a", "b", "x", "plain", 10)
+        >>> t.record("b", "a", "y", "plain", 5)
+        >>> t.total_bytes, t.total_bytes(), t.total_bytes(sender="b")
+        (15, 15, 5)
+        """
+        return ByteCount(sum(m.nbytes for m in self.messages), self)
 
     def extend(self, other):
         """Append another transcript's messages (e.g. from several runs)."""

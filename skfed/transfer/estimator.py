@@ -690,8 +690,10 @@ def _source_targets(y_lab):
     check_classification_targets(y_lab)
     classes = np.unique(y_lab)
     if len(classes) < 2:
-        raise ValueError(f"the source's labelled rows contain 1 class ({classes[0]!r}); "
-                         "need at least 2 classes")
+        raise ValueError(f"the source's labelled rows contain 1 class ({classes.tolist()[0]!r}); "
+                         "need at least 2 classes. y = -1 marks an unlabelled row "
+                         "(scikit-learn's semi-supervised convention), so labels in "
+                         "{-1, +1} leave one class: encode them as {0, 1}")
     K = 1 if len(classes) == 2 else len(classes)
     if K == 1:
         return classes, K, np.where(y_lab == classes[1], 1.0, -1.0)[:, None]
@@ -774,7 +776,9 @@ class OverlapBaseline(ClassifierMixin, BaseEstimator):
             ~np.isnan(X[:, columns[tgt]]).any(axis=1)
         rows = both & ~_unlabelled(y)
         if len(np.unique(y[rows])) < 2:
-            raise ValueError("the labelled overlap rows contain 1 class; need at least 2")
+            raise ValueError("the labelled overlap rows contain 1 class; need at least 2 "
+                             "(y = -1 marks an unlabelled row: encode labels {-1, +1} "
+                             "as {0, 1})")
         self.cols_ = cols
         self.estimator_ = LogisticRegression(C=self.C, max_iter=1000).fit(X[rows][:, cols],
                                                                            y[rows])

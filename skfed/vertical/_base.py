@@ -235,13 +235,23 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
         start) and the label party for the hosts' partial scores. Every batch,
         the last and smallest included, must have more rows than equations.
         """
-        smallest = min(roles.batch_sizes(n_samples, self.batch_size))
+        sizes = roles.batch_sizes(n_samples, self.batch_size)
+        smallest = min(sizes)
         if smallest <= n_columns + 1:
+            last = ""
+            if sizes[-1] == smallest < sizes[0]:
+                # Usually only the remainder batch is too small: say so, and which sizes fit.
+                fits = [b for b in range(self.batch_size, n_samples)
+                        if min(roles.batch_sizes(n_samples, b)) > n_columns + 1]
+                last = (f"; it is the last batch of each epoch ({n_samples} rows = "
+                        f"{len(sizes) - 1} x {self.batch_size} + {smallest})"
+                        + (f", e.g. batch_size={fits[0]} leaves none that small"
+                           if fits else ""))
             raise ValueError(
                 f"a mini-batch of {smallest} sample(s) is too small for party {party!r}, which "
                 f"holds {n_columns} column(s): its gradient would reveal the other "
                 f"parties' per-row values; every batch needs more than {n_columns + 1} "
-                "rows (raise batch_size, or use batch_size=None)")
+                f"rows (raise batch_size, or use batch_size=None){last}")
 
     def _check_magnitudes(self, X, party):
         """Tiny columns would lift the published scale and reveal their magnitude."""
@@ -374,7 +384,8 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
             **{h: partial(roles.host_predict, X=X[:, columns[h]].copy(),
                           W=coef_by_party[h], label_party=guest) for h in hosts},
         }
-        results, _ = self._runtime().run(role_fns)
+        results, transcript = self._runtime().run(role_fns)
+        self._record_prediction(transcript)
         return results[guest]
 
     def _scores_party(self, X):
@@ -393,8 +404,14 @@ class BaseVerticalLinear(CallbackSupportMixin, BaseEstimator):
                            fit_intercept=self.fit_intercept)
         else:
             role = partial(roles.host_predict, X=X, W=W, label_party=guest)
-        results, _ = self.runtime.run({me: role})
+        results, transcript = self.runtime.run({me: role})
+        self._record_prediction(transcript)
         return results[me]
+
+    def _record_prediction(self, transcript):
+        # The partial scores leave their parties too: record them with the fit's.
+        if hasattr(self, "transcript_"):
+            self.transcript_.extend(transcript)
 
     def _coef_matrices(self):
         """Each party's weights as the (n_own_features [+ 1], K) matrix its role uses."""

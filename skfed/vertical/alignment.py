@@ -71,6 +71,7 @@ deployments leave it ``None``. It never touches the secret scalars.
 
 import numbers
 import secrets
+import warnings
 from functools import partial
 
 import numpy as np
@@ -349,7 +350,35 @@ def align_samples(ids_by_party, *, random_state=None, n_jobs=None,
     }
     results, transcript = run_roles(roles, runtime=runtime)
     indices = {p: results[p] for p in ring if p in results}
+    _warn_if_few_shared(indices, {p: ids_by_party[p] for p in indices})
     return (indices, transcript) if return_transcript else indices
+
+
+# Below this share of the smallest party's records, an intersection is
+# more likely a mismatch of ID formats than the data.
+TINY_OVERLAP = 0.1
+
+
+def _id_types(ids):
+    values = ids.to_numpy(dtype=object) if hasattr(ids, "to_numpy") else ids
+    return sorted({"integer" if isinstance(v, numbers.Integral) else type(v).__name__
+                   for v in np.asarray(values, dtype=object).tolist()})
+
+
+def _warn_if_few_shared(indices, ids):
+    """An empty or tiny intersection: say so now, not at the fit's 0-sample error."""
+    n_shared = len(next(iter(indices.values())))
+    smallest = min(len(v) for v in ids.values())
+    if n_shared >= TINY_OVERLAP * smallest and n_shared > 0:
+        return
+    types = "; ".join(f"{p}'s IDs are {'/'.join(_id_types(v))}" for p, v in ids.items())
+    what = ("no record is shared by all parties" if n_shared == 0 else
+            f"only {n_shared} record(s) are shared, under {TINY_OVERLAP:.0%} of the smallest "
+            f"party's {smallest}")
+    warnings.warn(
+        f"{what} ({types}). Identifiers of different types never match (the integer 12 "
+        "and the string '12' differ): check that every party reads its ID column with "
+        "the same type and format.", UserWarning, stacklevel=3)
 
 
 def align_dataframes(frames, id_column, *, random_state=None, n_jobs=None,

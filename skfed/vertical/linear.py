@@ -102,7 +102,8 @@ class VerticalLinearRegression(RegressorMixin, BaseVerticalLinear):
         before each step; for ``"pcg"`` the objective at zero, then after
         each step.
     transcript_ : Transcript
-        Every message exchanged during ``fit``.
+        Every message exchanged during ``fit``, then those of each
+        collaborative prediction (the feature parties' partial scores).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined when ``X`` has string column names.

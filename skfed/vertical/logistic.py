@@ -92,6 +92,8 @@ class VerticalLogisticRegression(ClassifierMixin, BaseVerticalLinear):
     loss_curve_ : list of float
         The Taylor objective of each epoch (summed over one-vs-rest outputs).
     transcript_ : Transcript
+        Every message exchanged during ``fit``, then those of each
+        collaborative prediction (the feature parties' partial scores).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
 
