@@ -62,9 +62,10 @@ MUTATIONS = [
         (H,)),
     Mutation(
         "audit-2-vertical-equal-batch-loss", "skfed/vertical/roles.py",
-        "enc_loss = codec.affine(enc_S, r / (2 * n), (const + r * reg / (2 * nb)) * nb / n)",
-        "enc_loss = codec.affine(enc_S, r / (2 * nb * len(batches)), "
-        "(const + r * reg / (2 * nb)) / len(batches))",
+        "out = codec.affine(enc_S, r / (2 * n), (const + r * reg / (2 * nb)) * nb / n)",
+        # every batch weighs 1 / (number of batches) instead of nb / n
+        "out = codec.affine(enc_S, r / (2 * nb * -(-n // (cfg.batch_size or n))), "
+        "(const + r * reg / (2 * nb)) / -(-n // (cfg.batch_size or n)))",
         "the vertical epoch loss weights mini-batches equally instead of by size",
         (V,)),
     Mutation(
@@ -120,10 +121,9 @@ MUTATIONS = [
         (R,)),
     Mutation(
         "wire-object-dtype", "skfed/runtime/wire.py",
-        "        if dtype.kind not in _ALLOWED_KINDS:\n            raise WireFormatError(f\"array "
-        "dtype {dtype} is not allowed\")",
-        "        if dtype.kind not in _ALLOWED_KINDS | {\"O\", \"V\"}:\n            raise "
-        "WireFormatError(f\"array dtype {dtype} is not allowed\")",
+        "        dtype = _DTYPES.get(bytes(reader.take(n)).decode(\"latin-1\"))\n",
+        "        descr = bytes(reader.take(n)).decode(\"latin-1\")\n"
+        "        dtype = _DTYPES.get(descr) or np.dtype(descr)\n",
         "decode lets object and structured dtypes through to numpy",
         (R,)),
     Mutation(
@@ -134,11 +134,10 @@ MUTATIONS = [
         (R,)),
     Mutation(
         "wire-intarray-length-check", "skfed/runtime/wire.py",
-        "        if count > len(reader.data) - reader.pos:\n            raise WireFormatError("
-        "\"integer array length exceeds message size\")\n        arr = np.empty(count, "
-        "dtype=object)",
-        "        arr = np.empty(count, dtype=object)",
-        "an integer array claiming 2**60 elements is allocated before being refused",
+        "        if count * _INT_HEADER > len(reader.data) - reader.pos:\n            raise "
+        "WireFormatError(\"integer array length exceeds message size\")\n",
+        "",
+        "an integer array claiming 2**60 elements is not refused before decoding starts",
         (R,)),
     # -- secure aggregation -----------------------------------------------------------------
     Mutation(
@@ -185,7 +184,7 @@ MUTATIONS = [
         ("tests/test_secagg.py", H)),
     # -- Paillier, packing, PSI -------------------------------------------------------------
     Mutation(
-        "paillier-zero-mask", "skfed/crypto/paillier.py",
+        "paillier-zero-mask", "skfed/crypto/paillier/encrypted_array.py",
         "        mask = _obj_from_list([secrets.randbits(mask_bits) for _ in range(self.size)], "
         "self.shape)\n",
         "        mask = _obj_from_list([0 for _ in range(self.size)], self.shape)\n",
@@ -224,14 +223,16 @@ MUTATIONS = [
         (H,)),
     Mutation(
         "vertical-loss-term-not-rerandomised", "skfed/vertical/roles.py",
-        'ctx.send(cfg.label_party, "loss_term", codec.to_wire(codec.obfuscate(term)),',
-        'ctx.send(cfg.label_party, "loss_term", codec.to_wire(term),',
-        "the host's loss term, derived from the guest's ciphertexts, is not re-randomised",
+        "ctx.send(cfg.label_party, tag, codec.to_wire(codec.obfuscate(term)), "
+        "kind=codec.kind_ct)",
+        "ctx.send(cfg.label_party, tag, codec.to_wire(term), kind=codec.kind_ct)",
+        "the host's loss and curvature terms, derived from the guest's ciphertexts, are not "
+        "re-randomised",
         (V, LEAKS)),
     Mutation(
         "vertical-predict-subtracts-host", "skfed/vertical/roles.py",
-        'scores = scores + np.asarray(ctx.recv(h, "partial_score"), dtype=np.float64)',
-        'scores = scores - np.asarray(ctx.recv(h, "partial_score"), dtype=np.float64)',
+        'scores = scores + check_array(ctx.recv(h, "partial_score"), sender=h,',
+        'scores = scores - check_array(ctx.recv(h, "partial_score"), sender=h,',
         "prediction subtracts the hosts' partial scores",
         (V,)),
     Mutation(
