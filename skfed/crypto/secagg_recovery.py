@@ -52,10 +52,17 @@ one. Masks are ChaCha20 keystreams under HKDF-derived 256-bit keys, over
 Z_{2**64} as in :mod:`skfed.crypto.secagg`; all secrets are 256-bit and
 shared whole over GF(2**521 - 1): 128-bit security end to end.
 
-Threat model: honest-but-curious server and clients; the server relays keys
-faithfully (authenticate the advertised keys out of band in deployments,
-as for :mod:`~skfed.crypto.secagg`) and fewer than ``t`` clients collude
-with it.
+Threat model: honest-but-curious clients; a server that follows the steps
+but may lie about who dropped, relays keys faithfully (authenticate the
+advertised keys out of band in deployments, as for
+:mod:`~skfed.crypto.secagg`) and colludes with at most
+:func:`tolerated_colluders` ``(t, n) = min(t - 2, 2t - n - 1)`` clients.
+Both limits are tight: with ``t - 1`` colluders the server calls every other
+client dropped and unmasks the one honest survivor; colluders confirm *both*
+of two survivor lists, so with ``2t - n`` of them two disjoint groups of honest
+clients each complete a quorum of ``t`` (5 clients, ``t = 3``: one colluder
+suffices). Only ``t = n`` (no dropouts) or ``t`` near ``n`` tolerates
+several colluders.
 """
 
 import hashlib
@@ -75,7 +82,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from . import shamir
 from .secagg import MaskingClient, _hkdf
 
-__all__ = ["RecoveryClient", "RecoveryServer", "check_threshold", "ConsistencyError"]
+__all__ = ["RecoveryClient", "RecoveryServer", "check_threshold", "tolerated_colluders",
+           "ConsistencyError"]
 
 _DOMAIN = b"skfed/secagg-recovery/v1/"
 
@@ -94,6 +102,23 @@ def check_threshold(threshold, n_clients):
             f"(in [{n_clients // 2 + 1}, {n_clients}] for {n_clients} clients), got "
             f"{threshold}: with half or fewer, two disjoint groups could each vouch for a "
             "different list of survivors and the server could unmask a client")
+
+
+def tolerated_colluders(threshold, n_clients):
+    """How many clients may collude with a server that lies about who dropped.
+
+    The server learns one client's update if it controls ``t - 1`` clients
+    (it names them and the victim as the only survivors) or ``2t - n``
+    clients (they confirm two different survivor lists, and the honest
+    clients split into two groups that each reach ``t`` confirmations).
+
+    Examples
+    --------
+    >>> tolerated_colluders(3, 5), tolerated_colluders(4, 5), tolerated_colluders(5, 5)
+    (0, 2, 3)
+    """
+    check_threshold(threshold, n_clients)
+    return max(0, min(threshold - 2, 2 * threshold - n_clients - 1))
 
 
 def _names(names):

@@ -28,7 +28,12 @@ import logging
 import numpy as np
 
 from ..crypto.secagg import FixedPointRing, new_session_id
-from ..crypto.secagg_recovery import RecoveryClient, RecoveryServer, check_threshold
+from ..crypto.secagg_recovery import (
+    RecoveryClient,
+    RecoveryServer,
+    check_threshold,
+    tolerated_colluders,
+)
 from ..runtime.layout import check_array
 from ..runtime.local import PartyLeft
 
@@ -207,6 +212,10 @@ class TolerantServerAggregation:
         self.broadcast("recovery_keys", {"keys": keys, "session": session}, kind="public_key")
         self.recovery = RecoveryServer(self.threshold, {c: keys[c] for c in self.active},
                                        session)
+        # The operator's reminder that t buys dropout tolerance with collusion resistance.
+        _log.info("dropout-tolerant masking with min_clients=%d of %d clients resists a "
+                  "server colluding with at most %d client(s)", self.threshold,
+                  len(self.clients), tolerated_colluders(self.threshold, len(self.clients)))
 
     def secure_sum(self, tag, size, weighted=False):
         """The sum of the survivors' vectors; with ``weighted``, their weighted mean.
