@@ -130,3 +130,56 @@ def test_one_colluder_breaks_five_clients_threshold_three():
 def test_tolerated_colluders_refuses_bad_thresholds():
     with pytest.raises(ValueError, match="more than half"):
         tolerated_colluders(2, 5)
+
+
+def _agreed(names, t, clients=None):
+    cs = {m: RecoveryClient(m, t, clients=clients) for m in names}
+    session = os.urandom(32)
+    keys = {m: c.public_keys() for m, c in cs.items()}
+    return cs, keys, session
+
+
+def test_key_set_naming_unconfigured_clients_is_refused():
+    # A server padding the key set with parties of its own makes them colluders.
+    configured = ["a", "b", "c"]
+    cs, keys, session = _agreed(["a", "b", "c", "sybil"], 2, clients=configured)
+    with pytest.raises(ConsistencyError, match="sybil"):
+        cs["a"].agree(keys, session)
+
+
+def test_threshold_checked_against_configured_clients():
+    # Relaying only 3 of 6 configured clients must not make t=2 look like a majority.
+    configured = ["a", "b", "c", "d", "e", "f"]
+    cs, keys, session = _agreed(["a", "b", "c"], 2, clients=configured)
+    with pytest.raises(ValueError, match="more than half"):
+        cs["a"].agree(keys, session)
+
+
+def test_subset_of_configured_clients_is_accepted():
+    # "d" dropped before the set-up exchange: 3 of 4 still cover t = 3.
+    cs, keys, session = _agreed(["a", "b", "c"], 3, clients=["a", "b", "c", "d"])
+    cs["a"].agree(keys, session)
+    assert cs["a"].clients == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("survivors", [None, ["c0", 1], "c0c1c2", {"c0": 1}])
+def test_malformed_survivor_list_is_refused_clearly(survivors):
+    _, cs, *_ = _session(3, 2)
+    with pytest.raises(ConsistencyError, match="list of client names"):
+        cs["c0"].confirm(1, survivors)
+
+
+def test_malformed_relay_is_refused_clearly():
+    names = ["c0", "c1", "c2"]
+    cs, keys, session = _agreed(names, 2)
+    for c in cs.values():
+        c.agree(keys, session)
+    cs["c0"].share(1)
+    with pytest.raises(ValueError, match="malformed relay"):
+        cs["c0"].mask(1, np.ones(2, np.uint64), None)
+
+
+def test_key_set_with_non_string_names_is_refused_clearly():
+    cs, keys, session = _agreed(["a", "b", "c"], 2)
+    with pytest.raises(ValueError, match="non-strings"):
+        cs["a"].agree({**keys, 7: keys["b"]}, session)

@@ -189,6 +189,11 @@ class RecoveryClient:
         Shares needed to reconstruct a secret; more than half the clients of
         the session (the clients whose keys :meth:`agree` receives; a
         client's Shamir point is its 1-based position in their sorted list).
+    clients : list of str, default=None
+        The clients this client was configured with. When given, :meth:`agree`
+        refuses a relayed key set naming anyone else, and the threshold must
+        exceed half of *these* clients: a server relaying a smaller or padded
+        key set cannot weaken the consistency check.
 
     Examples
     --------
@@ -212,10 +217,11 @@ class RecoveryClient:
     array([4, 6], dtype=uint64)
     """
 
-    def __init__(self, name, threshold):
+    def __init__(self, name, threshold, clients=None):
         self.name = name
         self.clients = None
         self.threshold = threshold
+        self.expected = None if clients is None else sorted(clients)
         self._channel = MaskingClient(name)
         self._session = None
         self._sums = {}
@@ -230,6 +236,15 @@ class RecoveryClient:
         """Take every client's long-term public keys (relayed by the server)."""
         if not isinstance(keys, dict) or self.name not in keys:
             raise ConsistencyError("the relayed key set does not name this client")
+        if not all(isinstance(n, str) for n in keys):
+            raise ValueError("the relayed key set names clients by non-strings")
+        if self.expected is not None:
+            unknown = sorted(set(keys) - set(self.expected))
+            if unknown:
+                raise ConsistencyError(
+                    f"the relayed key set names {unknown}, who are not among this "
+                    f"client's configured clients {self.expected}")
+            check_threshold(self.threshold, len(self.expected))
         check_threshold(self.threshold, len(keys))
         for peer, k in keys.items():
             if not isinstance(k, dict) or not isinstance(k.get("c"), bytes):
@@ -282,6 +297,8 @@ class RecoveryClient:
         st = self._sums.get(index)
         if st is None or st["stage"] != "shared":
             raise ConsistencyError(f"sum {index} is not waiting for an upload")
+        if not isinstance(relayed, dict):
+            raise ValueError("malformed relay of mask keys and shares")
         pks, sealed = relayed.get("s_pks"), relayed.get("shares")
         if not isinstance(pks, dict) or not isinstance(sealed, dict):
             raise ValueError("malformed relay of mask keys and shares")
@@ -339,6 +356,9 @@ class RecoveryClient:
         st = self._sums.get(index)
         if st is None or st["stage"] != "uploaded":
             raise ConsistencyError(f"sum {index} is not waiting for its survivor list")
+        if not isinstance(survivors, (list, tuple)) \
+                or not all(isinstance(u, str) for u in survivors):
+            raise ConsistencyError("the survivor list is not a list of client names")
         survivors = list(survivors)
         if survivors != sorted(set(survivors)) or not set(survivors) <= set(st["u2"]):
             raise ConsistencyError("the survivor list is not a sorted subset of the "

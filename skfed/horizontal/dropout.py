@@ -34,7 +34,7 @@ from ..crypto.secagg_recovery import (
     check_threshold,
     tolerated_colluders,
 )
-from ..runtime.layout import check_array
+from ..runtime.layout import check_array, check_dict
 from ..runtime.local import PartyLeft
 
 __all__ = ["TooFewClients", "TolerantClientAggregation", "TolerantServerAggregation",
@@ -87,9 +87,10 @@ class TolerantClientAggregation:
         if self.protection != "masking":
             return
         ctx = self.ctx
-        self.recovery = RecoveryClient(ctx.party, self.threshold)
+        self.recovery = RecoveryClient(ctx.party, self.threshold, clients=self.clients)
         ctx.send(self.server, "recovery_keys", self.recovery.public_keys(), kind="public_key")
-        relayed = ctx.recv(self.server, "recovery_keys")
+        relayed = check_dict(ctx.recv(self.server, "recovery_keys"), sender=self.server,
+                             tag="recovery_keys", keys=("keys", "session"))
         self.recovery.agree(relayed["keys"], relayed["session"])
 
     def prepare(self, tag):
@@ -116,7 +117,8 @@ class TolerantClientAggregation:
         self._prepared = None
         ctx, server, rc, i = self.ctx, self.server, self.recovery, self.index
         if rc is not None:
-            relayed = ctx.recv(server, tag + "/relay")
+            relayed = check_dict(ctx.recv(server, tag + "/relay"), sender=server,
+                                 tag=tag + "/relay", keys=("s_pks", "shares"))
         _checkpoint(ctx, "before_upload")
         if rc is None:
             ctx.send(server, tag, values, kind="plain")
@@ -252,6 +254,8 @@ class TolerantServerAggregation:
                           kind="plain", stage="during_unmasking")
             reveals = self.gather(tag + "/reveal", senders=sorted(confirms),
                                   stage="during_unmasking", what="unmasking shares")
+            for c, r in reveals.items():
+                check_dict(r, sender=c, tag=tag + "/reveal", keys=("s", "b"))
             total = self.ring.decode(rs.unmask(i, {c: uploads[c] for c in survivors},
                                                reveals))
         if not weighted:
