@@ -183,3 +183,28 @@ def test_key_set_with_non_string_names_is_refused_clearly():
     cs, keys, session = _agreed(["a", "b", "c"], 2)
     with pytest.raises(ValueError, match="non-strings"):
         cs["a"].agree({**keys, 7: keys["b"]}, session)
+
+
+def test_a_second_session_on_one_client_is_refused():
+    # Cached seal and MAC keys would outlive the session salt that separates them.
+    cs, keys, session = _agreed(["a", "b", "c"], 2)
+    cs["a"].agree(keys, session)
+    with pytest.raises(ConsistencyError, match="already agreed"):
+        cs["a"].agree(keys, os.urandom(32))
+
+
+def test_a_share_replayed_from_an_earlier_sum_is_refused():
+    names = ["a", "b", "c"]
+    cs, keys, session = _agreed(names, 2)
+    for c in cs.values():
+        c.agree(keys, session)
+    server = RecoveryServer(2, keys, session)
+    first = {m: cs[m].share(1) for m in names}
+    relay1 = server.relay(1, first, "a")
+    second = {m: cs[m].share(2) for m in names}
+    relay2 = server.relay(2, second, "a")
+    # Sum 2's relay carrying b's share from sum 1 (with sum 1's mask key).
+    replay = {"s_pks": dict(relay2["s_pks"], b=relay1["s_pks"]["b"]),
+              "shares": dict(relay2["shares"], b=relay1["shares"]["b"])}
+    with pytest.raises(ValueError, match="failed authentication"):
+        cs["a"].mask(2, np.ones(2, np.uint64), replay)

@@ -234,6 +234,10 @@ class RecoveryClient:
 
     def agree(self, keys, session):
         """Take every client's long-term public keys (relayed by the server)."""
+        if self._session is not None:
+            # The seal and MAC keys are cached per peer, and the nonces count
+            # this object's sums: a second session needs a fresh client.
+            raise ConsistencyError("this client already agreed on a session")
         if not isinstance(keys, dict) or self.name not in keys:
             raise ConsistencyError("the relayed key set does not name this client")
         if not all(isinstance(n, str) for n in keys):
