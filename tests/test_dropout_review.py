@@ -208,3 +208,14 @@ def test_a_share_replayed_from_an_earlier_sum_is_refused():
               "shares": dict(relay2["shares"], b=relay1["shares"]["b"])}
     with pytest.raises(ValueError, match="failed authentication"):
         cs["a"].mask(2, np.ones(2, np.uint64), replay)
+
+
+@pytest.mark.parametrize("bad", [None, {"s": {}, "b": ["x"]}])
+def test_malformed_reveal_is_refused_clearly(bad):
+    names, cs, _, server, _, _, y = _session(3, 2)
+    survivors = server.survivors(1, y)
+    confirms = {m: cs[m].confirm(1, survivors) for m in survivors}
+    reveals = {m: cs[m].reveal(1, server.confirmations(1, confirms, m)) for m in survivors}
+    reveals[names[0]] = bad
+    with pytest.raises(ConsistencyError, match="malformed set of shares"):
+        server.unmask(1, y, reveals)

@@ -507,7 +507,9 @@ class RecoveryServer:
         def recover(kind, u):
             shares = {}
             for v in revealers:
-                part = reveals[v].get(kind, {})
+                part = reveals[v].get(kind, {}) if isinstance(reveals[v], dict) else None
+                if not isinstance(part, dict):
+                    raise ConsistencyError(f"{v!r} revealed a malformed set of shares")
                 if u not in part:
                     raise ConsistencyError(f"{v!r} revealed no share of {u!r}'s secret")
                 shares[self._point(v)] = part[u]
