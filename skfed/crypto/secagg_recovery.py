@@ -52,10 +52,17 @@ one. Masks are ChaCha20 keystreams under HKDF-derived 256-bit keys, over
 Z_{2**64} as in :mod:`skfed.crypto.secagg`; all secrets are 256-bit and
 shared whole over GF(2**521 - 1): 128-bit security end to end.
 
-Threat model: honest-but-curious server and clients; the server relays keys
-faithfully (authenticate the advertised keys out of band in deployments,
-as for :mod:`~skfed.crypto.secagg`) and fewer than ``t`` clients collude
-with it.
+Threat model: honest-but-curious clients; a server that follows the steps
+but may lie about who dropped, relays keys faithfully (authenticate the
+advertised keys out of band in deployments, as for
+:mod:`~skfed.crypto.secagg`) and colludes with at most
+:func:`tolerated_colluders` ``(t, n) = min(t - 2, 2t - n - 1)`` clients.
+Both limits are tight: with ``t - 1`` colluders the server calls every other
+client dropped and unmasks the one honest survivor; colluders confirm *both*
+of two survivor lists, so with ``2t - n`` of them two disjoint groups of honest
+clients each complete a quorum of ``t`` (5 clients, ``t = 3``: one colluder
+suffices). Only ``t = n`` (no dropouts) or ``t`` near ``n`` tolerates
+several colluders.
 """
 
 import hashlib
@@ -75,7 +82,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from . import shamir
 from .secagg import MaskingClient, _hkdf
 
-__all__ = ["RecoveryClient", "RecoveryServer", "check_threshold", "ConsistencyError"]
+__all__ = ["RecoveryClient", "RecoveryServer", "check_threshold", "tolerated_colluders",
+           "ConsistencyError"]
 
 _DOMAIN = b"skfed/secagg-recovery/v1/"
 
@@ -94,6 +102,23 @@ def check_threshold(threshold, n_clients):
             f"(in [{n_clients // 2 + 1}, {n_clients}] for {n_clients} clients), got "
             f"{threshold}: with half or fewer, two disjoint groups could each vouch for a "
             "different list of survivors and the server could unmask a client")
+
+
+def tolerated_colluders(threshold, n_clients):
+    """How many clients may collude with a server that lies about who dropped.
+
+    The server learns one client's update if it controls ``t - 1`` clients
+    (it names them and the victim as the only survivors) or ``2t - n``
+    clients (they confirm two different survivor lists, and the honest
+    clients split into two groups that each reach ``t`` confirmations).
+
+    Examples
+    --------
+    >>> tolerated_colluders(3, 5), tolerated_colluders(4, 5), tolerated_colluders(5, 5)
+    (0, 2, 3)
+    """
+    check_threshold(threshold, n_clients)
+    return max(0, min(threshold - 2, 2 * threshold - n_clients - 1))
 
 
 def _names(names):
@@ -164,6 +189,11 @@ class RecoveryClient:
         Shares needed to reconstruct a secret; more than half the clients of
         the session (the clients whose keys :meth:`agree` receives; a
         client's Shamir point is its 1-based position in their sorted list).
+    clients : list of str, default=None
+        The clients this client was configured with. When given, :meth:`agree`
+        refuses a relayed key set naming anyone else, and the threshold must
+        exceed half of *these* clients: a server relaying a smaller or padded
+        key set cannot weaken the consistency check.
 
     Examples
     --------
@@ -187,10 +217,11 @@ class RecoveryClient:
     array([4, 6], dtype=uint64)
     """
 
-    def __init__(self, name, threshold):
+    def __init__(self, name, threshold, clients=None):
         self.name = name
         self.clients = None
         self.threshold = threshold
+        self.expected = None if clients is None else sorted(clients)
         self._channel = MaskingClient(name)
         self._session = None
         self._sums = {}
@@ -203,8 +234,21 @@ class RecoveryClient:
 
     def agree(self, keys, session):
         """Take every client's long-term public keys (relayed by the server)."""
+        if self._session is not None:
+            # The seal and MAC keys are cached per peer, and the nonces count
+            # this object's sums: a second session needs a fresh client.
+            raise ConsistencyError("this client already agreed on a session")
         if not isinstance(keys, dict) or self.name not in keys:
             raise ConsistencyError("the relayed key set does not name this client")
+        if not all(isinstance(n, str) for n in keys):
+            raise ValueError("the relayed key set names clients by non-strings")
+        if self.expected is not None:
+            unknown = sorted(set(keys) - set(self.expected))
+            if unknown:
+                raise ConsistencyError(
+                    f"the relayed key set names {unknown}, who are not among this "
+                    f"client's configured clients {self.expected}")
+            check_threshold(self.threshold, len(self.expected))
         check_threshold(self.threshold, len(keys))
         for peer, k in keys.items():
             if not isinstance(k, dict) or not isinstance(k.get("c"), bytes):
@@ -257,6 +301,8 @@ class RecoveryClient:
         st = self._sums.get(index)
         if st is None or st["stage"] != "shared":
             raise ConsistencyError(f"sum {index} is not waiting for an upload")
+        if not isinstance(relayed, dict):
+            raise ValueError("malformed relay of mask keys and shares")
         pks, sealed = relayed.get("s_pks"), relayed.get("shares")
         if not isinstance(pks, dict) or not isinstance(sealed, dict):
             raise ValueError("malformed relay of mask keys and shares")
@@ -314,6 +360,9 @@ class RecoveryClient:
         st = self._sums.get(index)
         if st is None or st["stage"] != "uploaded":
             raise ConsistencyError(f"sum {index} is not waiting for its survivor list")
+        if not isinstance(survivors, (list, tuple)) \
+                or not all(isinstance(u, str) for u in survivors):
+            raise ConsistencyError("the survivor list is not a list of client names")
         survivors = list(survivors)
         if survivors != sorted(set(survivors)) or not set(survivors) <= set(st["u2"]):
             raise ConsistencyError("the survivor list is not a sorted subset of the "
@@ -458,7 +507,9 @@ class RecoveryServer:
         def recover(kind, u):
             shares = {}
             for v in revealers:
-                part = reveals[v].get(kind, {})
+                part = reveals[v].get(kind, {}) if isinstance(reveals[v], dict) else None
+                if not isinstance(part, dict):
+                    raise ConsistencyError(f"{v!r} revealed a malformed set of shares")
                 if u not in part:
                     raise ConsistencyError(f"{v!r} revealed no share of {u!r}'s secret")
                 shares[self._point(v)] = part[u]

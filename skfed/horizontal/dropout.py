@@ -28,8 +28,13 @@ import logging
 import numpy as np
 
 from ..crypto.secagg import FixedPointRing, new_session_id
-from ..crypto.secagg_recovery import RecoveryClient, RecoveryServer, check_threshold
-from ..runtime.layout import check_array
+from ..crypto.secagg_recovery import (
+    RecoveryClient,
+    RecoveryServer,
+    check_threshold,
+    tolerated_colluders,
+)
+from ..runtime.layout import check_array, check_dict
 from ..runtime.local import PartyLeft
 
 __all__ = ["TooFewClients", "TolerantClientAggregation", "TolerantServerAggregation",
@@ -82,9 +87,10 @@ class TolerantClientAggregation:
         if self.protection != "masking":
             return
         ctx = self.ctx
-        self.recovery = RecoveryClient(ctx.party, self.threshold)
+        self.recovery = RecoveryClient(ctx.party, self.threshold, clients=self.clients)
         ctx.send(self.server, "recovery_keys", self.recovery.public_keys(), kind="public_key")
-        relayed = ctx.recv(self.server, "recovery_keys")
+        relayed = check_dict(ctx.recv(self.server, "recovery_keys"), sender=self.server,
+                             tag="recovery_keys", keys=("keys", "session"))
         self.recovery.agree(relayed["keys"], relayed["session"])
 
     def prepare(self, tag):
@@ -111,7 +117,8 @@ class TolerantClientAggregation:
         self._prepared = None
         ctx, server, rc, i = self.ctx, self.server, self.recovery, self.index
         if rc is not None:
-            relayed = ctx.recv(server, tag + "/relay")
+            relayed = check_dict(ctx.recv(server, tag + "/relay"), sender=server,
+                                 tag=tag + "/relay", keys=("s_pks", "shares"))
         _checkpoint(ctx, "before_upload")
         if rc is None:
             ctx.send(server, tag, values, kind="plain")
@@ -207,6 +214,10 @@ class TolerantServerAggregation:
         self.broadcast("recovery_keys", {"keys": keys, "session": session}, kind="public_key")
         self.recovery = RecoveryServer(self.threshold, {c: keys[c] for c in self.active},
                                        session)
+        # The operator's reminder that t buys dropout tolerance with collusion resistance.
+        _log.info("dropout-tolerant masking with min_clients=%d of %d clients resists a "
+                  "server colluding with at most %d client(s)", self.threshold,
+                  len(self.clients), tolerated_colluders(self.threshold, len(self.clients)))
 
     def secure_sum(self, tag, size, weighted=False):
         """The sum of the survivors' vectors; with ``weighted``, their weighted mean.
@@ -243,6 +254,8 @@ class TolerantServerAggregation:
                           kind="plain", stage="during_unmasking")
             reveals = self.gather(tag + "/reveal", senders=sorted(confirms),
                                   stage="during_unmasking", what="unmasking shares")
+            for c, r in reveals.items():
+                check_dict(r, sender=c, tag=tag + "/reveal", keys=("s", "b"))
             total = self.ring.decode(rs.unmask(i, {c: uploads[c] for c in survivors},
                                                reveals))
         if not weighted:
