@@ -324,7 +324,7 @@ def test_a_too_small_last_batch_is_explained():
     from skfed import VerticalLogisticRegression
 
     X, y = make_classification(n_samples=569, n_features=6, random_state=0)
-    est = VerticalLogisticRegression(encryption=None, batch_size=8, max_iter=1)
+    est = VerticalLogisticRegression(encryption=None, solver="gd", batch_size=8, max_iter=1)
     with pytest.raises(ValueError, match=r"last batch of each epoch \(569 rows = 71 x 8 \+ 1\)"
                                          r", e.g. batch_size=\d+") as info:
         est.fit(X, y)
