@@ -118,10 +118,10 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         representation is then linear in what is trained, and ``fit`` runs
         the cross-moment protocol of ``hidden_layer_sizes=()`` on the random
         features: ~20x faster per epoch with encryption (a default fit on 200
-        overlap rows took 131 s with 2048-bit keys on a busy 2-core machine,
-        see docs/transfer.rst), at the price of features that do not
-        adapt. True trains the hidden layers
-        through the general protocol (~10 s per epoch at 2048 bits).
+        overlap rows took 66 s with 2048-bit keys on 2 cores, see
+        docs/transfer.rst), at the price of features that do not adapt.
+        True trains the hidden layers through the general protocol (~10 s
+        per epoch at 2048 bits).
     activation : {"identity", "logistic", "tanh", "relu"}, default="tanh"
     representation_dim : int, default=8
         Dimension ``d`` of the representations.
