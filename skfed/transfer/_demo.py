@@ -56,7 +56,7 @@ def demo_cases(quick=False):
     # about half a second per epoch once the keys and the once-per-fit
     # encrypted rows are done), and the same model in the clear. --quick
     # stops the encrypted fit after 5 epochs; the encrypted row uses two of
-    # the folds' splits (a default fit takes about a minute).
+    # the folds' splits (a default fit takes one to two minutes).
     encrypted = FederatedTransferClassifier(topo, random_state=0,
                                             **({"max_iter": 5} if quick else {}))
     clear = FederatedTransferClassifier(topo, encryption=None, random_state=0)
