@@ -224,6 +224,8 @@ def main(argv=None):
     parser.add_argument("--naive-rows", type=int, default=None)
     parser.add_argument("--only-accuracy", action="store_true",
                         help="run section 4 alone")
+    parser.add_argument("--skip-accuracy", action="store_true",
+                        help="run sections 1-3 only")
     args = parser.parse_args(argv)
     if args.only_accuracy:
         print(f"4. FATE's other vertical data sets, 10 trees, depth 3, 70/30 split ({load()})")
@@ -312,6 +314,8 @@ def main(argv=None):
           f"{t_naive:.0f} s per tree -> skfed is {t_naive / per:.0f}x faster (target >= 20x)")
 
     # -- 4. accuracy elsewhere ----------------------------------------------------------
+    if args.skip_accuracy:
+        return
     print(f"\n4. FATE's other vertical data sets, 10 trees, depth 3, 70/30 split ({load()})")
     accuracy_rows(args.key_bits, args.n_jobs, args.max_bins)
 
