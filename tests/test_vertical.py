@@ -472,11 +472,13 @@ def test_demo_cases_are_well_formed():
     from skfed.vertical._demo import demo_cases
 
     cases = demo_cases(quick=True)
-    assert {type(c["estimator"][-1]).__name__ for c in cases} == {
+    final = [c["estimator"][-1] if hasattr(c["estimator"], "steps") else c["estimator"]
+             for c in cases]
+    assert {type(e).__name__ for e in final} == {
         "VerticalLinearRegression", "VerticalLogisticRegression",
         "VerticalGradientBoostingClassifier"}
-    for c in cases:
-        assert len(c["X"]) == len(c["y"]) and c["estimator"][-1].key_size == 2048
+    for c, e in zip(cases, final):
+        assert len(c["X"]) == len(c["y"]) and e.key_size == 2048
 
 
 @pytest.mark.slow
