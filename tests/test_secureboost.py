@@ -22,6 +22,8 @@ from skfed.runtime import LocalRuntime
 from skfed.vertical import boosting
 from skfed.vertical._binning import bin_edges
 
+from . import leaks
+
 KEY = 512
 
 
@@ -388,7 +390,6 @@ def _assert_no_floats(obj, tag):
 
 
 def test_transcript_leaks_no_gradient_label_feature_or_leaf(monkeypatch):
-    leaks = pytest.importorskip("tests.leaks", reason="the shared leak detector (#13)")
     X, y, topo = _three_party_data(n=150, nan=False)
     est = _recorded_fit(monkeypatch, VerticalGradientBoostingClassifier(
         topo, max_iter=2, max_depth=2, min_samples_leaf=5, max_bins=8, key_size=KEY,
