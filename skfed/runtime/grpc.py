@@ -525,8 +525,9 @@ class GrpcRuntime:
         try:
             result = roles[self.party](ctx)
         except TransportError as exc:
+            relayed = isinstance(exc, PartyAborted) and exc.reporter != exc.party
             reason = exc.reason if isinstance(exc, PartyAborted) else str(exc)
-            self._broadcast_abort(exc.party, reason, persist=False)
+            self._broadcast_abort(exc.party, reason, persist=False, tell_origin=relayed)
             raise
         except BaseException as exc:
             self._broadcast_abort(self.party, _abort_reason(exc), persist=_persist(exc))
@@ -616,7 +617,7 @@ class GrpcRuntime:
             origin = peer
         return PartyAborted(origin, reason, peer)
 
-    def _broadcast_abort(self, origin, reason, persist):
+    def _broadcast_abort(self, origin, reason, persist, tell_origin=False):
         """Tell every peer to stop.
 
         A peer this party has heard from and that no longer answers is gone
@@ -648,9 +649,13 @@ class GrpcRuntime:
                 time.sleep(delay)
                 delay = min(2 * delay, 1.0)
 
-        # In parallel: a dead peer must not delay telling the live ones.
+        # In parallel: a dead peer must not delay telling the live ones. With
+        # ``tell_origin`` (the failure was relayed by a third party) the
+        # origin hears from us too: a party that failed at start retries its
+        # own abort until it hears from each peer, and would otherwise go on
+        # retrying for connect_timeout after everyone has stopped.
         threads = [threading.Thread(target=tell, args=(p,), daemon=True)
-                   for p in self.peers if p != origin]
+                   for p in self.peers if p != origin or tell_origin]
         for t in threads:
             t.start()
         for t in threads:
@@ -812,6 +817,9 @@ class GrpcRuntime:
         if origin not in self.addresses:
             origin = sender
         with self._cond:
+            # The sender is alive and knows of a failure: no abort of ours
+            # needs retrying towards it.
+            self._heard.add(sender)
             if self._aborted is None:
                 self._aborted = (origin, reason, sender)
             self._cond.notify_all()
