@@ -3,6 +3,7 @@ its peers at once; train -> predict -> load a saved model; per-party column
 names in deployment files; one-line CLI errors."""
 
 import csv
+import functools
 import json
 import os
 import subprocess
@@ -19,6 +20,11 @@ import skfed
 from skfed import VerticalLogisticRegression, VerticalTopology
 from skfed.__main__ import main
 from skfed.runtime.grpc import GrpcRuntime, PartyAborted, free_local_ports
+
+from .test_grpc import _finish as _finish_processes
+
+# Training, predicting and loading back take longer than the transport tests.
+_finish = functools.partial(_finish_processes, limit=300)
 
 
 def _addresses(names):
@@ -371,19 +377,6 @@ def _spawn(argv):
     env = dict(os.environ, SKFED_ALLOW_INSECURE_KEYS="1", PYTHONPATH=ROOT)
     return subprocess.Popen([sys.executable, "-m", "skfed", *argv], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _finish(procs, limit=300):
-    """Each process's (return code, stdout, stderr); the limit only guards a hang."""
-    outs = {}
-    for p, proc in procs.items():
-        try:
-            out, err = proc.communicate(timeout=limit)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        outs[p] = (proc.returncode, out, err)
-    return outs
 
 
 def _with_tls(config, tmp_path, connect_timeout=30):

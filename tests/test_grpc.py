@@ -102,11 +102,12 @@ def _spawn(config, role, tmp_path, data=None, stdout=subprocess.PIPE):
                             stderr=subprocess.PIPE, text=True)
 
 
-def _finish(procs):
+def _finish(procs, limit=PROCESS_LIMIT):
+    """Each process's (return code, stdout, stderr); the limit only guards a hang."""
     outputs = {}
     for role, p in procs.items():
         try:
-            out, err = p.communicate(timeout=PROCESS_LIMIT)
+            out, err = p.communicate(timeout=limit)
         finally:
             if p.poll() is None:
                 p.kill()
