@@ -1,7 +1,8 @@
 """The layers of skfed, enforced: an import may only point down.
 
 ``crypto/`` and ``topology.py`` -> ``runtime/`` (transport) -> the families
-(``horizontal/``, ``vertical/``, ``transfer/``) -> the faces (``skfed``'s
+(``horizontal/``, ``vertical/``, ``transfer/``; below them ``trees/``, the
+boosting arithmetic two families share) -> the faces (``skfed``'s
 ``__init__``, ``compare``, ``persistence``, ``__main__``, ``deploy/``). Families never import
 each other. Every import counts, also the ones inside functions.
 """
@@ -66,13 +67,19 @@ def test_the_import_graph_was_read():
     assert any(_part(t) == "vertical" for t in IMPORTS["skfed.deploy.config"])
 
 
-@pytest.mark.parametrize("layer", ["crypto", "topology", "runtime"])
+@pytest.mark.parametrize("layer", ["crypto", "topology", "runtime", "trees"])
 def test_lower_layers_import_no_family_and_no_face(layer):
     assert _offenders(lambda p: p == layer, FAMILIES + FACES + ("__init__",)) == []
 
 
 def test_crypto_knows_nothing_of_the_transport():
     assert _offenders(lambda p: p == "crypto", ("runtime",)) == []
+
+
+def test_tree_arithmetic_knows_nothing_of_transport_or_crypto():
+    # The shared boosting arithmetic sits below both tree families; it must
+    # stay plain numpy so either family can build its own protocol on it.
+    assert _offenders(lambda p: p == "trees", ("runtime", "crypto")) == []
 
 
 def test_families_import_no_other_family_and_no_face():

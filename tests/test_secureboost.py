@@ -19,8 +19,8 @@ from skfed import (
     VerticalTopology,
 )
 from skfed.runtime import LocalRuntime
+from skfed.trees.binning import bin_edges
 from skfed.vertical import boosting
-from skfed.vertical._binning import bin_edges
 
 from . import leaks
 

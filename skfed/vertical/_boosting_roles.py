@@ -31,7 +31,7 @@ parent's minus the smaller's; the cumulative sums over bins are the left
 sides of the candidates. It drops candidates that leave fewer than
 ``min_samples_leaf`` rows on a side and those repeating the previous
 threshold's partition (it alone knows the counts), and breaks ties between
-its own equal-gain candidates in the canonical order of :mod:`._trees`.
+its own equal-gain candidates in the canonical order of :mod:`skfed.trees.gbdt`.
 
 Prediction is one round per ``predict`` call::
 
@@ -56,8 +56,8 @@ import numpy as np
 
 from ..crypto.packing import slots_per_ciphertext
 from ..runtime.local import PartyContext as LocalPartyContext
-from . import _trees
-from ._binning import MISSING_BIN, bin_party
+from ..trees import gbdt as _trees
+from ..trees.binning import MISSING_BIN, bin_party
 
 __all__ = ["BoostingConfig", "label_fit", "feature_fit", "label_predict", "feature_predict",
            "layout"]

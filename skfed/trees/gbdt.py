@@ -1,4 +1,8 @@
-"""The histogram-GBDT arithmetic every party of SecureBoost shares.
+"""The histogram-GBDT arithmetic every party of a federated boosting protocol shares.
+
+Both families use it: vertical SecureBoost and horizontal histogram boosting
+over secure aggregation (it lives below the families so neither imports the
+other).
 
 Gradients and hessians are fixed-point integers: ``round(g * 2**(P - e))``
 with ``|g| <= 2**e``, so every sum a party or the protocol forms (histogram
@@ -23,7 +27,7 @@ import math
 import numpy as np
 from scipy.special import expit, logsumexp
 
-from ._binning import MISSING_BIN
+from .binning import MISSING_BIN
 
 __all__ = [
     "PRECISION_BITS", "MIN_HESSIAN", "N_BIN_SLOTS", "quantise", "scale_exponent",
