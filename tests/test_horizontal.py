@@ -337,11 +337,14 @@ def test_masked_uploads_hide_the_updates_and_look_uniform():
     clear = [ring.encode(m.decoded())
              for m in plain.transcript_.filter(sender="client0", tag="update")]
     assert len(masked) == len(clear) == 4
-    for mk, cl in zip(masked, clear):
-        assert mk.dtype == np.uint64
-        # the same update, masked: its high bytes agree with the clear encoding no
-        # more often than chance (1/256), where an unmasked upload would agree always
-        assert np.mean((mk >> np.uint64(56)) == (cl >> np.uint64(56))) < 0.1
+    assert all(mk.dtype == np.uint64 for mk in masked)
+    # the same updates, masked: their high bytes agree with the clear encoding no
+    # more often than chance (1/256), where an unmasked upload would agree always.
+    # Pooled over the rounds: one update has only 16 values, and 2 chance
+    # agreements among them (p ~ 0.2% per update) would fail a per-update check.
+    agree = np.concatenate([(mk >> np.uint64(56)) == (cl >> np.uint64(56))
+                            for mk, cl in zip(masked, clear)])
+    assert agree.size == 64 and np.mean(agree) < 0.1
     # masks differ per round: the difference of two masked uploads is not the
     # difference of the updates
     d_masked = masked[1] - masked[0]
