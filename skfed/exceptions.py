@@ -1,6 +1,11 @@
 """Exceptions every estimator family raises (a layer below the families)."""
 
-__all__ = ["FitDiverged"]
+__all__ = ["FitDiverged", "DIVERGENCE_FACTOR"]
+
+# An objective that grows this many times above its starting value is
+# divergence in every family: no stable optimiser of these convex losses
+# climbs that far, and stopping early keeps overflow out of the encodings.
+DIVERGENCE_FACTOR = 1e3
 
 
 class FitDiverged(FloatingPointError):

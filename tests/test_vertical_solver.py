@@ -270,12 +270,12 @@ def test_progress_at_the_label_party(capsys):
     assert f"sent {sent / 1e6:.1f} MB" in lines[-1]
 
 
-@pytest.mark.parametrize("secure_aggregation", ["masking", "paillier"])
+@pytest.mark.parametrize("secure_aggregation", ["masking", "paillier", None])
 def test_horizontal_divergence_points_to_scaling(secure_aggregation):
-    # the horizontal family: an update beyond the protected range raises
-    # FitDiverged (wrapped by the in-process runtime, which names the party)
+    # the horizontal family: an update beyond the protected range, or (also
+    # unprotected, where nothing overflows) an objective 1000x its start,
+    # raises FitDiverged, naming the party that found it
     from skfed import FederatedSGDRegressor
-    from skfed.runtime import RoleError
 
     rng = np.random.RandomState(0)
     X = rng.normal(loc=100.0, size=(60, 3))
@@ -283,10 +283,14 @@ def test_horizontal_divergence_points_to_scaling(secure_aggregation):
     est = FederatedSGDRegressor(eta0=0.5, learning_rate="constant", n_rounds=20,
                                 secure_aggregation=secure_aggregation, key_size=SMALL_KEY,
                                 random_state=0)
-    with pytest.raises(RoleError) as info:
+    with pytest.raises(FitDiverged, match="standardise the features") as info:
         est.fit(X, y)
-    assert isinstance(info.value.__cause__, FitDiverged)
-    assert "standardise the features" in str(info.value)
+    assert "FederatedSGDRegressor" in str(info.value) and "found by" in str(info.value)
+    # the same data standardised (and the target centred) fits
+    Xs = (X - X.mean(axis=0)) / X.std(axis=0)
+    ok = FederatedSGDRegressor(secure_aggregation=secure_aggregation, key_size=SMALL_KEY,
+                               random_state=0).fit(Xs, y - y.mean())
+    assert ok.score(Xs, y - y.mean()) > 0.8  # a diverged model scores far below 0
 
 
 def test_time_left_follows_the_shrinking_decrease():

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from ..exceptions import FitDiverged
+from ..exceptions import DIVERGENCE_FACTOR, FitDiverged
 from ..runtime.layout import check_array, check_dict, check_scalar
 from ._losses import loss_and_dloss, penalty_grad, penalty_value
 from .aggregation import ClientAggregation, ServerAggregation
@@ -297,9 +297,19 @@ def server(ctx, cfg, progress=None):
             w = w + cfg["server_learning_rate"] * m / (np.sqrt(v) + cfg["tau"])
         else:
             w = total[:-1]
-        if not np.all(np.isfinite(w)) or not np.isfinite(objective):
+        # The objective is measured at the model the clients received, so the
+        # first round's is the loss at zero weights. A regressor whose loss grew
+        # 1000-fold predicts garbage; a classifier's hinge or log loss may grow
+        # with the scale of its weights while its decisions stay sound (as with
+        # scikit-learn's SGDClassifier on unscaled data), so only non-finite
+        # values stop it.
+        f0 = history[0]["objective"] if history else objective
+        grew = (cfg["task"] == "regression" and f0 > 0
+                and objective > DIVERGENCE_FACTOR * f0)
+        if not np.all(np.isfinite(w)) or not np.isfinite(objective) or grew:
             raise FitDiverged(
-                f"the global model diverged at round {r + 1} (objective {objective:.4g}): "
+                f"the global model diverged at round {r + 1} (objective {objective:.4g}, "
+                f"{f0:.4g} at the start): "
                 "standardise the features "
                 "(a StandardScaler, or federated scaling statistics) or lower the learning "
                 "rate")

@@ -16,7 +16,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._progress import CallbackSupportMixin, FitProgress
+from ..exceptions import FitDiverged
 from ..runtime import LocalRuntime
+from ..runtime.local import RoleError
 from ..runtime.party import party_of
 from ..topology import HorizontalTopology, split_by_party
 from ._party import client_party, server_party
@@ -181,7 +183,15 @@ class _BaseFederatedSGD(CallbackSupportMixin, BaseEstimator):
             roles[name] = partial(client, X=X[idx], y=y[idx], cfg=cfg, seed=seed)
         runtime = LocalRuntime() if self.runtime is None else self.runtime
         start = time.perf_counter()
-        results, transcript = runtime.run(roles)
+        try:
+            results, transcript = runtime.run(roles)
+        except RoleError as err:
+            # A divergence is the user's to act on (scale, learning rate), not a
+            # failure of a party: raise it as what it is, as the other families do.
+            if isinstance(err.__cause__, FitDiverged):
+                raise FitDiverged(f"{type(self).__name__}: {err.__cause__} "
+                                  f"(found by {err.party!r})") from err
+            raise
         out = results[_SERVER]
         self.transcript_ = transcript
         self.n_iter_ = out["n_iter"]

@@ -64,6 +64,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..exceptions import DIVERGENCE_FACTOR
 from ..runtime.layout import check_array, check_encrypted, check_scalar
 from ..runtime.local import PartyContext as LocalPartyContext
 from ..runtime.party import ProtocolMismatch
@@ -423,10 +424,6 @@ CONTINUE, CONVERGED, MAX_ITER, CALLBACK, DIVERGED = "", "converged", "max_iter",
     "diverged"
 STOP_REASONS = (CONTINUE, CONVERGED, MAX_ITER, CALLBACK, DIVERGED)
 
-# A fit whose objective exceeds this multiple of its starting value (the
-# objective at zero weights) is diverging: no step of a working optimizer on a
-# convex objective gets there.
-DIVERGENCE_FACTOR = 1e3
 # Both objectives are sums of squares (plus a positive constant): a decrypted
 # value below zero means a fixed-point encoding overflowed, not a good fit.
 _NEGATIVE_SLACK = 1e-6
