@@ -224,6 +224,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
         "representation_dim": [Interval(Integral, 1, None, closed="left")],
         "gamma": [Interval(Real, 0, None, closed="left")],
+        "source_weight": [Interval(Real, 0, None, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "solver": [StrOptions({"adam", "sgd"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -241,7 +242,8 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
     }
 
     def __init__(self, topology=None, *, hidden_layer_sizes="auto", train_hidden_layers=False,
-                 activation="tanh", representation_dim=8, gamma=0.3, alpha=1.0, solver="adam",
+                 activation="tanh", representation_dim=8, gamma=0.3, source_weight=0.0,
+                 alpha=1.0, solver="adam",
                  learning_rate_init=0.03, momentum=0.9, max_iter=200, tol=1e-4,
                  n_iter_no_change=10, batch_size="auto", encryption="paillier",
                  key_size=2048, n_jobs=None, random_state=None, verbose=0, runtime=None):
@@ -251,6 +253,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         self.activation = activation
         self.representation_dim = representation_dim
         self.gamma = gamma
+        self.source_weight = source_weight
         self.alpha = alpha
         self.solver = solver
         self.learning_rate_init = learning_rate_init
@@ -412,6 +415,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
             # one d-dimensional product) does not grow with d; the roles' gamma
             # weighs the sum over dimensions.
             "gamma": float(self.gamma) / int(self.representation_dim),
+            "source_weight": float(self.source_weight),
             # The L2 penalty per overlap row, as scikit-learn's MLP and its
             # logistic regression (C) weigh it against a sum of row losses:
             # the other terms are means over the overlap, so a fixed penalty

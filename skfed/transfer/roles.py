@@ -770,6 +770,29 @@ def _target_step_linear(ch, net, acts, U, wb, c, gamma, own, lin, K, b):
     return grad
 
 
+def _source_own_loss(net, acts, U, Phi, labelled, Y, weight):
+    """The source's own classification term, local to A: ``weight`` times the
+    mean logistic loss of ``Phi u^A`` on all of A's labelled rows.
+
+    Without it A's labels reach its network only through ``Phi`` and the
+    target's scores on the labelled overlap, so the rows only A holds shape
+    nothing but a class mean. With it ``Phi u^A`` is a classifier trained on
+    every labelled row A has, and the alignment carries it to the target
+    (the overlap rows then teach B soft scores as well as labels). Everything
+    here is A's plaintext, so it needs no message and no Taylor form.
+    """
+    if not weight:
+        return 0.0, 0.0
+    n_lab = len(labelled)
+    S = U[labelled] @ Phi.T
+    M = Y * S
+    loss = weight * float(np.sum(np.logaddexp(0.0, -M))) / n_lab
+    C = -weight * Y * np.exp(-np.logaddexp(0.0, M)) / n_lab        # dL/dS
+    G = np.zeros_like(U)
+    G[labelled] = C @ Phi + Y @ (C.T @ U[labelled]) / n_lab        # via S and via Phi
+    return loss, flatten_blocks(net.backward(acts, G))
+
+
 # -- training ------------------------------------------------------------------
 def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
     """Party A: features ``X`` (its rows), labels ``Y`` (K columns in {-1, +1})
@@ -830,7 +853,10 @@ def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
             c = 1.0 / n_c if n_c > 0 else 0.0
             grad, loss_cross = step(ch, net, theta, acts, U, Phi, rows, wb * Y_ov[b].T, c,
                                     gamma, labelled, Y, n_lab, *extra, b)
-            loss = (loss_cross + (K * LOG2 if n_c > 0 else 0.0)
+            loss_src, grad_src = _source_own_loss(net, acts, U, Phi, labelled, Y,
+                                                  cfg.get("source_weight", 0.0))
+            grad = grad + grad_src
+            loss = (loss_cross + loss_src + (K * LOG2 if n_c > 0 else 0.0)
                     + gamma / n_b * float(np.sum(U[rows] ** 2))
                     + 0.5 * alpha * float(np.sum((wmask * theta) ** 2)))
             theta = opt.step(theta, trained * (grad + alpha * wmask * theta))
