@@ -22,6 +22,7 @@ import argparse
 import time
 import warnings
 
+import bench_transfer_utility as bu
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
@@ -29,7 +30,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-import bench_transfer_utility as bu
 from skfed.transfer import roles
 from skfed.transfer.estimator import _auto_hidden, _source_targets
 
@@ -87,8 +87,14 @@ def ftl_objective(theta, FA, FB, lab, Y, ov_a, ov_b, w, Yo, d, gamma, alpha, kin
     return loss, np.concatenate([gA.ravel(), gB.ravel()])
 
 
+WIDTH = None     # None: the defaults' width; an int caps it (0: linear)
+
+
 def _features(X, n_overlap, p, seed, d=8):
-    cfg = {"hidden_layer_sizes": _auto_hidden(n_overlap, "auto", p), "activation": "tanh",
+    hidden = _auto_hidden(n_overlap, "auto", p)
+    if WIDTH is not None:
+        hidden = [min(WIDTH, *hidden)] if hidden and WIDTH else []
+    cfg = {"hidden_layer_sizes": hidden, "activation": "tanh",
            "train_hidden": False, "representation_dim": d}
     net = roles._net(X.shape[1], cfg, seed)
     F = net.forward(X)[1][-2]
@@ -146,11 +152,14 @@ def main(argv=None):
     ap.add_argument("--overlaps", type=int, nargs="+", default=[50, 100, 200])
     ap.add_argument("--tasks", nargs="+", default=None)
     ap.add_argument("--gamma", type=float, default=0.3)
-    ap.add_argument("--alpha", type=float, default=1.0)
+    ap.add_argument("--alpha", type=float, default=4.0)
     ap.add_argument("--dim", type=int, default=8)
-    ap.add_argument("--lam", type=float, default=1.0, help="weight of the source's own loss")
+    ap.add_argument("--width", type=int, default=None, help="at most this many random features")
+    ap.add_argument("--lam", type=float, default=3.0, help="weight of the source's own loss")
     args = ap.parse_args(argv)
     threadpool_limits(1)
+    global WIDTH
+    WIDTH = args.width
     seeds = range(3 if args.quick else args.seeds)
     variants = [(n, k, args.lam if lam else 0.0) for n, k, lam in VARIANTS]
     tasks = [t for t in bu.TASKS if args.tasks is None or any(s in t for s in args.tasks)]

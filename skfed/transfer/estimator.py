@@ -84,8 +84,9 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
     mean of A's representations (Liu et al., "Secure Federated Transfer
     Learning", arXiv 1812.03337). Training minimises the second-order Taylor
     form of the logistic loss on the labelled overlap rows plus ``gamma``
-    times the alignment loss ``||u^A - u^B||^2`` on the overlap plus an L2
-    penalty; every cross-party term is exchanged under Paillier encryption
+    times the alignment loss ``||u^A - u^B||^2`` on the overlap plus the
+    source's own logistic loss on its labelled rows (local to the source)
+    plus an L2 penalty; every cross-party term is exchanged under Paillier encryption
     (each party its own key) and each gradient is masked before its owner's
     peer decrypts it. See ``docs/transfer.rst`` for the protocol and what each
     side learns.
@@ -130,7 +131,15 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         ``d`` dimensions of ``(u^A_i - u^B_i)^2``. Averaging over dimensions
         keeps its balance with the classification term when
         ``representation_dim`` changes.
-    alpha : float, default=1.0
+    source_weight : float, default=3.0
+        Weight of the source's own classification loss: the mean logistic
+        loss of ``Phi u^A`` on all of the source's labelled rows. It is
+        computed by the source alone, in the clear (no message, no Taylor
+        form), and makes ``Phi u^A`` a classifier trained on every labelled
+        row the source holds, which the alignment then carries to the
+        target. 0 gives the paper's objective, in which the rows only the
+        source holds enter through the class mean ``Phi`` alone.
+    alpha : float, default=4.0
         L2 penalty on both networks' weights, per overlap row
         (``alpha / (2 N_AB) * ||W||^2`` with ``N_AB`` overlap rows, as
         scikit-learn's MLP scales it): the loss terms are means over the
@@ -242,8 +251,8 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
     }
 
     def __init__(self, topology=None, *, hidden_layer_sizes="auto", train_hidden_layers=False,
-                 activation="tanh", representation_dim=8, gamma=0.3, source_weight=0.0,
-                 alpha=1.0, solver="adam",
+                 activation="tanh", representation_dim=8, gamma=0.3, source_weight=3.0,
+                 alpha=4.0, solver="adam",
                  learning_rate_init=0.03, momentum=0.9, max_iter=200, tol=1e-4,
                  n_iter_no_change=10, batch_size="auto", encryption="paillier",
                  key_size=2048, n_jobs=None, random_state=None, verbose=0, runtime=None):

@@ -495,12 +495,14 @@ def _trained_mask(net, cfg):
     return mask
 
 
-def objective(net_a, net_b, XA, XB, labelled, Y, overlap_a, overlap_b, w, gamma, alpha):
+def objective(net_a, net_b, XA, XB, labelled, Y, overlap_a, overlap_b, w, gamma, alpha,
+              source_weight=0.0):
     """The training objective and its gradients, centralised (for tests and docs).
 
     ``XA``/``XB`` are each party's rows, ``labelled`` indexes A's labelled
     rows (labels ``Y``), ``overlap_a``/``overlap_b`` the overlap rows in each
-    party's order, ``w`` marks the labelled overlap rows.
+    party's order, ``w`` marks the labelled overlap rows, ``source_weight``
+    weighs the source's own logistic loss on its labelled rows.
 
     Returns
     -------
@@ -531,6 +533,10 @@ def objective(net_a, net_b, XA, XB, labelled, Y, overlap_a, overlap_b, w, gamma,
     GA[labelled] += Y @ g_phi / n_l
     GA[overlap_a] += 2 * gamma / n_b * (UAo - UB_all)
     GB = C @ Phi + 2 * gamma / n_b * (UB_all - UAo)
+    SA = UA[labelled] @ Phi.T
+    loss += source_weight * float(np.sum(np.logaddexp(0.0, -Y * SA))) / n_l
+    CA = -source_weight * Y * np.exp(-np.logaddexp(0.0, Y * SA)) / n_l
+    GA[labelled] += CA @ Phi + Y @ (CA.T @ UA[labelled]) / n_l
     grad_a = flatten_blocks(net_a.backward(acts_a, GA)) + alpha * wa * ta
     grad_b = flatten_blocks(net_b.backward(acts_b, GB)) + alpha * wb_ * tb
     return float(loss), grad_a, grad_b
