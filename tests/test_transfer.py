@@ -144,6 +144,24 @@ def test_encrypted_equals_unencrypted(n_classes, hidden, train_hidden):
                         if m.kind != "public_key"]
 
 
+@pytest.mark.parametrize("hidden, train_hidden", [((4,), True), ((6,), False)],
+                         ids=["hidden", "random-features"])
+def test_source_own_loss_sends_nothing_new(hidden, train_hidden):
+    """The source's own classification term is A's plaintext: with or without
+    it the same messages, of the same sizes, cross; only the models differ."""
+    X, y, y_fit, cut = _data()
+    # In the clear the sizes are exact (the encrypted mode sends the same
+    # messages: test_encrypted_equals_unencrypted).
+    kw = dict(max_iter=3, encryption=None, random_state=0, batch_size=15,
+              hidden_layer_sizes=hidden, representation_dim=4,
+              train_hidden_layers=train_hidden)
+    fits = [FederatedTransferClassifier(TOPO, source_weight=sw, **kw).fit(X, y_fit)
+            for sw in (0.0, 3.0)]
+    layouts = [[(m.sender, m.tag, m.kind, m.nbytes) for m in f.transcript_] for f in fits]
+    assert sorted(layouts[0]) == sorted(layouts[1])
+    assert not np.allclose(fits[0].source_model_["phi"], fits[1].source_model_["phi"])
+
+
 def test_random_features_keep_the_hidden_layer_and_run_the_fast_protocol():
     X, y, y_fit, cut = _data(n=150)
     kw = dict(hidden_layer_sizes=(8,), representation_dim=4, key_size=KEY, random_state=0)
