@@ -118,9 +118,10 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         representations include every linear map of a party's columns). The
         representation is then linear in what is trained, and ``fit`` runs
         the cross-moment protocol of ``hidden_layer_sizes=()`` on the random
-        features: ~20x faster per epoch with encryption (a default fit on 200
-        overlap rows takes about a minute with 2048-bit keys on 2 cores,
-        two at load 7, see docs/transfer.rst), at the price of features that do not adapt.
+        features: ~20x faster per epoch with encryption (a default fit on
+        200 overlap rows takes about a minute with 2048-bit keys on 2 cores,
+        two at load 7, see docs/transfer.rst), at the price of features that
+        do not adapt.
         True trains the hidden layers through the general protocol (~10 s
         per epoch at 2048 bits).
     activation : {"identity", "logistic", "tanh", "relu"}, default="tanh"
