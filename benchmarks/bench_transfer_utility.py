@@ -29,6 +29,10 @@ classes); the FATE tasks are skipped, with a note, when the folder is absent.
     python benchmarks/bench_transfer_utility.py --quick    # 3 seeds
     python benchmarks/bench_transfer_utility.py --param gamma=0.1 --param max_iter=200
     python benchmarks/bench_transfer_utility.py --seeds 0 --encrypted-fit   # time to model
+
+``bench_transfer_oracle.py`` fits the same model class centrally to the
+optimum on the same splits, with the Taylor or the exact logistic loss: what
+the loss the protocols can carry allows at all.
 """
 
 import argparse

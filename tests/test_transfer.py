@@ -37,9 +37,10 @@ def _data(n=90, n_classes=2, seed=0):
 
 
 # -- the objective ----------------------------------------------------------------
+@pytest.mark.parametrize("source_weight", [0.0, 2.0])
 @pytest.mark.parametrize("K", [1, 3])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_objective_gradients_match_finite_differences(K, activation):
+def test_objective_gradients_match_finite_differences(K, activation, source_weight):
     rng = np.random.RandomState(0)
     net_a = DenseNet([3, 4, 5], activation, rng)
     net_b = DenseNet([2, 3, 5], activation, rng)
@@ -48,7 +49,7 @@ def test_objective_gradients_match_finite_differences(K, activation):
     Y = np.where(rng.rand(len(labelled), K) > 0.5, 1.0, -1.0)
     overlap_a, overlap_b = np.array([5, 6, 7, 8]), np.array([0, 2, 3, 4])
     w = np.array([1.0, 0.0, 1.0, 1.0])
-    args = (XA, XB, labelled, Y, overlap_a, overlap_b, w, 0.7, 0.01)
+    args = (XA, XB, labelled, Y, overlap_a, overlap_b, w, 0.7, 0.01, source_weight)
     _, grad_a, grad_b = roles.objective(net_a, net_b, *args)
     for net, grad in ((net_a, grad_a), (net_b, grad_b)):
         theta = net.get_flat()
@@ -78,9 +79,10 @@ def _cfg(**kw):
 
 @pytest.mark.parametrize("hidden, train_hidden", [([2], True), ([], True), ([3], False)],
                          ids=["hidden", "linear", "random-features"])
-@pytest.mark.parametrize("encryption", [None, "paillier"])
-def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption, hidden,
-                                                                 train_hidden):
+@pytest.mark.parametrize("encryption, source_weight",
+                         [(None, 0.0), ("paillier", 0.0), (None, 1.5), ("paillier", 1.5)])
+def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption, source_weight,
+                                                                 hidden, train_hidden):
     """Both protocols: unpacked ciphertexts through trained hidden layers, and
     cross moments for representations linear in what is trained (no hidden
     layer, or fixed random hidden layers: their parameters do not move)."""
@@ -92,7 +94,8 @@ def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption, hid
     overlap_b = np.array([1, 2, 4, 5, 6, 7, 9, 10, 11])
     w = np.isin(overlap_a, labelled).astype(float)
     # Networks small enough for 9 overlap rows (roles.check_batches).
-    cfg = _cfg(encryption=encryption, hidden_layer_sizes=hidden, train_hidden=train_hidden)
+    cfg = _cfg(encryption=encryption, hidden_layer_sizes=hidden, train_hidden=train_hidden,
+               source_weight=source_weight)
     results, _ = LocalRuntime().run({
         "A": partial(roles.source, X=XA, labelled=labelled, Y=Y, overlap=overlap_a,
                      cfg={**cfg, "network_seed": 1}),
@@ -102,7 +105,8 @@ def test_one_protocol_step_is_one_gradient_step_on_the_objective(encryption, hid
     net_a = roles._net(3, cfg, 1)
     net_b = roles._net(2, cfg, 2)
     loss, grad_a, grad_b = roles.objective(net_a, net_b, XA, XB, labelled, Y, overlap_a,
-                                           overlap_b, w, cfg["gamma"], cfg["alpha"])
+                                           overlap_b, w, cfg["gamma"], cfg["alpha"],
+                                           source_weight)
     after_a = roles._net(3, cfg, 0)
     after_a.coefs, after_a.intercepts = results["A"]["coefs"], results["A"]["intercepts"]
     after_b = roles._net(2, cfg, 0)
@@ -138,6 +142,24 @@ def test_encrypted_equals_unencrypted(n_classes, hidden, train_hidden):
         tags = [m.tag for m in plain.transcript_.filter(sender=party)]
         assert tags == [m.tag for m in enc.transcript_.filter(sender=party)
                         if m.kind != "public_key"]
+
+
+@pytest.mark.parametrize("hidden, train_hidden", [((4,), True), ((6,), False)],
+                         ids=["hidden", "random-features"])
+def test_source_own_loss_sends_nothing_new(hidden, train_hidden):
+    """The source's own classification term is A's plaintext: with or without
+    it the same messages, of the same sizes, cross; only the models differ."""
+    X, y, y_fit, cut = _data()
+    # In the clear the sizes are exact (the encrypted mode sends the same
+    # messages: test_encrypted_equals_unencrypted).
+    kw = dict(max_iter=3, encryption=None, random_state=0, batch_size=15,
+              hidden_layer_sizes=hidden, representation_dim=4,
+              train_hidden_layers=train_hidden)
+    fits = [FederatedTransferClassifier(TOPO, source_weight=sw, **kw).fit(X, y_fit)
+            for sw in (0.0, 3.0)]
+    layouts = [[(m.sender, m.tag, m.kind, m.nbytes) for m in f.transcript_] for f in fits]
+    assert sorted(layouts[0]) == sorted(layouts[1])
+    assert not np.allclose(fits[0].source_model_["phi"], fits[1].source_model_["phi"])
 
 
 def test_random_features_keep_the_hidden_layer_and_run_the_fast_protocol():

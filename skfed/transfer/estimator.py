@@ -84,8 +84,9 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
     mean of A's representations (Liu et al., "Secure Federated Transfer
     Learning", arXiv 1812.03337). Training minimises the second-order Taylor
     form of the logistic loss on the labelled overlap rows plus ``gamma``
-    times the alignment loss ``||u^A - u^B||^2`` on the overlap plus an L2
-    penalty; every cross-party term is exchanged under Paillier encryption
+    times the alignment loss ``||u^A - u^B||^2`` on the overlap plus the
+    source's own logistic loss on its labelled rows (local to the source)
+    plus an L2 penalty; every cross-party term is exchanged under Paillier encryption
     (each party its own key) and each gradient is masked before its owner's
     peer decrypts it. See ``docs/transfer.rst`` for the protocol and what each
     side learns.
@@ -117,9 +118,10 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         representations include every linear map of a party's columns). The
         representation is then linear in what is trained, and ``fit`` runs
         the cross-moment protocol of ``hidden_layer_sizes=()`` on the random
-        features: ~20x faster per epoch with encryption (a default fit on 200
-        overlap rows took 66 s with 2048-bit keys on 2 cores, see
-        docs/transfer.rst), at the price of features that do not adapt.
+        features: ~20x faster per epoch with encryption (a default fit on
+        200 overlap rows takes about a minute with 2048-bit keys on 2 cores,
+        two at load 7, see docs/transfer.rst), at the price of features that
+        do not adapt.
         True trains the hidden layers through the general protocol (~10 s
         per epoch at 2048 bits).
     activation : {"identity", "logistic", "tanh", "relu"}, default="tanh"
@@ -130,7 +132,15 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         ``d`` dimensions of ``(u^A_i - u^B_i)^2``. Averaging over dimensions
         keeps its balance with the classification term when
         ``representation_dim`` changes.
-    alpha : float, default=1.0
+    source_weight : float, default=3.0
+        Weight of the source's own classification loss: the mean logistic
+        loss of ``Phi u^A`` on all of the source's labelled rows. It is
+        computed by the source alone, in the clear (no message, no Taylor
+        form), and makes ``Phi u^A`` a classifier trained on every labelled
+        row the source holds, which the alignment then carries to the
+        target. 0 gives the paper's objective, in which the rows only the
+        source holds enter through the class mean ``Phi`` alone.
+    alpha : float, default=4.0
         L2 penalty on both networks' weights, per overlap row
         (``alpha / (2 N_AB) * ||W||^2`` with ``N_AB`` overlap rows, as
         scikit-learn's MLP scales it): the loss terms are means over the
@@ -224,6 +234,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
         "representation_dim": [Interval(Integral, 1, None, closed="left")],
         "gamma": [Interval(Real, 0, None, closed="left")],
+        "source_weight": [Interval(Real, 0, None, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "solver": [StrOptions({"adam", "sgd"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -241,7 +252,8 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
     }
 
     def __init__(self, topology=None, *, hidden_layer_sizes="auto", train_hidden_layers=False,
-                 activation="tanh", representation_dim=8, gamma=0.3, alpha=1.0, solver="adam",
+                 activation="tanh", representation_dim=8, gamma=0.3, source_weight=3.0,
+                 alpha=4.0, solver="adam",
                  learning_rate_init=0.03, momentum=0.9, max_iter=200, tol=1e-4,
                  n_iter_no_change=10, batch_size="auto", encryption="paillier",
                  key_size=2048, n_jobs=None, random_state=None, verbose=0, runtime=None):
@@ -251,6 +263,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
         self.activation = activation
         self.representation_dim = representation_dim
         self.gamma = gamma
+        self.source_weight = source_weight
         self.alpha = alpha
         self.solver = solver
         self.learning_rate_init = learning_rate_init
@@ -412,6 +425,7 @@ class FederatedTransferClassifier(CallbackSupportMixin, ClassifierMixin, BaseEst
             # one d-dimensional product) does not grow with d; the roles' gamma
             # weighs the sum over dimensions.
             "gamma": float(self.gamma) / int(self.representation_dim),
+            "source_weight": float(self.source_weight),
             # The L2 penalty per overlap row, as scikit-learn's MLP and its
             # logistic regression (C) weigh it against a sum of row losses:
             # the other terms are means over the overlap, so a fixed penalty

@@ -495,12 +495,14 @@ def _trained_mask(net, cfg):
     return mask
 
 
-def objective(net_a, net_b, XA, XB, labelled, Y, overlap_a, overlap_b, w, gamma, alpha):
+def objective(net_a, net_b, XA, XB, labelled, Y, overlap_a, overlap_b, w, gamma, alpha,
+              source_weight=0.0):
     """The training objective and its gradients, centralised (for tests and docs).
 
     ``XA``/``XB`` are each party's rows, ``labelled`` indexes A's labelled
     rows (labels ``Y``), ``overlap_a``/``overlap_b`` the overlap rows in each
-    party's order, ``w`` marks the labelled overlap rows.
+    party's order, ``w`` marks the labelled overlap rows, ``source_weight``
+    weighs the source's own logistic loss on its labelled rows.
 
     Returns
     -------
@@ -531,6 +533,10 @@ def objective(net_a, net_b, XA, XB, labelled, Y, overlap_a, overlap_b, w, gamma,
     GA[labelled] += Y @ g_phi / n_l
     GA[overlap_a] += 2 * gamma / n_b * (UAo - UB_all)
     GB = C @ Phi + 2 * gamma / n_b * (UB_all - UAo)
+    SA = UA[labelled] @ Phi.T
+    loss += source_weight * float(np.sum(np.logaddexp(0.0, -Y * SA))) / n_l
+    CA = -source_weight * Y * np.exp(-np.logaddexp(0.0, Y * SA)) / n_l
+    GA[labelled] += CA @ Phi + Y @ (CA.T @ UA[labelled]) / n_l
     grad_a = flatten_blocks(net_a.backward(acts_a, GA)) + alpha * wa * ta
     grad_b = flatten_blocks(net_b.backward(acts_b, GB)) + alpha * wb_ * tb
     return float(loss), grad_a, grad_b
@@ -770,6 +776,29 @@ def _target_step_linear(ch, net, acts, U, wb, c, gamma, own, lin, K, b):
     return grad
 
 
+def _source_own_loss(net, acts, U, Phi, labelled, Y, weight):
+    """The source's own classification term, local to A: ``weight`` times the
+    mean logistic loss of ``Phi u^A`` on all of A's labelled rows.
+
+    Without it A's labels reach its network only through ``Phi`` and the
+    target's scores on the labelled overlap, so the rows only A holds shape
+    nothing but a class mean. With it ``Phi u^A`` is a classifier trained on
+    every labelled row A has, and the alignment carries it to the target
+    (the overlap rows then teach B soft scores as well as labels). Everything
+    here is A's plaintext, so it needs no message and no Taylor form.
+    """
+    if not weight:
+        return 0.0, 0.0
+    n_lab = len(labelled)
+    S = U[labelled] @ Phi.T
+    M = Y * S
+    loss = weight * float(np.sum(np.logaddexp(0.0, -M))) / n_lab
+    C = -weight * Y * np.exp(-np.logaddexp(0.0, M)) / n_lab        # dL/dS
+    G = np.zeros_like(U)
+    G[labelled] = C @ Phi + Y @ (C.T @ U[labelled]) / n_lab        # via S and via Phi
+    return loss, flatten_blocks(net.backward(acts, G))
+
+
 # -- training ------------------------------------------------------------------
 def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
     """Party A: features ``X`` (its rows), labels ``Y`` (K columns in {-1, +1})
@@ -830,7 +859,10 @@ def source(ctx, X, labelled, Y, overlap, cfg, progress=None):
             c = 1.0 / n_c if n_c > 0 else 0.0
             grad, loss_cross = step(ch, net, theta, acts, U, Phi, rows, wb * Y_ov[b].T, c,
                                     gamma, labelled, Y, n_lab, *extra, b)
-            loss = (loss_cross + (K * LOG2 if n_c > 0 else 0.0)
+            loss_src, grad_src = _source_own_loss(net, acts, U, Phi, labelled, Y,
+                                                  cfg.get("source_weight", 0.0))
+            grad = grad + grad_src
+            loss = (loss_cross + loss_src + (K * LOG2 if n_c > 0 else 0.0)
                     + gamma / n_b * float(np.sum(U[rows] ** 2))
                     + 0.5 * alpha * float(np.sum((wmask * theta) ** 2)))
             theta = opt.step(theta, trained * (grad + alpha * wmask * theta))
