@@ -91,7 +91,9 @@ def _load_party_data(dep, role, path, need_target=True):
     header, table = _read_csv(path)
     section = dep.section
     target, id_col = section.get("target"), section.get("id_column")
-    holds_y = dep.family == "horizontal" or role == section.get("label_party")
+    transformer = not hasattr(dep.estimator_class, "predict")  # the federated scalers
+    holds_y = (dep.family == "horizontal" and not transformer) or \
+        role == section.get("label_party")
     if holds_y and target is None:
         raise ValueError("the deployment file's [topology] needs target = 'COLUMN'")
     if not need_target and target not in header:
@@ -121,7 +123,8 @@ def _is_number(value):
 
 def _model_summary(est, role, seconds):
     out = {"party": role, "estimator": type(est).__name__, "fit_seconds": seconds}
-    for name in ("n_iter_", "loss_curve_", "coef_", "intercept_", "classes_", "dropouts_"):
+    for name in ("n_iter_", "loss_curve_", "coef_", "intercept_", "classes_", "dropouts_",
+                 "mean_", "var_", "scale_", "data_min_", "data_max_", "n_samples_seen_"):
         if hasattr(est, name):
             value = getattr(est, name)
             out[name] = value.tolist() if isinstance(value, np.ndarray) else value
@@ -237,6 +240,12 @@ def _fit_data_party(dep, role, est, runtime, data, out):
         y = None if y is None else y[idx]
     train, val = _validation_split(dep, len(X))
     est.fit(X[train], None if y is None else y[train])
+    if not hasattr(est, "predict"):
+        # A federated scaler: the statistics are the federation's, the rows this party's.
+        est.transform(X)
+        print(f"[{role}] fitted on {len(train)} rows: scaling statistics of the federation "
+              f"({est.n_features_in_} features)", file=out, flush=True)
+        return None
     rows, name = (train, "training rows") if val is None else (val, "validation rows")
     y_pred, proba = _predict(est, X[rows])
     if y_pred is None or y is None:

@@ -1,0 +1,416 @@
+"""Federated scalers: exact pooled statistics, pipelines, leaks, bad input, party mode."""
+
+import threading
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import sklearn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from sklearn.datasets import make_classification
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+from skfed import (
+    FederatedMinMaxScaler,
+    FederatedSGDClassifier,
+    FederatedStandardScaler,
+    HorizontalTopology,
+)
+from skfed.horizontal._scaling_roles import exact_sums, float_key, key_float, pooled_moments
+from skfed.runtime import LocalRuntime
+
+from .leaks import assert_no_leaks, record_transcripts
+
+SCALERS = [FederatedStandardScaler, FederatedMinMaxScaler]
+
+
+@pytest.fixture
+def routing():
+    sklearn.set_config(enable_metadata_routing=True)
+    try:
+        yield
+    finally:
+        sklearn.set_config(enable_metadata_routing=False)
+
+
+def _exact_moments(column):
+    """Correctly rounded mean and population variance, by rational arithmetic."""
+    values = [Fraction(float(v)) for v in column if not np.isnan(v)]
+    n = len(values)
+    mean = sum(values) / n
+    return float(mean), float(sum((v - mean) ** 2 for v in values) / n)
+
+
+# -- the exact arithmetic ----------------------------------------------------------
+
+_FLOATS = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e150, max_value=1e150)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1,
+                                               max_side=12), elements=_FLOATS))
+def test_digit_sums_give_correctly_rounded_moments(X):
+    """Whatever the magnitudes (subnormals to 1e150), mean and variance are the float64
+    nearest to the exact ones."""
+    counts, sums, squares = exact_sums(X)
+    mean, var = pooled_moments(counts, sums, squares)
+    for f in range(X.shape[1]):
+        assert (mean[f], var[f]) == _exact_moments(X[:, f])
+
+
+def test_digit_sums_add_over_any_split():
+    """The pooled digit sums are the sum of the parts' (they are per-row functions)."""
+    rng = np.random.RandomState(0)
+    X = rng.standard_cauchy(size=(50, 3)) * 10.0 ** rng.randint(-300, 300, size=(50, 3))
+    whole = exact_sums(X)
+    parts = [exact_sums(X[idx]) for idx in np.array_split(rng.permutation(50), 4)]
+    for k in range(3):
+        np.testing.assert_array_equal(whole[k], sum(p[k] for p in parts))
+
+
+def test_order_preserving_keys():
+    values = np.array([-np.inf, -1e300, -1.0, -5e-324, -0.0, 0.0, 5e-324, 1.0, 1e300, np.inf])
+    keys = float_key(values)
+    assert all(int(a) < int(b) for a, b in zip(keys[:-1], keys[1:]))
+    np.testing.assert_array_equal(key_float(keys), values)
+    assert np.signbit(key_float(keys))[4]
+
+
+# -- equal to scikit-learn on the pooled rows, whatever the split -------------------
+
+@st.composite
+def _split_data(draw):
+    n = draw(st.integers(4, 40))
+    d = draw(st.integers(1, 4))
+    X = draw(hnp.arrays(np.float64, (n, d), elements=st.floats(
+        -1e6, 1e6, allow_nan=False, allow_infinity=False)))
+    scale = draw(st.sampled_from([1e-8, 1.0, 1e8]))
+    X = X * scale
+    nan = draw(hnp.arrays(np.bool_, (n, d)))
+    nan[0] = False  # every feature keeps a value
+    X[nan] = np.nan
+    k = draw(st.integers(2, 4))
+    parties = draw(hnp.arrays(np.int64, n, elements=st.integers(0, k - 1)))
+    parties[:k] = np.arange(k)
+    return X, parties
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_split_data(), st.sampled_from(["masking", None]))
+def test_standard_scaler_equals_pooled(data, protection):
+    X, parties = data
+    fed = FederatedStandardScaler(secure_aggregation=protection).fit(X, parties=parties)
+    ref = StandardScaler().fit(X)
+    np.testing.assert_allclose(fed.mean_, ref.mean_, rtol=1e-12,
+                               atol=1e-12 * np.nanmax(np.abs(X)))
+    np.testing.assert_allclose(fed.var_, ref.var_, rtol=1e-12,
+                               atol=1e-12 * np.nanmax(np.abs(X)) ** 2)
+    np.testing.assert_array_equal(fed.n_samples_seen_, ref.n_samples_seen_)
+    # (x - mean) / scale: scikit-learn's mean may be an ulp of max|x| off (its rounding)
+    np.testing.assert_allclose(fed.transform(X), ref.transform(X), rtol=1e-9,
+                               atol=1e-12 * np.nanmax(np.abs(X)) / ref.scale_.min())
+    # ...and exactly the correctly rounded statistics
+    for f in range(X.shape[1]):
+        assert (fed.mean_[f], fed.var_[f]) == _exact_moments(X[:, f])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_split_data(), st.sampled_from(["masking", None]))
+def test_minmax_scaler_equals_pooled(data, protection):
+    X, parties = data
+    fed = FederatedMinMaxScaler(secure_aggregation=protection).fit(X, parties=parties)
+    ref = MinMaxScaler().fit(X)
+    for name in ("data_min_", "data_max_", "data_range_", "scale_", "min_"):
+        np.testing.assert_array_equal(getattr(fed, name), getattr(ref, name), err_msg=name)
+    assert fed.n_samples_seen_ == ref.n_samples_seen_
+    np.testing.assert_array_equal(fed.transform(X), ref.transform(X))
+
+
+def test_split_does_not_change_anything():
+    X = np.random.RandomState(0).lognormal(3, 2, size=(90, 3))
+    fits = [FederatedStandardScaler(HorizontalTopology(n_parties=k, random_state=k)).fit(X)
+            for k in (2, 3, 7)]
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other.mean_, fits[0].mean_)
+        np.testing.assert_array_equal(other.var_, fits[0].var_)
+
+
+@pytest.mark.parametrize("with_mean, with_std", [(True, False), (False, True), (False, False)])
+def test_standard_scaler_options(with_mean, with_std):
+    X = np.random.RandomState(1).normal(3, 2, size=(40, 3))
+    X[5, 1] = np.nan
+    kw = dict(with_mean=with_mean, with_std=with_std)
+    fed = FederatedStandardScaler(**kw).fit(X)
+    ref = StandardScaler(**kw).fit(X)
+    for name in ("mean_", "var_", "scale_"):
+        if getattr(ref, name) is None:
+            assert getattr(fed, name) is None, name
+        else:
+            np.testing.assert_allclose(getattr(fed, name), getattr(ref, name), rtol=1e-14)
+    np.testing.assert_array_equal(fed.n_samples_seen_, ref.n_samples_seen_)
+    np.testing.assert_allclose(fed.inverse_transform(fed.transform(X)), X, rtol=1e-12)
+    # without the squares nothing about them is sent
+    sizes = {m.nbytes for m in fed.transcript_.filter(tag="scaler_stats")}
+    assert max(sizes) < (3 + 3 * 320) * 8 if not with_std else True
+
+
+def test_constant_feature_and_nan_kept():
+    X = np.c_[np.full(30, 0.1), np.arange(30.0)]
+    X[3, 1] = np.nan
+    fed = FederatedStandardScaler().fit(X)
+    assert fed.var_[0] == 0.0 and fed.scale_[0] == 1.0
+    out = fed.transform(X)
+    assert np.isnan(out[3, 1]) and np.all(out[:, 0] == 0.0)
+    np.testing.assert_array_equal(fed.n_samples_seen_, [30, 29])
+
+
+def test_minmax_options():
+    X = np.random.RandomState(2).normal(size=(30, 2))
+    fed = FederatedMinMaxScaler(feature_range=(-1, 2), clip=True).fit(X[:20])
+    ref = MinMaxScaler(feature_range=(-1, 2), clip=True).fit(X[:20])
+    np.testing.assert_array_equal(fed.transform(X), ref.transform(X))
+    np.testing.assert_array_equal(fed.inverse_transform(fed.transform(X[:20])),
+                                  ref.inverse_transform(ref.transform(X[:20])))
+    with pytest.raises(ValueError, match="smaller than maximum"):
+        FederatedMinMaxScaler(feature_range=(1, 0)).fit(X)
+
+
+@pytest.mark.parametrize("Scaler", SCALERS)
+def test_feature_names_and_set_output(Scaler):
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(np.random.RandomState(0).normal(size=(20, 2)), columns=["age", "income"])
+    scaler = Scaler().set_output(transform="pandas").fit(X)
+    out = scaler.transform(X)
+    assert list(out.columns) == ["age", "income"]
+    assert list(scaler.get_feature_names_out()) == ["age", "income"]
+
+
+# -- dropouts ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("Scaler", SCALERS)
+def test_dropout_tolerant_masking_gives_the_same_statistics(Scaler):
+    X = np.random.RandomState(3).normal(size=(60, 3))
+    topo = HorizontalTopology(n_parties=4, random_state=0)
+    a = Scaler(topo).fit(X)
+    b = Scaler(topo, min_clients=3).fit(X)
+    for name in ("scale_", "min_" if Scaler is FederatedMinMaxScaler else "mean_"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert any(m.tag.endswith("/reveal") for m in b.transcript_)
+
+
+def test_dropped_client_leaves_the_survivors_statistics():
+    X = np.random.RandomState(4).normal(size=(60, 3))
+    topo = HorizontalTopology(n_parties=4, random_state=0)
+    rows = dict(topo.split(X))
+    fed = FederatedStandardScaler(topo, min_clients=3, runtime=LocalRuntime(
+        drops={"client2": ("before_upload", 1)})).fit(X)
+    survivors = np.sort(np.concatenate([rows[c] for c in ("client0", "client1", "client3")]))
+    np.testing.assert_allclose(fed.mean_, X[survivors].mean(axis=0), rtol=1e-13)
+    assert [d["client"] for d in fed.dropouts_] == ["client2"]
+
+
+# -- pipelines and model selection -----------------------------------------------------
+
+def _party_data(n=150, seed=0):
+    X, y = make_classification(n_samples=n, n_features=5, n_informative=3, n_redundant=0,
+                               random_state=seed)
+    X = X * [1, 10, 100, 1000, 0.01] + [0, 5, -50, 1e4, 0]
+    parties = np.where(np.random.RandomState(seed).rand(n) < 0.4, "guest", "host")
+    return X, y, parties
+
+
+def test_pipeline_with_routing(routing):
+    X, y, parties = _party_data()
+    pipe = make_pipeline(FederatedStandardScaler(),
+                         FederatedSGDClassifier(n_rounds=3, random_state=0))
+    pipe.fit(X, y, parties=parties)
+    scaler = pipe[0]
+    assert {m.sender for m in scaler.transcript_.filter(tag="scaler_stats")} == \
+        {"guest", "host"}
+    np.testing.assert_allclose(scaler.mean_, X.mean(axis=0), rtol=1e-12)
+    assert pipe.score(X, y) > 0.6
+    scores = cross_val_score(pipe, X, y, cv=3, params={"parties": parties})
+    assert scores.shape == (3,) and np.all(scores > 0.6)
+    search = GridSearchCV(pipe, {"federatedsgdclassifier__alpha": [1e-4, 1e-2]}, cv=3)
+    search.fit(X, y, parties=parties)
+    best = search.best_estimator_
+    assert {m.sender for m in best[0].transcript_.filter(tag="scaler_stats")} == \
+        {"guest", "host"}
+
+
+def test_pipeline_without_routing_takes_the_step_prefix():
+    X, y, parties = _party_data()
+    pipe = make_pipeline(FederatedMinMaxScaler(),
+                         FederatedSGDClassifier(n_rounds=3, random_state=0))
+    pipe.fit(X, y, federatedminmaxscaler__parties=parties,
+             federatedsgdclassifier__parties=parties)
+    np.testing.assert_array_equal(pipe[0].data_max_, X.max(axis=0))
+
+
+def test_pipeline_matches_pooled_scaling():
+    """Same topology, same model as with a pooled StandardScaler (to rounding)."""
+    X, y, _ = _party_data()
+    topo = HorizontalTopology(n_parties=3, random_state=0)
+    sgd = dict(topology=topo, loss="log_loss", n_rounds=3, random_state=0)
+    fed = make_pipeline(FederatedStandardScaler(topo), FederatedSGDClassifier(**sgd)).fit(X, y)
+    pooled = make_pipeline(StandardScaler(), FederatedSGDClassifier(**sgd)).fit(X, y)
+    np.testing.assert_allclose(fed[-1].coef_, pooled[-1].coef_, rtol=1e-6, atol=1e-9)
+
+
+# -- privacy ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("Scaler", SCALERS)
+@pytest.mark.parametrize("min_clients", [None, 2])
+def test_no_client_statistic_crosses_unmasked(Scaler, min_clients):
+    rng = np.random.RandomState(5)
+    X = rng.normal(3, 2, size=(45, 3)) * [1, 100, 1e-3]
+    X[rng.rand(45, 3) < 0.1] = np.nan
+    X[0] = 1.0
+    topo = HorizontalTopology(n_parties=3, random_state=0)
+    kw = dict(topology=topo, min_clients=min_clients)
+    with record_transcripts() as plain:
+        Scaler(secure_aggregation=None, **kw).fit(X)
+    with record_transcripts() as t:
+        fed = Scaler(**kw).fit(X)
+        fed.transform(X)
+    secrets, uploads = {}, {}
+    public = [v for v in (getattr(fed, "data_min_", None), getattr(fed, "data_max_", None))
+              if v is not None]
+    for name, rows in topo.split(X):
+        part = X[rows]
+        # the pooled extremes are the model: the row values equal to them are public
+        secrets[f"{name} rows"] = np.where(np.isin(part, public), np.nan, part)
+        secrets[f"{name} sums"] = np.nansum(part, axis=0)
+        secrets[f"{name} sums of squares"] = np.nansum(part ** 2, axis=0)
+        secrets[f"{name} means"] = np.nanmean(part, axis=0)
+        for what, value in (("min", np.nanmin(part, axis=0)), ("max", np.nanmax(part, axis=0))):
+            # a client's extreme that is the pooled one is published (not whose it is)
+            secrets[f"{name} {what}"] = np.where(np.isin(value, public), np.nan, value)
+        secrets[f"{name} counts"] = (~np.isnan(part)).sum(axis=0)
+        first = "scaler_stats" if Scaler is FederatedStandardScaler else "minmax_counts"
+        uploads[f"{name} upload"] = np.asarray(
+            [m for m in plain if m.sender == name and m.tag == first][0].decoded())
+    assert_no_leaks(t, {**secrets, **uploads}, public=public)
+    if Scaler is FederatedStandardScaler:
+        # the detector has teeth: the unprotected run sends every client's digit sums
+        with pytest.raises(AssertionError, match="upload leaks"):
+            assert_no_leaks(plain, uploads)
+    else:
+        # small counts are below what the detector may flag without false alarms:
+        # check directly that each client's count vector left only masked
+        for name, rows in topo.split(X):
+            counts = np.r_[len(rows), (~np.isnan(X[rows])).sum(axis=0)]
+            np.testing.assert_array_equal(uploads[f"{name} upload"][:4] * 2.0 ** 32, counts)
+            sent = [m for m in t if m.sender == name and m.tag == "minmax_counts"][0]
+            masked = np.asarray(sent.decoded(), dtype=np.uint64)
+            assert masked.dtype == np.uint64 and not np.any(masked[:4] == counts)
+
+
+def test_message_kinds():
+    X = np.random.RandomState(6).normal(size=(30, 2))
+    kinds = {}
+    for Scaler in SCALERS:
+        for m in Scaler(HorizontalTopology(n_parties=3)).fit(X).transcript_:
+            kinds.setdefault(m.tag, set()).add(m.kind)
+    assert kinds == {
+        "agree_public_key": {"public_key"}, "agree_public_keys": {"public_key"},
+        "scaler_stats": {"masked"}, "scaler_result": {"plain"},
+        "minmax_counts": {"masked"}, "minmax_thresholds": {"plain"},
+        "minmax_above": {"masked"}, "minmax_result": {"plain"},
+    }
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+class _NoRun(LocalRuntime):
+    def run(self, roles):
+        raise AssertionError("a message would have been sent")
+
+
+@pytest.mark.parametrize("Scaler", SCALERS)
+@pytest.mark.parametrize("make, kw, match", [
+    (lambda X: np.where(np.arange(4) == 1, np.nan, X), {}, r"feature\(s\) \[1\] hold no value"),
+    (lambda X: X[:1], {}, "n_samples=1"),
+    (lambda X: X, {"secure_aggregation": "masking", "topology": HorizontalTopology(
+        n_parties=1)}, "at least two clients"),
+    (lambda X: X, {"topology": HorizontalTopology(partition=0)}, "parties= to fit"),
+    (lambda X: X, {"min_clients": 5}, "exceeds the number of clients"),
+    (lambda X: np.where(np.arange(4) == 0, np.inf, X), {}, "infinity"),
+])
+def test_bad_input_fails_before_any_message(Scaler, make, kw, match):
+    X = make(np.random.RandomState(0).normal(size=(10, 4)))
+    with pytest.raises(ValueError, match=match):
+        Scaler(runtime=_NoRun(), **kw).fit(X)
+
+
+def test_bad_parties_are_refused():
+    X = np.random.RandomState(0).normal(size=(10, 2))
+    with pytest.raises(ValueError, match="single party"):
+        FederatedStandardScaler(runtime=_NoRun()).fit(X, parties=["a"] * 10)
+
+
+@pytest.mark.parametrize("Scaler", SCALERS)
+def test_transform_checks_the_features(Scaler):
+    X = np.random.RandomState(0).normal(size=(10, 3))
+    scaler = Scaler().fit(X)
+    with pytest.raises(ValueError, match="3 features"):
+        scaler.transform(X[:, :2])
+
+
+# -- one party per process ---------------------------------------------------------------
+
+def _run_parties(make, data):
+    """Fit one estimator per party, each in its own thread over gRPC; errors by party."""
+    from skfed.runtime.grpc import GrpcRuntime, free_local_ports
+
+    names = list(data)
+    addresses = {p: f"127.0.0.1:{port}" for p, port in zip(names, free_local_ports(len(names)))}
+    ests = {p: make(GrpcRuntime(p, addresses, insecure=True, timeout=60,
+                                connect_timeout=10)) for p in names}
+    errors = {}
+
+    def work(p):
+        try:
+            ests[p].fit(data[p])
+        except Exception as exc:  # noqa: BLE001 - inspected by the test
+            errors[p] = exc
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for est in ests.values():
+        est.runtime.close()
+    return ests, errors
+
+
+@pytest.mark.parametrize("Scaler", SCALERS)
+def test_parties_in_their_own_runtime_get_the_pooled_statistics(Scaler):
+    X = np.random.RandomState(7).normal(4, 3, size=(50, 3))
+    X[2, 0] = np.nan
+    topo = HorizontalTopology(n_parties=2, party_names=["a", "b"])
+    data = {"server": None, "a": X[:20], "b": X[20:]}
+    ests, errors = _run_parties(lambda rt: Scaler(topo, runtime=rt), data)
+    assert not errors, errors
+    ref = Scaler(topo).fit(X, parties=np.r_[["a"] * 20, ["b"] * 30])
+    attrs = ("mean_", "var_", "n_samples_seen_") if Scaler is FederatedStandardScaler \
+        else ("data_min_", "data_max_", "n_samples_seen_")
+    for est in ests.values():
+        for name in attrs:
+            np.testing.assert_array_equal(getattr(est, name), getattr(ref, name))
+        assert est.n_features_in_ == 3
+    np.testing.assert_array_equal(ests["a"].transform(X[:20]), ref.transform(X[:20]))
+
+
+def test_parties_with_different_columns_are_named():
+    topo = HorizontalTopology(n_parties=2, party_names=["a", "b"])
+    X = np.random.RandomState(8).normal(size=(20, 3))
+    data = {"server": None, "a": X[:10], "b": X[10:, :2]}
+    _, errors = _run_parties(lambda rt: FederatedStandardScaler(topo, runtime=rt), data)
+    assert "hold different columns" in str(errors["server"])
+    assert set(errors) == {"server", "a", "b"}
