@@ -414,3 +414,52 @@ def test_parties_with_different_columns_are_named():
     _, errors = _run_parties(lambda rt: FederatedStandardScaler(topo, runtime=rt), data)
     assert "hold different columns" in str(errors["server"])
     assert set(errors) == {"server", "a", "b"}
+
+
+def test_command_line_parties_fit_a_scaler(tmp_path, capsys):
+    """``python -m skfed party`` with a deployment file: each client's CSV (the target
+    column left out), the server without data; every saved model has the pooled mean."""
+    import csv
+    import json
+
+    from skfed import load
+    from skfed.__main__ import main
+    from skfed.runtime.grpc import free_local_ports
+
+    X = np.random.RandomState(9).normal(10, 4, size=(40, 3))
+    y = np.arange(40) % 2
+    for name, rows in (("a", slice(0, 15)), ("b", slice(15, 40))):
+        with open(tmp_path / f"{name}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["x0", "x1", "label", "x2"])
+            for row, label in zip(X[rows], y[rows]):
+                w.writerow([repr(float(row[0])), repr(float(row[1])), label, repr(float(row[2]))])
+    ports = free_local_ports(3)
+    config = {"estimator": "FederatedStandardScaler", "params": {"with_mean": True},
+              "topology": {"target": "label"}, "transport": {"insecure": True,
+                                                              "connect_timeout": 10},
+              "parties": {p: {"address": f"127.0.0.1:{port}"}
+                          for p, port in zip(("server", "a", "b"), ports)}}
+    (tmp_path / "fed.json").write_text(json.dumps(config))
+    codes = {}
+
+    def party(name):
+        argv = ["party", "--role", name, "--config", str(tmp_path / "fed.json"),
+                "--output", str(tmp_path / f"{name}-model.json")]
+        if name != "server":
+            argv += ["--data", str(tmp_path / f"{name}.csv")]
+        codes[name] = main(argv)
+
+    threads = [threading.Thread(target=party, args=(p,)) for p in ("server", "a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert codes == {"server": 0, "a": 0, "b": 0}, capsys.readouterr()
+    ref = StandardScaler().fit(X)
+    for name in ("server", "a", "b"):
+        model = load(tmp_path / f"{name}-model.json")
+        assert isinstance(model, FederatedStandardScaler)
+        np.testing.assert_allclose(model.mean_, ref.mean_, rtol=1e-14)
+        np.testing.assert_allclose(model.transform(X), ref.transform(X), rtol=1e-12)
+    assert "scaling statistics of the federation" in capsys.readouterr().out
