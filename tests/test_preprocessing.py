@@ -72,6 +72,17 @@ def test_digit_sums_add_over_any_split():
         np.testing.assert_array_equal(whole[k], sum(p[k] for p in parts))
 
 
+def test_blocks_of_rows_change_nothing(monkeypatch):
+    from skfed.horizontal import _scaling_roles
+
+    X = np.random.RandomState(1).standard_cauchy(size=(200, 3))
+    X[7, 1] = np.nan
+    whole = exact_sums(X)
+    monkeypatch.setattr(_scaling_roles, "_CHUNK", 30)  # blocks of 10 rows
+    for a, b in zip(whole, exact_sums(X)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_order_preserving_keys():
     values = np.array([-np.inf, -1e300, -1.0, -5e-324, -0.0, 0.0, 5e-324, 1.0, 1e300, np.inf])
     keys = float_key(values)

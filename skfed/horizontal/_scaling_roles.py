@@ -121,6 +121,9 @@ def _add_digits(out, piece, keys, r, sign):
         out += np.bincount((keys + k).ravel(), weights=w.ravel(), minlength=out.size)
 
 
+_CHUNK = 1 << 16  # elements per block: a block's temporaries stay in cache (~4x faster)
+
+
 def exact_sums(X, with_squares=True):
     """Per-feature non-NaN counts and digit sums of the values (and squares).
 
@@ -130,6 +133,16 @@ def exact_sums(X, with_squares=True):
     (a NaN counts as a zero: its mantissa is 0).
     """
     X = np.asarray(X, dtype=np.float64)
+    rows = max(1, _CHUNK // max(1, X.shape[1]))
+    if X.shape[0] <= rows:
+        return _exact_sums(X, with_squares)
+    # digit sums add exactly over blocks of rows, as they do over clients
+    blocks = [_exact_sums(X[i:i + rows], with_squares) for i in range(0, X.shape[0], rows)]
+    return tuple(None if blocks[0][k] is None else sum(b[k] for b in blocks)
+                 for k in range(3))
+
+
+def _exact_sums(X, with_squares):
     missing = np.isnan(X)
     counts = (X.shape[0] - missing.sum(axis=0)).astype(np.float64)
     n_features = X.shape[1]
