@@ -9,6 +9,7 @@ import sklearn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -474,3 +475,29 @@ def test_command_line_parties_fit_a_scaler(tmp_path, capsys):
         np.testing.assert_allclose(model.mean_, ref.mean_, rtol=1e-14)
         np.testing.assert_allclose(model.transform(X), ref.transform(X), rtol=1e-12)
     assert "scaling statistics of the federation" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("with_routing", [False, True])
+def test_compare_with_centralised_twins_the_scaler(with_routing):
+    from skfed import compare_with_centralised
+    from skfed.compare import centralised_twin
+
+    X, y, parties = _party_data()
+    pipe = make_pipeline(FederatedStandardScaler(),
+                         FederatedSGDClassifier(loss="log_loss", n_rounds=2, random_state=0))
+    twin = centralised_twin(pipe)
+    assert type(twin[0]) is StandardScaler
+    pooled = make_pipeline(StandardScaler(), clone(pipe[-1]))
+    sklearn.set_config(enable_metadata_routing=with_routing)
+    try:
+        res = compare_with_centralised(pipe, X, y, cv=2, parties=parties)
+        ref = compare_with_centralised(pooled, X, y, cv=2, parties=parties)
+    finally:
+        sklearn.set_config(enable_metadata_routing=False)
+    # the same statistics as the pooled scaler's (to rounding): the same models
+    np.testing.assert_allclose(res["federated"]["test_score"],
+                               ref["federated"]["test_score"], atol=0.01)
+    np.testing.assert_array_equal(res["centralised"]["test_score"],
+                                  ref["centralised"]["test_score"])
+    # the scaler's secure sums count among the bytes exchanged
+    assert (res["federated"]["bytes_exchanged"] > ref["federated"]["bytes_exchanged"]).all()

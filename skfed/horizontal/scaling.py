@@ -344,6 +344,13 @@ class FederatedStandardScaler(_BaseFederatedScaler):
     def _protocol_params(self):
         return {"with_mean": bool(self.with_mean), "with_std": bool(self.with_std)}
 
+    def make_centralised_twin(self):
+        """The scikit-learn :class:`~sklearn.preprocessing.StandardScaler` it equals
+        on the pooled rows."""
+        from sklearn.preprocessing import StandardScaler
+
+        return StandardScaler(with_mean=self.with_mean, with_std=self.with_std, copy=self.copy)
+
     def _publish(self, result):
         self.dropouts_ = result["dropouts"] if "dropouts" in result else []
         self.n_samples_seen_ = self._n_samples_seen(result)
@@ -481,6 +488,13 @@ class FederatedMinMaxScaler(_BaseFederatedScaler):
 
     def _protocol_params(self):
         return {}
+
+    def make_centralised_twin(self):
+        """The scikit-learn :class:`~sklearn.preprocessing.MinMaxScaler` it equals on
+        the pooled rows."""
+        from sklearn.preprocessing import MinMaxScaler
+
+        return MinMaxScaler(feature_range=self.feature_range, copy=self.copy, clip=self.clip)
 
     def _fit_simulation(self, X, y, parties):
         self._check_range()
