@@ -501,3 +501,16 @@ def test_compare_with_centralised_twins_the_scaler(with_routing):
                                   ref["centralised"]["test_score"])
     # the scaler's secure sums count among the bytes exchanged
     assert (res["federated"]["bytes_exchanged"] > ref["federated"]["bytes_exchanged"]).all()
+
+
+def test_parties_with_an_empty_column_everywhere_are_told():
+    """Each client sees only its own NaN column; the server finds it from the counts,
+    before any value is summed, and every party stops naming the feature."""
+    topo = HorizontalTopology(n_parties=2, party_names=["a", "b"])
+    X = np.random.RandomState(8).normal(size=(20, 3))
+    X[:, 1] = np.nan
+    data = {"server": None, "a": X[:10], "b": X[10:]}
+    _, errors = _run_parties(lambda rt: FederatedMinMaxScaler(topo, runtime=rt), data)
+    assert r"feature(s) [1] hold no value at any client" in str(errors["server"])
+    for p in ("a", "b"):
+        assert "hold no value" in str(errors[p].reason)
