@@ -477,6 +477,16 @@ def test_command_line_parties_fit_a_scaler(tmp_path, capsys):
         np.testing.assert_allclose(model.mean_, ref.mean_, rtol=1e-14)
         np.testing.assert_allclose(model.transform(X), ref.transform(X), rtol=1e-12)
     assert "scaling statistics of the federation" in capsys.readouterr().out
+    # later, client a scales new rows of its own (no peer needed)
+    code = main(["predict", "--role", "a", "--config", str(tmp_path / "fed.json"),
+                 "--model", str(tmp_path / "a-model.json"), "--data", str(tmp_path / "a.csv"),
+                 "--output", str(tmp_path / "a-scaled.csv")])
+    assert code == 0
+    with open(tmp_path / "a-scaled.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["x0", "x1", "x2"]
+    np.testing.assert_allclose(np.array(rows[1:], dtype=float), ref.transform(X[:15]),
+                               rtol=1e-12)
 
 
 @pytest.mark.parametrize("with_routing", [False, True])

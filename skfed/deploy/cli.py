@@ -19,7 +19,9 @@ a summary of the fit), which :func:`skfed.load` reads back.
 
 Prediction. Every data party runs, each with its own saved model and new CSV
 (aligned by the ID column, as in training); the label party writes the
-predictions (and prints a metric when the CSV holds the target)::
+predictions (and prints a metric when the CSV holds the target). A client
+of a federated scaler runs it alone: ``--output`` gets its rows scaled with
+the federation's statistics::
 
     python -m skfed predict --role bank --config federation.toml \\
         --model bank-model.json --data bank-new.csv --output predictions.csv
@@ -98,10 +100,7 @@ def _load_party_data(dep, role, path, need_target=True):
         raise ValueError("the deployment file's [topology] needs target = 'COLUMN'")
     if not need_target and target not in header:
         holds_y = False  # new rows to predict need no labels
-    if dep.family in ("vertical", "boosting", "transfer"):
-        features = [_select(header, c, path) for c in dep.config["parties"][role]["columns"]]
-    else:
-        features = [h for h in header if h not in (target, id_col)]
+    features = _feature_columns(dep, role, header, path)
     for c in features:
         bad = [v for v in table[c] if not _is_number(v)]
         if bad:
@@ -111,6 +110,13 @@ def _load_party_data(dep, role, path, need_target=True):
     y = _parse_column(table[_select(header, target, path)]) if holds_y else None
     ids = _parse_column(table[_select(header, id_col, path)]) if id_col else None
     return X, y, ids
+
+
+def _feature_columns(dep, role, header, path):
+    section = dep.section
+    if dep.family in ("vertical", "boosting", "transfer"):
+        return [_select(header, c, path) for c in dep.config["parties"][role]["columns"]]
+    return [h for h in header if h not in (section.get("target"), section.get("id_column"))]
 
 
 def _is_number(value):
@@ -332,6 +338,15 @@ def run_predict(args, out=None):
         raise ValueError(f"{args.model} holds a {type(est).__name__}, the deployment file "
                          f"names {dep.estimator_class.__name__}")
     X, y, ids = _load_party_data(dep, role, args.data, need_target=False)
+    if not hasattr(est, "predict"):
+        # a federated scaler: this party's new rows, scaled with the federation's statistics
+        X_scaled = est.transform(X)
+        print(f"[{role}] scaled {len(X_scaled)} rows", file=out, flush=True)
+        if args.output:
+            header, _ = _read_csv(args.data)
+            _write_scaled(args.output, _feature_columns(dep, role, header, args.data),
+                          dep.section.get("id_column"), ids, X_scaled)
+        return 0
     runtime = None
     if dep.family in ("vertical", "boosting"):  # boosting: the family issue #15 adds
         runtime = dep.runtime(role)
@@ -363,6 +378,14 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def _write_scaled(path, features, id_column, ids, X):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(([str(id_column)] if ids is not None else []) + list(features))
+        for i, row in enumerate(X):
+            w.writerow(([ids[i]] if ids is not None else []) + [repr(float(v)) for v in row])
 
 
 def _write_predictions(path, id_column, ids, y_pred, proba, classes):
