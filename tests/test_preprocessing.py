@@ -526,3 +526,52 @@ def test_parties_with_an_empty_column_everywhere_are_told():
     assert r"feature(s) [1] hold no value at any client" in str(errors["server"])
     for p in ("a", "b"):
         assert "hold no value" in str(errors[p].reason)
+
+
+# -- a deviating party ---------------------------------------------------------------------
+
+class _Rewriting:
+    """A party's context that rewrites its outgoing messages under one tag."""
+
+    def __init__(self, ctx, tag, rewrite):
+        self._ctx, self._tag, self._rewrite = ctx, tag, rewrite
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+    def send(self, to, tag, payload, kind="plain"):
+        if tag == self._tag:
+            payload = self._rewrite(payload)
+        return self._ctx.send(to, tag, payload, kind=kind)
+
+    def broadcast(self, receivers, tag, payload, kind="plain"):
+        for to in receivers:
+            self.send(to, tag, payload, kind=kind)
+
+
+def test_clients_refuse_thresholds_of_the_wrong_layout(monkeypatch):
+    from skfed.runtime import RoleError
+    from skfed.runtime.party import ProtocolMismatch
+
+    def short(payload):
+        return dict(payload, upper=None if payload["upper"] is None else payload["upper"][:1])
+
+    honest = FederatedMinMaxScaler._server_role
+    monkeypatch.setattr(FederatedMinMaxScaler, "_server_role", staticmethod(
+        lambda ctx, cfg: honest(_Rewriting(ctx, "minmax_thresholds", short), cfg)))
+    X = np.random.RandomState(0).normal(size=(20, 3))
+    with pytest.raises((RoleError, ProtocolMismatch),
+                       match=r"'minmax_thresholds' from 'server' has shape \(1,\)"):
+        FederatedMinMaxScaler().fit(X)
+
+
+def test_server_refuses_an_upload_of_the_wrong_size(monkeypatch):
+    from skfed.runtime import RoleError
+    from skfed.runtime.party import ProtocolMismatch
+
+    honest = FederatedStandardScaler._client_role
+    monkeypatch.setattr(FederatedStandardScaler, "_client_role", staticmethod(
+        lambda ctx, X, cfg: honest(_Rewriting(ctx, "scaler_stats", lambda p: p[:-1]), X, cfg)))
+    X = np.random.RandomState(0).normal(size=(20, 3))
+    with pytest.raises((RoleError, ProtocolMismatch), match="'scaler_stats' from 'client"):
+        FederatedStandardScaler().fit(X)
