@@ -575,3 +575,12 @@ def test_server_refuses_an_upload_of_the_wrong_size(monkeypatch):
     X = np.random.RandomState(0).normal(size=(20, 3))
     with pytest.raises((RoleError, ProtocolMismatch), match="'scaler_stats' from 'client"):
         FederatedStandardScaler().fit(X)
+
+
+def test_parties_that_would_scale_differently_are_named():
+    topo = HorizontalTopology(n_parties=2, party_names=["a", "b"])
+    X = np.random.RandomState(8).normal(size=(20, 3))
+    data = {"server": None, "a": X[:10], "b": X[10:]}
+    _, errors = _run_parties(lambda rt: FederatedMinMaxScaler(
+        topo, runtime=rt, feature_range=(-1, 1) if rt.party == "b" else (0, 1)), data)
+    assert "feature_range: 'b' has (-1.0, 1.0)" in str(errors["server"])

@@ -487,7 +487,9 @@ class FederatedMinMaxScaler(_BaseFederatedScaler):
         self.runtime = runtime
 
     def _protocol_params(self):
-        return {}
+        # not used by the protocol, but every party must scale alike: checked at set-up
+        return {"feature_range": tuple(float(v) for v in self.feature_range),
+                "clip": bool(self.clip)}
 
     def make_centralised_twin(self):
         """The scikit-learn :class:`~sklearn.preprocessing.MinMaxScaler` it equals on
