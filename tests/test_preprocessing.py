@@ -225,6 +225,24 @@ def test_dropped_client_leaves_the_survivors_statistics():
     assert [d["client"] for d in fed.dropouts_] == ["client2"]
 
 
+@pytest.mark.parametrize("stage", ["before_upload", "after_upload"])
+def test_client_dropping_mid_bisection_restarts_it(stage):
+    """The client holding the maximum leaves in round 10: its value must not
+    survive in the bounds (the result would be a threshold, not a data value)."""
+    X = np.random.RandomState(4).normal(size=(60, 2))
+    topo = HorizontalTopology(n_parties=4, random_state=0)
+    rows = dict(topo.split(X))
+    holder = next(c for c, idx in rows.items() if X[:, 0].argmax() in idx)
+    fed = FederatedMinMaxScaler(topo, min_clients=3, runtime=LocalRuntime(
+        drops={holder: (stage, 11)})).fit(X)
+    left = np.sort(np.concatenate([idx for c, idx in rows.items() if c != holder]))
+    ref = MinMaxScaler().fit(X[left])
+    np.testing.assert_array_equal(fed.data_max_, ref.data_max_)
+    np.testing.assert_array_equal(fed.data_min_, ref.data_min_)
+    assert fed.n_samples_seen_ == len(left)
+    assert [d["client"] for d in fed.dropouts_] == [holder]
+
+
 # -- pipelines and model selection -----------------------------------------------------
 
 def _party_data(n=150, seed=0):

@@ -291,11 +291,17 @@ MUTATIONS = [
         ("tests/test_preprocessing.py",)),
     Mutation(
         "minmax-counts-in-clear", "skfed/horizontal/_scaling_roles.py",
-        '        agg.upload(_to_ring(np.r_[above, below]), "minmax_above")\n',
+        '        agg.upload(_to_ring(np.r_[above, below, counts]), "minmax_above")\n',
         '        ctx.send(server, "minmax_note", np.r_[above, below], kind="plain")\n'
-        '        agg.upload(_to_ring(np.r_[above, below]), "minmax_above")\n',
+        '        agg.upload(_to_ring(np.r_[above, below, counts]), "minmax_above")\n',
         "a min-max client also sends its tail counts in clear",
         ("tests/test_preprocessing.py",), "unmasked or kinds"),
+    Mutation(
+        "minmax-no-restart-after-dropout", "skfed/horizontal/_scaling_roles.py",
+        "            done, dropped = 0, len(agg.dropouts)\n            continue\n",
+        "            dropped = len(agg.dropouts)\n",
+        "a client dropping mid-bisection leaves its values in the bounds",
+        ("tests/test_preprocessing.py",), "dropping"),
 ]
 
 

@@ -51,7 +51,9 @@ the minimum is found in the same rounds. The server learns the pooled
 minimum and maximum (published anyway: they are the model) and, per round
 and feature, how many pooled values lie above (below) the round's
 threshold: 64 points of the pooled tails' empirical counts, most of them near
-the extremes. No client's own extreme or count is sent.
+the extremes. No client's own extreme or count is sent. With ``min_clients``,
+a client that drops out restarts the bisection over the clients left, so the
+extremes and counts are always those of the clients of the last 64 rounds.
 
 Messages (``agg`` protected uploads are masked or, with
 ``secure_aggregation=None``, plain)::
@@ -61,6 +63,7 @@ Messages (``agg`` protected uploads are masked or, with
     minmax:    client -> server  minmax_counts agg: non-missing counts
                64 x  server -> clients minmax_thresholds plain: uint64 thresholds
                      client -> server  minmax_above      agg: counts beyond them
+                                                              (and the non-missing counts)
                server -> clients minmax_result plain: n_samples_seen, min, max
 """
 
@@ -318,13 +321,15 @@ def _sorted_keys(X):
 
 
 def minmax_client(ctx, X, cfg):
-    """A data holder: answers 64 threshold queries with protected counts."""
+    """A data holder: answers the threshold queries with protected counts."""
     server, n = cfg["server"], cfg["n_features"]
     agg = _client_agg(ctx, cfg)
     agg.prepare("minmax_counts")
     keys = _sorted_keys(X)
-    agg.upload(_to_ring(np.r_[X.shape[0], [len(k) for k in keys]]), "minmax_counts")
-    for _ in range(65):  # 64 bisection rounds, then "done"
+    counts = np.r_[X.shape[0], [len(k) for k in keys]]
+    agg.upload(_to_ring(counts), "minmax_counts")
+    # 64 rounds, restarted (with min_clients) each time a client drops out
+    for _ in range(64 * (len(cfg["clients"]) + 1) + 1):
         msg = check_dict(ctx.recv(server, "minmax_thresholds"), sender=server,
                          tag="minmax_thresholds", keys=("done", "upper", "lower"))
         if msg["done"]:
@@ -334,10 +339,11 @@ def minmax_client(ctx, X, cfg):
         lower = check_array(msg["lower"], sender=server, tag="minmax_thresholds",
                             shape=(n,), dtype="u", exact_dtype="uint64")
         agg.prepare("minmax_above")
-        # how many of my values are >= upper (for the max) and < lower (for the min)
+        # how many of my values are >= upper (for the max) and < lower (for the min);
+        # the counts again, so the totals are those of the clients of the last round
         above = [len(k) - np.searchsorted(k, t, side="left") for k, t in zip(keys, upper)]
         below = [np.searchsorted(k, t, side="left") for k, t in zip(keys, lower)]
-        agg.upload(_to_ring(np.r_[above, below]), "minmax_above")
+        agg.upload(_to_ring(np.r_[above, below, counts]), "minmax_above")
     return _check_result(ctx.recv(server, "minmax_result"), server, "minmax_result", n,
                          ("min", "max"))
 
@@ -347,18 +353,24 @@ def minmax_server(ctx, cfg):
     n = cfg["n_features"]
     agg = _server_agg(ctx, cfg)
     total = _secure_ints(agg, "minmax_counts", 1 + n)
-    n_rows, counts = int(total[0]), total[1:]
-    _check_counts(counts, n_rows)
-    # max key in [max_lo, max_hi), min key in [min_lo, min_hi): Python ints, 0..2**64
-    max_lo, max_hi = [0] * n, [1 << 64] * n
-    min_lo, min_hi = [0] * n, [1 << 64] * n
-    for _ in range(64):
+    _check_counts(total[1:], int(total[0]))
+    done, dropped = 0, len(agg.dropouts)
+    while done < 64:
+        if done == 0:
+            # max key in [max_lo, max_hi), min key in [min_lo, min_hi): ints in 0..2**64
+            max_lo, max_hi = [0] * n, [1 << 64] * n
+            min_lo, min_hi = [0] * n, [1 << 64] * n
         upper = [(lo + hi) // 2 for lo, hi in zip(max_lo, max_hi)]
         lower = [(lo + hi) // 2 for lo, hi in zip(min_lo, min_hi)]
         agg.broadcast("minmax_thresholds", {"done": False,
                                             "upper": np.array(upper, dtype=np.uint64),
                                             "lower": np.array(lower, dtype=np.uint64)})
-        found = _secure_ints(agg, "minmax_above", 2 * n)
+        found = _secure_ints(agg, "minmax_above", 3 * n + 1)
+        if len(agg.dropouts) != dropped:
+            # (min_clients) someone left: its values may be in the bounds so far;
+            # bisect again over the clients that are left
+            done, dropped = 0, len(agg.dropouts)
+            continue
         for f in range(n):
             if found[f] > 0:
                 max_lo[f] = upper[f]
@@ -368,7 +380,10 @@ def minmax_server(ctx, cfg):
                 min_hi[f] = lower[f]
             else:
                 min_lo[f] = lower[f]
+        done += 1
     agg.broadcast("minmax_thresholds", {"done": True, "upper": None, "lower": None})
+    n_rows, counts = int(found[2 * n]), found[2 * n + 1:]
+    _check_counts(counts, n_rows)
     result = {"n_rows": n_rows, "counts": counts.astype(np.int64),
               "min": key_float(np.array(min_lo, dtype=np.uint64)),
               "max": key_float(np.array(max_lo, dtype=np.uint64))}
