@@ -291,9 +291,9 @@ MUTATIONS = [
         ("tests/test_preprocessing.py",)),
     Mutation(
         "minmax-counts-in-clear", "skfed/horizontal/_scaling_roles.py",
-        '        agg.upload(_to_ring(np.r_[above, below, counts]), "minmax_above")\n',
+        '        agg.upload(_to_ring(np.r_[above, below, counts if tolerant else []]),\n',
         '        ctx.send(server, "minmax_note", np.r_[above, below], kind="plain")\n'
-        '        agg.upload(_to_ring(np.r_[above, below, counts]), "minmax_above")\n',
+        '        agg.upload(_to_ring(np.r_[above, below, counts if tolerant else []]),\n',
         "a min-max client also sends its tail counts in clear",
         ("tests/test_preprocessing.py",), "unmasked or kinds"),
     Mutation(

@@ -63,7 +63,7 @@ Messages (``agg`` protected uploads are masked or, with
     minmax:    client -> server  minmax_counts agg: non-missing counts
                64 x  server -> clients minmax_thresholds plain: uint64 thresholds
                      client -> server  minmax_above      agg: counts beyond them
-                                                              (and the non-missing counts)
+                                          (with min_clients, the non-missing counts too)
                server -> clients minmax_result plain: n_samples_seen, min, max
 """
 
@@ -328,6 +328,7 @@ def minmax_client(ctx, X, cfg):
     keys = _sorted_keys(X)
     counts = np.r_[X.shape[0], [len(k) for k in keys]]
     agg.upload(_to_ring(counts), "minmax_counts")
+    tolerant = cfg.get("min_clients") is not None
     # 64 rounds, restarted (with min_clients) each time a client drops out
     for _ in range(64 * (len(cfg["clients"]) + 1) + 1):
         msg = check_dict(ctx.recv(server, "minmax_thresholds"), sender=server,
@@ -340,10 +341,11 @@ def minmax_client(ctx, X, cfg):
                             shape=(n,), dtype="u", exact_dtype="uint64")
         agg.prepare("minmax_above")
         # how many of my values are >= upper (for the max) and < lower (for the min);
-        # the counts again, so the totals are those of the clients of the last round
+        # with dropouts possible, the counts again: the totals of the last round's clients
         above = [len(k) - np.searchsorted(k, t, side="left") for k, t in zip(keys, upper)]
         below = [np.searchsorted(k, t, side="left") for k, t in zip(keys, lower)]
-        agg.upload(_to_ring(np.r_[above, below, counts]), "minmax_above")
+        agg.upload(_to_ring(np.r_[above, below, counts if tolerant else []]),
+                   "minmax_above")
     return _check_result(ctx.recv(server, "minmax_result"), server, "minmax_result", n,
                          ("min", "max"))
 
@@ -354,6 +356,8 @@ def minmax_server(ctx, cfg):
     agg = _server_agg(ctx, cfg)
     total = _secure_ints(agg, "minmax_counts", 1 + n)
     _check_counts(total[1:], int(total[0]))
+    tolerant = cfg.get("min_clients") is not None
+    size = 3 * n + 1 if tolerant else 2 * n
     done, dropped = 0, len(agg.dropouts)
     while done < 64:
         if done == 0:
@@ -365,7 +369,7 @@ def minmax_server(ctx, cfg):
         agg.broadcast("minmax_thresholds", {"done": False,
                                             "upper": np.array(upper, dtype=np.uint64),
                                             "lower": np.array(lower, dtype=np.uint64)})
-        found = _secure_ints(agg, "minmax_above", 3 * n + 1)
+        found = _secure_ints(agg, "minmax_above", size)
         if len(agg.dropouts) != dropped:
             # (min_clients) someone left: its values may be in the bounds so far;
             # bisect again over the clients that are left
@@ -382,7 +386,9 @@ def minmax_server(ctx, cfg):
                 min_lo[f] = lower[f]
         done += 1
     agg.broadcast("minmax_thresholds", {"done": True, "upper": None, "lower": None})
-    n_rows, counts = int(found[2 * n]), found[2 * n + 1:]
+    if tolerant:
+        total = found[2 * n:]
+    n_rows, counts = int(total[0]), total[1:]
     _check_counts(counts, n_rows)
     result = {"n_rows": n_rows, "counts": counts.astype(np.int64),
               "min": key_float(np.array(min_lo, dtype=np.uint64)),
