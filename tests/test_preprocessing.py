@@ -602,3 +602,17 @@ def test_parties_that_would_scale_differently_are_named():
     _, errors = _run_parties(lambda rt: FederatedMinMaxScaler(
         topo, runtime=rt, feature_range=(-1, 1) if rt.party == "b" else (0, 1)), data)
     assert "feature_range: 'b' has (-1.0, 1.0)" in str(errors["server"])
+
+
+def test_extreme_floats_are_exact():
+    """Subnormals, signed zeros and values near the float64 limits."""
+    col = [5e-324, -5e-324, 0.0, -0.0, 2.2250738585072014e-308, 1e-300, -3e-310]
+    big = [1e300, -1e300, 1.7976931348623157e307, 3.0, -2.5e299, 0.0, 7e150]
+    X = np.c_[col, big, [-0.0] * 7]
+    parties = [0, 1, 2, 0, 1, 2, 0]
+    fed = FederatedMinMaxScaler(secure_aggregation=None).fit(X, parties=parties)
+    ref = MinMaxScaler().fit(X)
+    np.testing.assert_array_equal(fed.data_min_, ref.data_min_)
+    np.testing.assert_array_equal(fed.data_max_, ref.data_max_)
+    std = FederatedStandardScaler(secure_aggregation=None).fit(X[:, :1], parties=parties)
+    assert (std.mean_[0], std.var_[0]) == _exact_moments(X[:, 0])
