@@ -177,10 +177,10 @@ class _BaseFederatedScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
             self.n_features_in_ = out["n_features"]
             if out["feature_names"] is not None:
                 self.feature_names_in_ = np.asarray(out["feature_names"], dtype=object)
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_  # a refit on unnamed columns
         else:
-            X = self._validate_rows(X, reset=True)
-            if X.shape[0] < 1:
-                raise ValueError(f"party {me!r} holds no rows")
+            X = self._validate_rows(X, reset=True)  # (refuses a client with no rows)
             names = getattr(self, "feature_names_in_", None)
             cfg = self._config(clients, X.shape[1])
             role = partial(_client_party, X=X, cfg=cfg, client_role=self._client_role,
