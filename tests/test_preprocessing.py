@@ -616,3 +616,28 @@ def test_extreme_floats_are_exact():
     np.testing.assert_array_equal(fed.data_max_, ref.data_max_)
     std = FederatedStandardScaler(secure_aggregation=None).fit(X[:, :1], parties=parties)
     assert (std.mean_[0], std.var_[0]) == _exact_moments(X[:, 0])
+
+
+class _OnePartyNoRun:
+    """A one-party runtime that fails the test if the protocol starts."""
+
+    def __init__(self, party, parties=("server", "a", "b")):
+        self.party, self.parties = party, list(parties)
+
+    def run(self, roles):
+        raise AssertionError("a message would have been sent")
+
+
+@pytest.mark.parametrize("Scaler", SCALERS)
+@pytest.mark.parametrize("party, X, kw, match", [
+    ("a", np.empty((0, 3)), {}, "0 sample"),
+    ("server", np.zeros((2, 3)), {}, "holds no data"),
+    ("a", np.zeros((2, 3)), {"parties": ["a", "b"]}, "parties= applies to simulations"),
+    ("a", np.zeros((2, 3)), {"runtime_parties": ("server", "a", "c")}, "do not match"),
+])
+def test_party_mode_bad_input_fails_before_any_message(Scaler, party, X, kw, match):
+    topo = HorizontalTopology(n_parties=2, party_names=["a", "b"])
+    kw = dict(kw)  # (the parametrized dict is shared by both scalers)
+    runtime = _OnePartyNoRun(party, kw.pop("runtime_parties", ("server", "a", "b")))
+    with pytest.raises(ValueError, match=match):
+        Scaler(topo, runtime=runtime).fit(X, **kw)
