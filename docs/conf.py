@@ -30,7 +30,8 @@ autodoc_default_options = {
     "inherited-members": False,
     "exclude-members": ",".join(
         f"set_{m}_request" for m in ("fit", "score", "predict", "predict_proba",
-                                     "decision_function", "transform", "split")
+                                     "decision_function", "transform", "inverse_transform",
+                                     "split")
     ) + ",score",
 }
 numpydoc_show_class_members = False

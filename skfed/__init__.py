@@ -4,6 +4,7 @@ from .compare import compare_with_centralised
 from .exceptions import FitDiverged
 from .horizontal import FederatedSGDClassifier, FederatedSGDRegressor
 from .persistence import load, save
+from .preprocessing import FederatedMinMaxScaler, FederatedStandardScaler
 from .topology import HorizontalTopology, VerticalTopology
 from .transfer import FederatedTransferClassifier
 from .vertical import (
@@ -21,6 +22,8 @@ __all__ = [
     "FitDiverged",
     "FederatedTransferClassifier",
     "FederatedSGDRegressor",
+    "FederatedStandardScaler",
+    "FederatedMinMaxScaler",
     "compare_with_centralised",
     "HorizontalTopology",
     "VerticalTopology",

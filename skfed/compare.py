@@ -23,6 +23,10 @@ def centralised_twin(estimator):
         name, last = steps[-1]
         twin = clone(estimator)
         twin.steps[-1] = (name, centralised_twin(last))
+        # federated preprocessing steps (FederatedStandardScaler...) have twins too
+        for i, (step_name, step) in enumerate(steps[:-1]):
+            if hasattr(step, "make_centralised_twin"):
+                twin.steps[i] = (step_name, step.make_centralised_twin())
         return twin
     if not hasattr(estimator, "make_centralised_twin"):
         raise TypeError(
@@ -55,9 +59,9 @@ def default_twin(estimator):
 
 
 def _bytes_exchanged(estimator):
-    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
-    transcript = getattr(final, "transcript_", None)
-    return 0 if transcript is None else transcript.total_bytes()
+    steps = [s for _, s in estimator.steps] if hasattr(estimator, "steps") else [estimator]
+    transcripts = [getattr(s, "transcript_", None) for s in steps]
+    return sum(t.total_bytes() for t in transcripts if t is not None)
 
 
 def _final(estimator):
@@ -90,7 +94,16 @@ def _fit(est, X, y, parties):
 
     if get_config().get("enable_metadata_routing", False):
         return est.fit(X, y, parties=parties)
-    return est.fit(X, y, **{f"{name}__parties": parties})
+    # every federated step takes the parties (a federated scaler as well)
+    takes = [n for n, s in est.steps
+             if s not in (None, "passthrough") and _fit_takes_parties(s)]
+    return est.fit(X, y, **{f"{n}__parties": parties for n in takes or [name]})
+
+
+def _fit_takes_parties(step):
+    import inspect
+
+    return "parties" in inspect.signature(step.fit).parameters
 
 
 def compare_with_centralised(estimator, X, y, *, cv=5, scoring=None, parties=None):

@@ -49,10 +49,16 @@ class InconsistentVersionWarning(UserWarning):
 
 
 def _estimators():
-    from .horizontal import FederatedSGDClassifier, FederatedSGDRegressor
+    from .horizontal import (
+        FederatedMinMaxScaler,
+        FederatedSGDClassifier,
+        FederatedSGDRegressor,
+        FederatedStandardScaler,
+    )
     from .vertical import VerticalLinearRegression, VerticalLogisticRegression
 
     return {cls.__name__: cls for cls in (FederatedSGDClassifier, FederatedSGDRegressor,
+                                          FederatedStandardScaler, FederatedMinMaxScaler,
                                           VerticalLinearRegression,
                                           VerticalLogisticRegression)}
 

@@ -16,6 +16,14 @@ def _horizontal():
     ]
 
 
+def _preprocessing():
+    from skfed import FederatedMinMaxScaler, FederatedStandardScaler
+
+    # Masked, as in a real federation: the statistics are exact whatever the split,
+    # so every check that compares two fits sees identical results.
+    return [FederatedStandardScaler(), FederatedMinMaxScaler()]
+
+
 # -- vertical ------------------------------------------------------------------
 def _vertical():
     from skfed import VerticalLinearRegression, VerticalLogisticRegression
@@ -65,7 +73,7 @@ def _transfer():
     ]
 
 
-SECTIONS = [_horizontal, _vertical, _boosting, _transfer]
+SECTIONS = [_horizontal, _preprocessing, _vertical, _boosting, _transfer]
 
 
 def test_instances():

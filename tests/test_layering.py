@@ -14,7 +14,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "skfed"
 FAMILIES = ("horizontal", "vertical", "transfer")
-FACES = ("deploy", "compare", "__main__", "datasets", "persistence")
+FACES = ("deploy", "compare", "__main__", "datasets", "persistence", "preprocessing")
 
 
 def _module_name(path):

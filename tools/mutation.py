@@ -268,6 +268,40 @@ MUTATIONS = [
         "            epoch_loss += loss / len(overlap)\n",
         "the transfer epoch loss weights mini-batches equally instead of by size",
         (T,)),
+    # -- federated scalers (issue 18) ------------------------------------------------------
+    Mutation(
+        "scaler-stats-in-clear", "skfed/horizontal/_scaling_roles.py",
+        '    agg.upload(_to_ring(np.concatenate(parts)), "scaler_stats")\n',
+        '    ctx.send(server, "scaler_note", np.concatenate(parts), kind="plain")\n'
+        '    agg.upload(_to_ring(np.concatenate(parts)), "scaler_stats")\n',
+        "a client also sends its digit sums in clear beside the masked upload",
+        ("tests/test_preprocessing.py",), "unmasked"),
+    Mutation(
+        "scaler-high-half-same-digit", "skfed/horizontal/_scaling_roles.py",
+        "    _add_digits(sums, M >> DIGIT_BITS, keys + 1, r, sign)",
+        "    _add_digits(sums, M >> DIGIT_BITS, keys, r, sign)",
+        "the mantissa's high half lands one digit too low in the exact sums",
+        ("tests/test_preprocessing.py",)),
+    Mutation(
+        "minmax-strict-count", "skfed/horizontal/_scaling_roles.py",
+        'above = [len(k) - np.searchsorted(k, t, side="left")',
+        'above = [len(k) - np.searchsorted(k, t, side="right")',
+        "min-max clients count values strictly above the threshold: the maximum is "
+        "one ulp off",
+        ("tests/test_preprocessing.py",)),
+    Mutation(
+        "minmax-counts-in-clear", "skfed/horizontal/_scaling_roles.py",
+        '        agg.upload(_to_ring(np.r_[above, below, counts if tolerant else []]),\n',
+        '        ctx.send(server, "minmax_note", np.r_[above, below], kind="plain")\n'
+        '        agg.upload(_to_ring(np.r_[above, below, counts if tolerant else []]),\n',
+        "a min-max client also sends its tail counts in clear",
+        ("tests/test_preprocessing.py",), "unmasked or kinds"),
+    Mutation(
+        "minmax-no-restart-after-dropout", "skfed/horizontal/_scaling_roles.py",
+        "            done, dropped = 0, len(agg.dropouts)\n            continue\n",
+        "            dropped = len(agg.dropouts)\n",
+        "a client dropping mid-bisection leaves its values in the bounds",
+        ("tests/test_preprocessing.py",), "dropping"),
 ]
 
 

@@ -19,7 +19,9 @@ a summary of the fit), which :func:`skfed.load` reads back.
 
 Prediction. Every data party runs, each with its own saved model and new CSV
 (aligned by the ID column, as in training); the label party writes the
-predictions (and prints a metric when the CSV holds the target)::
+predictions (and prints a metric when the CSV holds the target). A client
+of a federated scaler runs it alone: ``--output`` gets its rows scaled with
+the federation's statistics::
 
     python -m skfed predict --role bank --config federation.toml \\
         --model bank-model.json --data bank-new.csv --output predictions.csv
@@ -91,15 +93,14 @@ def _load_party_data(dep, role, path, need_target=True):
     header, table = _read_csv(path)
     section = dep.section
     target, id_col = section.get("target"), section.get("id_column")
-    holds_y = dep.family == "horizontal" or role == section.get("label_party")
+    transformer = not hasattr(dep.estimator_class, "predict")  # the federated scalers
+    holds_y = (dep.family == "horizontal" and not transformer) or \
+        role == section.get("label_party")
     if holds_y and target is None:
         raise ValueError("the deployment file's [topology] needs target = 'COLUMN'")
     if not need_target and target not in header:
         holds_y = False  # new rows to predict need no labels
-    if dep.family in ("vertical", "boosting", "transfer"):
-        features = [_select(header, c, path) for c in dep.config["parties"][role]["columns"]]
-    else:
-        features = [h for h in header if h not in (target, id_col)]
+    features = _feature_columns(dep, role, header, path)
     for c in features:
         bad = [v for v in table[c] if not _is_number(v)]
         if bad:
@@ -109,6 +110,13 @@ def _load_party_data(dep, role, path, need_target=True):
     y = _parse_column(table[_select(header, target, path)]) if holds_y else None
     ids = _parse_column(table[_select(header, id_col, path)]) if id_col else None
     return X, y, ids
+
+
+def _feature_columns(dep, role, header, path):
+    section = dep.section
+    if dep.family in ("vertical", "boosting", "transfer"):
+        return [_select(header, c, path) for c in dep.config["parties"][role]["columns"]]
+    return [h for h in header if h not in (section.get("target"), section.get("id_column"))]
 
 
 def _is_number(value):
@@ -121,7 +129,8 @@ def _is_number(value):
 
 def _model_summary(est, role, seconds):
     out = {"party": role, "estimator": type(est).__name__, "fit_seconds": seconds}
-    for name in ("n_iter_", "loss_curve_", "coef_", "intercept_", "classes_", "dropouts_"):
+    for name in ("n_iter_", "loss_curve_", "coef_", "intercept_", "classes_", "dropouts_",
+                 "mean_", "var_", "scale_", "data_min_", "data_max_", "n_samples_seen_"):
         if hasattr(est, name):
             value = getattr(est, name)
             out[name] = value.tolist() if isinstance(value, np.ndarray) else value
@@ -237,6 +246,12 @@ def _fit_data_party(dep, role, est, runtime, data, out):
         y = None if y is None else y[idx]
     train, val = _validation_split(dep, len(X))
     est.fit(X[train], None if y is None else y[train])
+    if not hasattr(est, "predict"):
+        # A federated scaler: the statistics are the federation's, the rows this party's.
+        est.transform(X)
+        print(f"[{role}] fitted on {len(train)} rows: scaling statistics of the federation "
+              f"({est.n_features_in_} features)", file=out, flush=True)
+        return None
     rows, name = (train, "training rows") if val is None else (val, "validation rows")
     y_pred, proba = _predict(est, X[rows])
     if y_pred is None or y is None:
@@ -323,6 +338,15 @@ def run_predict(args, out=None):
         raise ValueError(f"{args.model} holds a {type(est).__name__}, the deployment file "
                          f"names {dep.estimator_class.__name__}")
     X, y, ids = _load_party_data(dep, role, args.data, need_target=False)
+    if not hasattr(est, "predict"):
+        # a federated scaler: this party's new rows, scaled with the federation's statistics
+        X_scaled = est.transform(X)
+        print(f"[{role}] scaled {len(X_scaled)} rows", file=out, flush=True)
+        if args.output:
+            header, _ = _read_csv(args.data)
+            _write_scaled(args.output, _feature_columns(dep, role, header, args.data),
+                          dep.section.get("id_column"), ids, X_scaled)
+        return 0
     runtime = None
     if dep.family in ("vertical", "boosting"):  # boosting: the family issue #15 adds
         runtime = dep.runtime(role)
@@ -354,6 +378,14 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def _write_scaled(path, features, id_column, ids, X):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(([str(id_column)] if ids is not None else []) + list(features))
+        for i, row in enumerate(X):
+            w.writerow(([ids[i]] if ids is not None else []) + [repr(float(v)) for v in row])
 
 
 def _write_predictions(path, id_column, ids, y_pred, proba, classes):

@@ -46,7 +46,10 @@ on 3.10); a ``.json`` file with the same structure works too.
 
 Relative paths are relative to the file. For horizontal estimators the
 coordinating party must be called ``server`` and every other party is a
-client. ``FederatedTransferClassifier`` has two parties and no coordinator:
+client; the federated scalers (``FederatedStandardScaler``,
+``FederatedMinMaxScaler``) deploy the same way and need no ``target`` (when
+given, that column is left out of the features).
+``FederatedTransferClassifier`` has two parties and no coordinator:
 ``label_party`` is the source, and ``id_column`` (required) names the
 record IDs whose intersection is the overlap.
 """
@@ -138,13 +141,14 @@ class Deployment:
 
     @property
     def family(self):
+        from ..horizontal.scaling import _BaseFederatedScaler
         from ..horizontal.sgd import _BaseFederatedSGD
         from ..transfer.estimator import FederatedTransferClassifier
         from ..vertical._base import BaseVerticalLinear
         from ..vertical.boosting import _BaseVerticalBoosting
 
         cls = self.estimator_class
-        if issubclass(cls, _BaseFederatedSGD):
+        if issubclass(cls, (_BaseFederatedSGD, _BaseFederatedScaler)):
             return "horizontal"
         if issubclass(cls, BaseVerticalLinear):
             return "vertical"

@@ -5,6 +5,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..topology import HorizontalTopology
+from .scaling import FederatedStandardScaler
 from .sgd import FederatedSGDClassifier, FederatedSGDRegressor
 
 
@@ -19,6 +20,11 @@ def demo_cases(quick=False):
     return [
         {"name": "digits: SGD, 5 clients IID, masking",
          "estimator": make_pipeline(StandardScaler(),
+                                    FederatedSGDClassifier(topology=five, **clf)),
+         "X": X_dig, "y": y_dig},
+        # the scaling statistics, too, come from secure sums (exactly the pooled ones)
+        {"name": "digits: fed. scaler + SGD, 5 clients IID",
+         "estimator": make_pipeline(FederatedStandardScaler(five),
                                     FederatedSGDClassifier(topology=five, **clf)),
          "X": X_dig, "y": y_dig},
         {"name": "digits: SGD, 5 clients Dirichlet(0.5), masking",

@@ -207,8 +207,8 @@ def client(ctx, X, y, cfg, seed):
         except OverflowError as exc:
             raise FitDiverged(
                 f"this client's update left the protected range ({exc}); training is "
-                "diverging: standardise the features (a StandardScaler) or lower the "
-                "learning rate") from exc
+                "diverging: standardise the features (FederatedStandardScaler) or lower "
+                "the learning rate") from exc
 
 
 def _learning_rate(cfg, round_index, eta):
@@ -311,8 +311,8 @@ def server(ctx, cfg, progress=None):
                 f"the global model diverged at round {r + 1} (objective {objective:.4g}, "
                 f"{f0:.4g} at the start): "
                 "standardise the features "
-                "(a StandardScaler, or federated scaling statistics) or lower the learning "
-                "rate")
+                "(FederatedStandardScaler: the federation's statistics) or lower the "
+                "learning rate")
         history.append({"round": r + 1, "objective": objective})
         if progress is not None and progress.update(
                 r + 1, objective=objective, nbytes=ctx.bytes_sent + ctx.bytes_received,
