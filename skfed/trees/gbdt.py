@@ -32,7 +32,8 @@ from .binning import MISSING_BIN
 __all__ = [
     "PRECISION_BITS", "MIN_HESSIAN", "N_BIN_SLOTS", "quantise", "scale_exponent",
     "loss_for", "enumerate_candidates", "split_gains", "leaf_value", "left_mask",
-    "new_tree", "tree_apply",
+    "new_tree", "tree_apply", "best_splits", "should_stop",
+    "baseline_from_sums",
 ]
 
 PRECISION_BITS = 26
@@ -250,3 +251,101 @@ def tree_apply(tree, go_left_own, host_bits, n_rows):
         stack.append((left[node], rows[go]))
         stack.append((right[node], rows[~go]))
     return out
+
+
+# -- best splits from full histograms (horizontal boosting) --------------------------
+
+def best_splits(counts, GH, node_G, node_H, n_bins, has_missing, min_samples_leaf, l2,
+                g_exp, h_exp):
+    """The best split of each of several nodes whose whole histograms are known.
+
+    The same decision as :func:`enumerate_candidates`, :func:`split_gains`
+    and a first-maximum ``argmax`` over the candidates in canonical order,
+    vectorised over nodes, features and thresholds (whoever holds a node's
+    histograms in full, e.g. the server of horizontal boosting, decides this
+    way).
+
+    Parameters
+    ----------
+    counts : ndarray of shape (n_nodes, n_features, N_BIN_SLOTS)
+        Training rows per (feature, bin); column ``MISSING_BIN`` counts
+        missing values.
+    GH : ndarray of shape (n_nodes, 2, n_features, N_BIN_SLOTS)
+        Fixed-point sums of the gradients and the hessians in the same bins.
+    node_G, node_H : ndarray of shape (n_nodes,)
+        Fixed-point sums of the nodes.
+    n_bins, has_missing, min_samples_leaf, l2
+        As in :func:`enumerate_candidates` and :func:`split_gains`.
+    g_exp, h_exp : int
+        Fixed-point exponents of the gradients and the hessians.
+
+    Returns
+    -------
+    list of (gain, feature, bin, missing_left) or None, one per node.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    n_nodes, F, _ = counts.shape
+    if n_nodes == 0:
+        return []
+    nb = np.asarray(n_bins, dtype=np.int64)
+    hm = np.asarray(has_missing, dtype=bool)
+    B = MISSING_BIN
+    b = np.arange(B)
+    miss_n = counts[:, :, MISSING_BIN]
+    cum_n = np.cumsum(counts[:, :, :B], axis=2)
+    cum_gh = np.cumsum(GH[:, :, :, :B], axis=3)
+    miss_gh = GH[:, :, :, MISSING_BIN]
+    total = cum_n[:, :, -1] + miss_n
+    # Variant 0: missing values right, thresholds b < nb (nb - 1 without missing).
+    stop0 = np.where(hm, nb, nb - 1)
+    # Variant 1: missing values left, only for a feature with missing values here.
+    stop1 = nb - 1
+    nl = np.stack([cum_n, cum_n + miss_n[:, :, None]], axis=2)          # (n, F, 2, B)
+    stops = np.stack([np.broadcast_to(stop0, (n_nodes, F)),
+                      np.where(hm[None, :] & (miss_n > 0), stop1[None, :], 0)], axis=2)
+    ok = b[None, None, None, :] < stops[:, :, :, None]
+    ok &= (nl >= min_samples_leaf) & (total[:, :, None, None] - nl >= min_samples_leaf)
+    # A threshold sending the same rows left as the previous one (an empty bin).
+    same = np.zeros_like(ok)
+    same[:, :, :, 1:] = nl[:, :, :, 1:] == nl[:, :, :, :-1]
+    ok &= ~same
+    GL = np.stack([cum_gh[:, 0], cum_gh[:, 0] + miss_gh[:, 0, :, None]], axis=2)
+    HL = np.stack([cum_gh[:, 1], cum_gh[:, 1] + miss_gh[:, 1, :, None]], axis=2)
+    G = dequantise(np.asarray(node_G, dtype=np.int64), g_exp)[:, None, None, None]
+    H = dequantise(np.asarray(node_H, dtype=np.int64), h_exp)[:, None, None, None]
+    gains = split_gains(dequantise(GL, g_exp), dequantise(HL, h_exp), G, H, l2)
+    gains = np.where(ok, gains, -np.inf).reshape(n_nodes, -1)
+    best = np.argmax(gains, axis=1)
+    out = []
+    for i, j in enumerate(best.tolist()):
+        gain = float(gains[i, j])
+        if not np.isfinite(gain):
+            out.append(None)
+            continue
+        f, rest = divmod(j, 2 * B)
+        variant, thr = divmod(rest, B)
+        out.append((gain, int(f), int(thr), bool(variant)))
+    return out
+
+
+def should_stop(scores, n_iter_no_change, tol):
+    """scikit-learn's early-stopping rule: no score of the last ``n_iter_no_change``
+    beats the one before them by more than ``tol``."""
+    ref = n_iter_no_change + 1
+    if len(scores) < ref:
+        return False
+    reference = scores[-ref] + tol
+    return not any(s > reference for s in scores[-ref + 1:])
+
+
+def baseline_from_sums(task, n_classes, n, sums):
+    """A loss's initial raw prediction from sums over the training rows: the
+    class counts (classification) or the sum of the targets (regression)."""
+    sums = np.asarray(sums, dtype=np.float64)
+    if task == "regression":
+        return np.array([sums[0] / n])
+    if n_classes == 2:
+        p = np.clip(sums[1] / n, 1e-12, 1 - 1e-12)
+        return np.array([math.log(p / (1 - p))])
+    logp = np.log(np.clip(sums / n, 1e-12, None))
+    return logp - logp.mean()
