@@ -532,7 +532,6 @@ def _final_tree(tree, edges, cfg, g_exp, h_exp):
 def predict_raw(trees, baseline, X, staged=False):
     """Raw predictions of the model; with ``staged``, one array per iteration."""
     n = X.shape[0]
-    K = len(baseline)
     raw = np.tile(np.asarray(baseline, dtype=np.float64), (n, 1))
     out = []
     for iteration in trees:

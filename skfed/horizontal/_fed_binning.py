@@ -34,7 +34,7 @@ import numpy as np
 from ..trees.binning import bin_edges
 
 __all__ = ["float_keys", "key_floats", "FIRST_BITS", "QUANTILE_BITS", "STEP_BITS",
-           "first_counts", "refine_counts", "BinningServer"]
+           "ClientColumns", "BinningServer"]
 
 FIRST_BITS = 12
 STEP_BITS = 8

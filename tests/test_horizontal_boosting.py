@@ -1,0 +1,356 @@
+"""Horizontal histogram boosting: fidelity to a centralised histogram GBDT,
+secure aggregation, federated bin edges, privacy, scikit-learn citizenship."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.datasets import load_breast_cancer, make_classification, make_regression
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skfed import HorizontalTopology
+from skfed.horizontal import _fed_binning
+from skfed.horizontal.boosting import (
+    FederatedHistGradientBoostingClassifier,
+    FederatedHistGradientBoostingRegressor,
+)
+from skfed.runtime import LocalRuntime
+from skfed.trees import gbdt
+from skfed.trees.binning import MISSING_BIN, bin_edges
+
+from .gbdt_reference import reference_fit
+from .leaks import assert_no_leaks, record_transcripts
+
+Clf, Reg = FederatedHistGradientBoostingClassifier, FederatedHistGradientBoostingRegressor
+
+
+def as_reference(est):
+    """The fitted trees in the reference's format."""
+    out = []
+    for it in est.trees_:
+        trees = []
+        for t in it:
+            nodes = []
+            for v in range(len(t["left"])):
+                if t["left"][v] < 0:
+                    nodes.append(("leaf", float(t["value"][v])))
+                else:
+                    nodes.append(("split", int(t["feature"][v]), float(t["threshold"][v]),
+                                  bool(t["missing_left"][v]), int(t["left"][v]),
+                                  int(t["right"][v])))
+            trees.append(nodes)
+        out.append(trees)
+    return out
+
+
+def reference_for(est, X, y, task):
+    n_classes = 0 if task == "regression" else len(est.classes_)
+    yy = y.astype(float) if task == "regression" else np.unique(y, return_inverse=True)[1]
+    trees, _ = reference_fit(
+        X, yy, est.bin_edges_, task, n_classes, est.learning_rate, est.n_iter_,
+        est.max_leaf_nodes, est.max_depth, est.min_samples_leaf, est.l2_regularization,
+        baseline=est._baseline)
+    return trees
+
+
+# -- fidelity -----------------------------------------------------------------------
+
+@st.composite
+def problems(draw):
+    n = draw(st.integers(12, 80))
+    F = draw(st.integers(1, 4))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    task = draw(st.sampled_from(["binary", "multiclass", "regression"]))
+    X = rng.normal(size=(n, F)) * draw(st.sampled_from([1e-3, 1.0, 1e4]))
+    # Few distinct values in some columns: ties, empty bins, duplicate partitions.
+    for j in range(F):
+        if draw(st.booleans()):
+            X[:, j] = np.round(X[:, j] * 2 / np.abs(X[:, j]).max())
+    if draw(st.booleans()):
+        X[rng.random((n, F)) < 0.15] = np.nan
+    if task == "regression":
+        y = np.nan_to_num(X[:, 0]) * 2 + rng.normal(size=n)
+    else:
+        k = 2 if task == "binary" else 3
+        y = rng.integers(0, k, size=n)
+        y[:k] = np.arange(k)
+    topo = HorizontalTopology(n_parties=draw(st.integers(2, 4)),
+                              partition=draw(st.sampled_from(["iid", "dirichlet"])),
+                              alpha=0.5, random_state=seed % 1000)
+    params = dict(
+        max_iter=draw(st.integers(1, 3)),
+        max_depth=draw(st.sampled_from([None, 1, 2, 3])),
+        max_leaf_nodes=draw(st.sampled_from([None, 2, 3, 5, 31])),
+        min_samples_leaf=draw(st.integers(1, 5)),
+        max_bins=draw(st.sampled_from([2, 3, 8, 255])),
+        l2_regularization=draw(st.sampled_from([0.0, 0.5])),
+        learning_rate=draw(st.sampled_from([0.1, 1.0])),
+        secure_aggregation=draw(st.sampled_from([None, "masking"])),
+    )
+    return X, y, task, topo, params
+
+
+def _fit_or_skip_split(cls, topo, params, X, y):
+    try:
+        topo.split(X, y)
+    except ValueError:
+        return None
+    if any(len(idx) == 0 for _, idx in topo.split(X, y)):
+        return None  # a Dirichlet draw left a client empty: refused, tested elsewhere
+    return cls(topo, early_stopping=False, **params).fit(X, y)
+
+
+@settings(max_examples=30, deadline=None)
+@given(problems())
+def test_trees_equal_the_centralised_reference(problem):
+    X, y, task, topo, params = problem
+    cls = Reg if task == "regression" else Clf
+    est = _fit_or_skip_split(cls, topo, params, X, y)
+    if est is None:
+        return
+    assert as_reference(est) == reference_for(
+        est, X, y, "regression" if task == "regression" else "classification")
+
+
+def test_masked_model_equals_unprotected_model():
+    X, y = make_classification(n_samples=400, n_features=6, n_informative=4, n_classes=3,
+                               random_state=0)
+    X[::5, 1] = np.nan
+    topo = HorizontalTopology(n_parties=4, partition="dirichlet", alpha=0.5, random_state=0)
+    kw = dict(max_iter=5, early_stopping=False, random_state=0)
+    masked = Clf(topo, **kw).fit(X, y)
+    plain = Clf(topo, secure_aggregation=None, **kw).fit(X, y)
+    assert as_reference(masked) == as_reference(plain)
+    np.testing.assert_array_equal(masked._baseline, plain._baseline)
+    for a, b in zip(masked.bin_edges_, plain.bin_edges_):
+        np.testing.assert_array_equal(a, b)
+    kinds = {m.tag: m.kind for m in masked.transcript_ if m.sender != "server"}
+    assert kinds["hist"] == kinds["bins"] == kinds["setup"] == "masked"
+
+
+def test_regression_masked_equals_unprotected_to_fixed_point_precision():
+    X, y = make_regression(n_samples=300, n_features=5, noise=5.0, random_state=0)
+    topo = HorizontalTopology(n_parties=3, random_state=0)
+    kw = dict(max_iter=5, early_stopping=False)
+    masked = Reg(topo, **kw).fit(X, y)
+    plain = Reg(topo, secure_aggregation=None, **kw).fit(X, y)
+    # The mean of y is a fixed-point secure sum (2**-32 per term).
+    np.testing.assert_allclose(masked._baseline, plain._baseline, atol=1e-8)
+    np.testing.assert_allclose(masked.predict(X), plain.predict(X), atol=1e-6)
+
+
+def test_the_model_does_not_depend_on_the_split():
+    X, y = make_classification(n_samples=300, n_features=5, random_state=1)
+    kw = dict(max_iter=4, early_stopping=False, secure_aggregation=None)
+    a = Clf(HorizontalTopology(n_parties=2, random_state=0), **kw).fit(X, y)
+    b = Clf(HorizontalTopology(n_parties=5, partition="dirichlet", alpha=0.3,
+                               random_state=3), **kw).fit(X, y)
+    assert as_reference(a) == as_reference(b)
+
+
+# -- bin edges ------------------------------------------------------------------------
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=50))
+def test_float_keys_preserve_order_and_invert(values):
+    x = np.array(values)
+    k = _fed_binning.float_keys(x)
+    order = np.argsort(x, kind="stable")
+    assert np.all(np.diff(k[order].astype(object)) >= 0)
+    np.testing.assert_array_equal(_fed_binning.key_floats(k), x + 0.0)
+
+
+def _federated_edges(X, max_bins, n_clients=3):
+    parts = np.array_split(np.arange(X.shape[0]), n_clients)
+    cols = [_fed_binning.ClientColumns(X[p]) for p in parts]
+    srv = _fed_binning.BinningServer(sum(c.first_counts() for c in cols), X.shape[1], max_bins)
+    rounds = 1
+    while req := srv.request():
+        srv.refine(sum(c.refine_counts(req) for c in cols))
+        rounds += 1
+    return srv.edges(), rounds
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([2, 5, 16, 255]),
+       st.sampled_from([1e-300, 1e-3, 1.0, 1e200]))
+def test_few_distinct_values_get_scikit_learns_edges(seed, max_bins, scale):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=max_bins) * scale
+    X = rng.choice(values, size=(200, 2))
+    X[rng.random(X.shape) < 0.1] = np.nan
+    edges, rounds = _federated_edges(X, max_bins)
+    for e, ref in zip(edges, bin_edges(X, max_bins)):
+        np.testing.assert_array_equal(e, ref)
+    assert rounds <= 8
+
+
+def test_quantile_edges_are_within_grid_resolution():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=5000), rng.lognormal(size=5000) * 1e6,
+                         rng.uniform(-1e-5, 1e-5, size=5000)])
+    edges, rounds = _federated_edges(X, 255)
+    assert rounds == 2
+    for j, e in enumerate(edges):
+        col = np.sort(X[:, j])
+        assert 240 <= e.size <= 254 and np.all(np.diff(e) > 0)
+        # Each edge is the top of the 2**-8-wide cell of its quantile's order
+        # statistic: the share of values below it is the quantile's, within the
+        # values of one cell.
+        below = np.searchsorted(col, e, side="right") / col.size
+        expected = np.searchsorted(col, e * (1 - np.sign(e) * 2.0**-7), side="right") / col.size
+        assert np.all(below >= expected)
+        ref = bin_edges(X[:, [j]], 255)[0]
+        rel = np.abs(np.interp(np.linspace(0, 1, e.size), np.linspace(0, 1, ref.size), ref) - e)
+        assert np.median(rel / np.abs(ref).max()) < 0.01
+
+
+def test_best_splits_equal_candidate_enumeration():
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        F = rng.integers(1, 4)
+        n_bins = rng.integers(1, 6, size=F)
+        has_missing = rng.random(F) < 0.5
+        counts = np.zeros((1, F, gbdt.N_BIN_SLOTS), dtype=np.int64)
+        GH = np.zeros((1, 2, F, gbdt.N_BIN_SLOTS), dtype=np.int64)
+        for f in range(F):
+            slots = list(range(n_bins[f])) + ([MISSING_BIN] if has_missing[f] else [])
+            counts[0, f, slots] = rng.integers(0, 4, size=len(slots))
+            GH[0, 0, f, slots] = rng.integers(-2**20, 2**20, size=len(slots)) * counts[0, f, slots]
+            GH[0, 1, f, slots] = rng.integers(1, 2**20, size=len(slots)) * counts[0, f, slots]
+        # every column holds the same rows: make column 0's totals the node's
+        G, H = int(GH[0, 0, 0].sum()), int(GH[0, 1, 0].sum())
+        got = gbdt.best_splits(counts, GH, [G], [H], n_bins, has_missing, 1, 0.1, 0, -2)[0]
+        feats, bins, lefts = gbdt.enumerate_candidates(counts[0], n_bins, has_missing, 1)
+        if feats.size == 0:
+            assert got is None
+            continue
+        cum = np.cumsum(GH[0][:, :, :gbdt.N_BIN_SLOTS - 1], axis=2)
+        GL = cum[0, feats, bins] + np.where(lefts, GH[0, 0, feats, MISSING_BIN], 0)
+        HL = cum[1, feats, bins] + np.where(lefts, GH[0, 1, feats, MISSING_BIN], 0)
+        gains = gbdt.split_gains(gbdt.dequantise(GL, 0), gbdt.dequantise(HL, -2),
+                                 gbdt.dequantise(G, 0), gbdt.dequantise(H, -2), 0.1)
+        i = int(np.argmax(gains))
+        if not np.isfinite(gains[i]):
+            assert got is None
+        else:
+            assert got == (float(gains[i]), int(feats[i]), int(bins[i]), bool(lefts[i]))
+
+
+# -- accuracy against scikit-learn -------------------------------------------------------
+
+def test_close_to_hist_gradient_boosting_on_breast_cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=0, stratify=y)
+    fed = Clf(HorizontalTopology(n_parties=5, random_state=0), max_iter=50,
+              random_state=0).fit(Xtr, ytr)
+    ref = HistGradientBoostingClassifier(max_iter=50, random_state=0).fit(Xtr, ytr)
+    assert abs(fed.score(Xte, yte) - ref.score(Xte, yte)) <= 0.02
+
+
+def test_regression_close_to_hist_gradient_boosting():
+    X, y = make_regression(n_samples=600, n_features=6, noise=10, random_state=0)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=0)
+    fed = Reg(HorizontalTopology(n_parties=3, random_state=0), max_iter=50).fit(Xtr, ytr)
+    ref = HistGradientBoostingRegressor(max_iter=50).fit(Xtr, ytr)
+    assert abs(fed.score(Xte, yte) - ref.score(Xte, yte)) <= 0.01
+
+
+# -- privacy ---------------------------------------------------------------------------------
+
+def _first(transcript, **kw):
+    msgs = [m for m in transcript if all(getattr(m, k) == v for k, v in kw.items())]
+    assert msgs, f"no message {kw}"
+    return msgs[0].decoded()
+
+
+@pytest.mark.parametrize("cls", [Clf, Reg])
+def test_transcript_leaks_no_histogram_count_or_row(cls):
+    X, y = make_classification(n_samples=150, n_features=4, n_informative=3, n_redundant=0,
+                               n_classes=3, random_state=0)
+    if cls is Reg:
+        y = X @ [1.5, -2.0, 0.25, 1.0] + np.random.default_rng(0).normal(size=len(X))
+    X[::7, 0] = np.nan
+    topo = HorizontalTopology(n_parties=3, partition="iid", random_state=0)
+    kw = dict(max_iter=2, early_stopping=True, validation_fraction=0.2, random_state=0)
+    with record_transcripts() as plain:
+        cls(topo, secure_aggregation=None, **kw).fit(X, y)
+    with record_transcripts() as t:
+        est = cls(topo, **kw).fit(X, y)
+        est.predict(X)
+    secrets = {}
+    for name, rows in topo.split(X, y):
+        secrets[f"{name} rows"] = X[rows]
+        secrets[f"{name} targets"] = y[rows]
+        for tag in ("setup", "bins", "hist", "score"):
+            secrets[f"{name} first {tag}"] = np.asarray(_first(plain, sender=name, tag=tag))
+        hist = [m.decoded() for m in plain if m.sender == name and m.tag == "hist"]
+        secrets[f"{name} last histograms"] = np.asarray(hist[-1])
+    assert_no_leaks(t, secrets)
+    # The detector has teeth: the unprotected run shows every histogram.
+    with pytest.raises(AssertionError, match="first hist leaks"):
+        assert_no_leaks(plain, {k: v for k, v in secrets.items() if "first hist" in k})
+
+
+# -- scikit-learn citizenship ------------------------------------------------------------
+
+def test_pipeline_and_grid_search():
+    X, y = make_classification(n_samples=240, n_features=5, random_state=0)
+    pipe = make_pipeline(StandardScaler(), Clf(max_iter=5, min_samples_leaf=5,
+                                              random_state=0))
+    gs = GridSearchCV(pipe, {"federatedhistgradientboostingclassifier__max_depth": [1, 3]},
+                      cv=2).fit(X, y)
+    assert gs.best_score_ > 0.8
+
+
+def test_staged_predict_and_early_stopping(capsys):
+    X, y = make_classification(n_samples=400, n_features=5, random_state=0)
+    est = Clf(HorizontalTopology(n_parties=3, random_state=0), max_iter=200,
+              early_stopping=True, n_iter_no_change=3, random_state=0, verbose=1).fit(X, y)
+    assert est.n_iter_ < 200
+    assert len(est.validation_score_) == len(est.train_score_) == est.n_iter_ + 1
+    stages = list(est.staged_predict_proba(X))
+    assert len(stages) == est.n_iter_
+    np.testing.assert_allclose(stages[-1], est.predict_proba(X))
+    assert "iteration 1/200" in capsys.readouterr().out
+
+
+def test_missing_values_at_prediction_follow_the_learnt_direction():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    y = (X[:, 0] > 0).astype(int)
+    X[y == 1, 1] = np.nan  # missingness alone predicts the class
+    est = Clf(HorizontalTopology(n_parties=3, random_state=0), max_iter=3,
+              early_stopping=False).fit(np.column_stack([np.zeros(300), X[:, 1]]), y)
+    assert est.score(np.column_stack([np.zeros(300), X[:, 1]]), y) == 1.0
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: (Clf(max_bins=300), None), "max_bins"),
+    (lambda: (Clf(), np.zeros(50, dtype=int)), "at least 2 classes"),
+    (lambda: (Clf(min_samples_leaf=30), None), "too few for min_samples_leaf"),
+    (lambda: (Clf(HorizontalTopology(n_parties=1)), None), "at least two clients"),
+    (lambda: (Clf(categorical_features=[0]), None), "categorical_features"),
+])
+def test_bad_input_fails_before_any_message(monkeypatch, make, match):
+    def no_run(self, roles, transcript=None):
+        raise AssertionError("a message was about to be sent")
+
+    monkeypatch.setattr(LocalRuntime, "run", no_run)
+    est, y = make()
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    y = np.arange(50) % 2 if y is None else y
+    with pytest.raises(ValueError, match=match):
+        est.fit(X, y)
+
+
+def test_twin_and_rounds():
+    X, y = make_classification(n_samples=300, n_features=5, random_state=0)
+    est = Clf(max_iter=3, early_stopping=False).fit(X, y)
+    assert isinstance(est.make_centralised_twin(), HistGradientBoostingClassifier)
+    # All the trees of an iteration grow together, several nodes per round.
+    assert est.n_rounds_["histograms"] < 3 * 30
