@@ -15,6 +15,9 @@ The protocol (``K`` outputs: 1, or one tree per class, grown together)::
 
     set-up
     clients <-> server  key agreement of secure aggregation          public_key
+    (regression only)
+    client -> server    one-hot of its largest |y|'s exponent        masked
+    server -> clients   the federation's exponent                    plain
     client -> server    [rows, held-out rows, class counts | sum y]  masked
     client -> server    counts on the 12-bit float grid per column   masked
     server -> clients   cells to refine (8 more bits)                plain
@@ -161,10 +164,17 @@ def client(ctx, X, y, cfg, seed):
         if cfg.early_stopping else np.ones(n, dtype=bool)
     tr_rows, va_rows = np.flatnonzero(train), np.flatnonzero(~train)
     if cfg.task == "regression":
-        stats = [np.sum(y[tr_rows])]
+        # The sum of the targets travels as fixed-point integers (exact sums) at
+        # the exponent of the federation's largest |y|, learnt first.
+        _upload_ints(agg, _exponent_onehot(y[tr_rows]), "yexp")
+        y_exp = int(ctx.recv(srv, "yexp"))
+        stats = [int(np.sum(_trees.quantise(y[tr_rows], y_exp)))]
     else:
         stats = np.bincount(y[tr_rows].astype(np.int64), minlength=cfg.n_classes)
-    agg.upload(np.concatenate([[tr_rows.size, va_rows.size], stats]), "setup")
+    _upload_ints(agg, np.concatenate([[tr_rows.size, va_rows.size], stats]), "setup")
+    # Loss sums travel in the ring's fixed point (2**-32), relative to the
+    # scale of the initial loss so that large targets do not overflow it.
+    loss_scale = 2.0 ** -_loss_shift(y_exp) if cfg.task == "regression" else 1.0
 
     cols = ClientColumns(X[tr_rows])
     _upload_ints(agg, cols.first_counts(), "bins")
@@ -189,7 +199,7 @@ def client(ctx, X, y, cfg, seed):
     def upload_scores():
         t = loss.loss(raw, tr_rows) * tr_rows.size if tr_rows.size else 0.0
         v = loss.loss(raw, va_rows) * va_rows.size if va_rows.size else 0.0
-        agg.upload(np.array([t, v]), "score")
+        agg.upload(np.array([t, v]) * loss_scale, "score")
 
     upload_scores()
     g = h = gq = hq = None
@@ -201,11 +211,7 @@ def client(ctx, X, y, cfg, seed):
             return cmd["model"]
         if op == "exponent":
             g, h = loss.gradients(raw)
-            onehot = np.zeros(_EXP_LEN, dtype=np.int64)
-            m = float(np.max(np.abs(g[tr_rows]))) if tr_rows.size else 0.0
-            if m > 0:
-                onehot[math.frexp(m)[1] - _EXP_MIN] = 1
-            _upload_ints(agg, onehot, "exponent")
+            _upload_ints(agg, _exponent_onehot(g[tr_rows]), "exponent")
         elif op == "iteration":
             if g is None:
                 g, h = loss.gradients(raw)
@@ -228,6 +234,27 @@ def client(ctx, X, y, cfg, seed):
             upload_scores()
         else:
             raise ValueError(f"unknown command {op!r} from the server")
+
+
+def _exponent_onehot(values):
+    """A one-hot of the exponent of ``max |values|`` (all zeros for none): summed
+    over the clients, the largest non-zero entry is the federation's exponent,
+    and the server learns only how many clients have their maximum in each binade."""
+    onehot = np.zeros(_EXP_LEN, dtype=np.int64)
+    e = _trees.scale_exponent(values) if np.size(values) and np.any(values) else None
+    if e is not None:
+        onehot[e - _EXP_MIN] = 1
+    return onehot
+
+
+def _loss_shift(y_exp):
+    # Squared errors scale as y**2; kept within float64's exponent range.
+    return int(np.clip(2 * y_exp, -1000, 1000))
+
+
+def _max_exponent(onehot):
+    nz = np.flatnonzero(onehot)
+    return int(nz[-1] + _EXP_MIN) if nz.size else 0
 
 
 def _histograms(codes, T, train, rows_of, gq, hq, nodes):
@@ -353,16 +380,24 @@ def server(ctx, cfg, progress=None):
     agg.setup()
     K = _n_outputs(cfg)
     n_stats = 1 if cfg.task == "regression" else cfg.n_classes
-    setup = agg.secure_sum("setup", 2 + n_stats)
-    n_train, n_val = int(round(setup[0])), int(round(setup[1]))
+    y_exp = 0
+    if cfg.task == "regression":
+        y_exp = _max_exponent(_sum_ints(agg, "yexp", _EXP_LEN))
+        ctx.broadcast(clients, "yexp", y_exp, kind="plain")
+    setup = _sum_ints(agg, "setup", 2 + n_stats)
+    n_train, n_val = int(setup[0]), int(setup[1])
     if n_train < 2 * cfg.min_samples_leaf:
         # Checked by the estimator before any message where it can be.
         raise ValueError(f"{n_train} training rows are too few for min_samples_leaf="
                          f"{cfg.min_samples_leaf}")
-    stats = np.rint(setup[2:]) if cfg.task != "regression" else setup[2:]
-    if cfg.task == "classification" and np.count_nonzero(stats) < 2:
-        raise ValueError("the training rows of the federation hold a single class")
+    if cfg.task == "regression":
+        stats = _trees.dequantise(setup[2:], y_exp)
+    else:
+        stats = setup[2:]
+        if np.count_nonzero(stats) < 2:
+            raise ValueError("the training rows of the federation hold a single class")
     baseline = _trees.baseline_from_sums(cfg.task, cfg.n_classes, n_train, stats)
+    loss_scale = 2.0 ** _loss_shift(y_exp) if cfg.task == "regression" else 1.0
 
     t0 = time.perf_counter()
     timings = {"binning": 0.0, "grow": 0.0, "best_splits": 0.0}
@@ -392,7 +427,7 @@ def server(ctx, cfg, progress=None):
     stop_scores = validation_score if n_val else train_score
 
     def scores():
-        s = agg.secure_sum("score", 2)
+        s = agg.secure_sum("score", 2) * loss_scale
         t = -float(s[0]) / n_train
         if cfg.early_stopping:
             train_score.append(t)
@@ -408,9 +443,7 @@ def server(ctx, cfg, progress=None):
         t1 = time.perf_counter()
         if cfg.task == "regression":
             ctx.broadcast(clients, "cmd", {"op": "exponent"}, kind="plain")
-            onehot = _sum_ints(agg, "exponent", _EXP_LEN)
-            nz = np.flatnonzero(onehot)
-            g_exp = int(nz[-1] + _EXP_MIN) if nz.size else 0
+            g_exp = _max_exponent(_sum_ints(agg, "exponent", _EXP_LEN))
         else:
             g_exp = g_exp_fixed
         ctx.broadcast(clients, "cmd", {"op": "iteration", "exps": [g_exp, h_exp]},
