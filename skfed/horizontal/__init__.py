@@ -1,5 +1,10 @@
 """Horizontal federated learning: clients share features, hold different rows."""
 
+from .boosting import (
+    FederatedHistGradientBoostingClassifier,
+    FederatedHistGradientBoostingRegressor,
+)
 from .sgd import FederatedSGDClassifier, FederatedSGDRegressor
 
-__all__ = ["FederatedSGDClassifier", "FederatedSGDRegressor"]
+__all__ = ["FederatedSGDClassifier", "FederatedSGDRegressor",
+           "FederatedHistGradientBoostingClassifier", "FederatedHistGradientBoostingRegressor"]

@@ -377,7 +377,8 @@ class FederatedHistGradientBoostingClassifier(ClassifierMixin, _BaseFederatedBoo
 
     def predict(self, X):
         """Predicted class labels."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def staged_predict_proba(self, X):
         """Class probabilities after each iteration."""
