@@ -289,42 +289,56 @@ def best_splits(counts, GH, node_G, node_H, n_bins, has_missing, min_samples_lea
         return []
     nb = np.asarray(n_bins, dtype=np.int64)
     hm = np.asarray(has_missing, dtype=bool)
-    B = MISSING_BIN
-    b = np.arange(B)
+    # Thresholds beyond the widest column's bins are never candidates.
+    B = int(min(MISSING_BIN, max(int(nb.max()), 1)))
+    G = dequantise(np.asarray(node_G, dtype=np.int64), g_exp)[:, None, None]
+    H = dequantise(np.asarray(node_H, dtype=np.int64), h_exp)[:, None, None]
     miss_n = counts[:, :, MISSING_BIN]
     cum_n = np.cumsum(counts[:, :, :B], axis=2)
-    cum_gh = np.cumsum(GH[:, :, :, :B], axis=3)
-    miss_gh = GH[:, :, :, MISSING_BIN]
     total = cum_n[:, :, -1] + miss_n
-    # Variant 0: missing values right, thresholds b < nb (nb - 1 without missing).
-    stop0 = np.where(hm, nb, nb - 1)
-    # Variant 1: missing values left, only for a feature with missing values here.
-    stop1 = nb - 1
-    nl = np.stack([cum_n, cum_n + miss_n[:, :, None]], axis=2)          # (n, F, 2, B)
-    stops = np.stack([np.broadcast_to(stop0, (n_nodes, F)),
-                      np.where(hm[None, :] & (miss_n > 0), stop1[None, :], 0)], axis=2)
-    ok = b[None, None, None, :] < stops[:, :, :, None]
-    ok &= (nl >= min_samples_leaf) & (total[:, :, None, None] - nl >= min_samples_leaf)
-    # A threshold sending the same rows left as the previous one (an empty bin).
-    same = np.zeros_like(ok)
-    same[:, :, :, 1:] = nl[:, :, :, 1:] == nl[:, :, :, :-1]
-    ok &= ~same
-    GL = np.stack([cum_gh[:, 0], cum_gh[:, 0] + miss_gh[:, 0, :, None]], axis=2)
-    HL = np.stack([cum_gh[:, 1], cum_gh[:, 1] + miss_gh[:, 1, :, None]], axis=2)
-    G = dequantise(np.asarray(node_G, dtype=np.int64), g_exp)[:, None, None, None]
-    H = dequantise(np.asarray(node_H, dtype=np.int64), h_exp)[:, None, None, None]
-    gains = split_gains(dequantise(GL, g_exp), dequantise(HL, h_exp), G, H, l2)
-    gains = np.where(ok, gains, -np.inf).reshape(n_nodes, -1)
-    best = np.argmax(gains, axis=1)
+    b = np.arange(B)
+
+    def variant(feats, stop, missing_left):
+        """Best (gain, bin) per (node, feature) of one missing-value direction."""
+        nl = cum_n[:, feats]
+        GL = np.cumsum(GH[:, 0, feats, :B], axis=2)
+        HL = np.cumsum(GH[:, 1, feats, :B], axis=2)
+        if missing_left:
+            nl = nl + miss_n[:, feats, None]
+            GL = GL + GH[:, 0, feats, MISSING_BIN][:, :, None]
+            HL = HL + GH[:, 1, feats, MISSING_BIN][:, :, None]
+        tot = total[:, feats, None]
+        ok = (b[None, None, :] < stop[:, :, None]) & (nl >= min_samples_leaf) \
+            & (tot - nl >= min_samples_leaf)
+        # A threshold sending the same rows left as the previous one (an empty bin).
+        ok[:, :, 1:] &= nl[:, :, 1:] != nl[:, :, :-1]
+        gains = split_gains(dequantise(GL, g_exp), dequantise(HL, h_exp), G, H, l2)
+        gains = np.where(ok, gains, -np.inf)
+        arg = np.argmax(gains, axis=2)
+        return np.take_along_axis(gains, arg[:, :, None], axis=2)[:, :, 0], arg
+
+    # Missing values right: thresholds b < nb (nb - 1 without missing values).
+    all_f = np.arange(F)
+    stop0 = np.broadcast_to(np.where(hm, nb, nb - 1), (n_nodes, F))
+    best = np.full((n_nodes, F, 2), -np.inf)
+    arg = np.zeros((n_nodes, F, 2), dtype=np.int64)
+    best[:, :, 0], arg[:, :, 0] = variant(all_f, stop0, False)
+    # Missing values left: only for columns with missing values in this node.
+    mf = np.flatnonzero(hm & (miss_n > 0).any(axis=0))
+    if mf.size:
+        stop1 = np.where(miss_n[:, mf] > 0, nb[mf][None, :] - 1, 0)
+        best[:, mf, 1], arg[:, mf, 1] = variant(mf, stop1, True)
+    # Canonical order: feature, then direction, then threshold (first max wins).
+    flat = best.reshape(n_nodes, -1)
+    top = np.argmax(flat, axis=1)
     out = []
-    for i, j in enumerate(best.tolist()):
-        gain = float(gains[i, j])
+    for i, j in enumerate(top.tolist()):
+        gain = float(flat[i, j])
         if not np.isfinite(gain):
             out.append(None)
             continue
-        f, rest = divmod(j, 2 * B)
-        variant, thr = divmod(rest, B)
-        out.append((gain, int(f), int(thr), bool(variant)))
+        f, direction = divmod(j, 2)
+        out.append((gain, int(f), int(arg[i, f, direction]), bool(direction)))
     return out
 
 
