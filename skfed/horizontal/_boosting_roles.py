@@ -66,6 +66,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..crypto.secagg import ring_sum
 from ..runtime.layout import check_array
 from ..trees import gbdt as _trees
 from ..trees.binning import MISSING_BIN, apply_bins
@@ -74,9 +75,6 @@ from .aggregation import ClientAggregation, ServerAggregation
 
 __all__ = ["BoostingConfig", "client", "server", "predict_raw"]
 
-# Integer vectors travel through the fixed-point ring as ``ints * 2**-32``:
-# the ring encodes them back to the same integers, exactly.
-_RING_SCALE = 32
 # frexp exponents of finite doubles: -1073..1024.
 _EXP_MIN, _EXP_LEN = -1074, 2100
 
@@ -106,12 +104,57 @@ class BoostingConfig:
 
 
 def _upload_ints(agg, ints, tag):
-    agg.upload(np.ldexp(np.asarray(ints, dtype=np.float64), -_RING_SCALE), tag)
+    """Send integers for a secure sum modulo 2**64, masked by the aggregation's
+    own pairwise masks (exact, with no fixed-point encoding in between)."""
+    ints = np.ascontiguousarray(ints, dtype=np.int64).ravel()
+    # The running index, shared with the float sums, separates every sum's masks.
+    agg.index += 1
+    if agg.protection is None:
+        agg.ctx.send(agg.server, tag, ints, kind="plain")
+    else:
+        agg.ctx.send(agg.server, tag, agg.masker.mask(ints.view(np.uint64), agg.index),
+                     kind="masked")
 
 
 def _sum_ints(agg, tag, size):
-    total = agg.secure_sum(tag, size)
-    return np.rint(np.ldexp(np.asarray(total, dtype=np.float64), _RING_SCALE)).astype(np.int64)
+    """The server's side of :func:`_upload_ints`: the sum (int64, modulo 2**64)."""
+    agg.index += 1
+    uploads = agg.ctx.gather(agg.clients, tag)
+    masked = agg.protection is not None
+    for c, u in zip(agg.clients, uploads):
+        check_array(u, sender=c, tag=tag, shape=(size,), dtype="u" if masked else "i",
+                    exact_dtype="uint64" if masked else "int64")
+    return ring_sum(uploads).view(np.int64)
+
+
+def pack_bits(n_train):
+    """Where the row count goes in the word it shares with the gradient sum, or
+    0 when the sums of ``n_train`` rows do not fit one 64-bit word together.
+
+    A gradient sum needs ``PRECISION_BITS + bitlen(n) + 1`` bits (signed), a
+    count ``bitlen(n)``; packed, a histogram is two words per bin, not three.
+    """
+    k = _trees.PRECISION_BITS + int(n_train).bit_length() + 2
+    return k if k + int(n_train).bit_length() + 1 <= 64 else 0
+
+
+def _pack(hist, k):
+    """(n, 3, T) [g, h, count] -> (n, 2, T) [g + count * 2**k, h] (mod 2**64)."""
+    if not k:
+        return hist
+    word = hist[:, 0].view(np.uint64) + (hist[:, 2].view(np.uint64) << np.uint64(k))
+    return np.stack([word.view(np.int64), hist[:, 1]], axis=1)
+
+
+def _unpack(packed, k):
+    """Sums of :func:`_pack`'s words back to (n, 3, T) [g, h, count]."""
+    if not k:
+        return packed
+    word = packed[:, 0].view(np.uint64)
+    low = word & np.uint64((1 << k) - 1)
+    g = low.astype(np.int64) - np.where(low >= np.uint64(1 << (k - 1)), 1 << k, 0)
+    count = ((word - g.view(np.uint64)) >> np.uint64(k)).astype(np.int64)
+    return np.stack([g, packed[:, 1], count], axis=1)
 
 
 def _n_outputs(cfg):
@@ -189,6 +232,7 @@ def client(ctx, X, y, cfg, seed):
     edges = [np.asarray(e, dtype=np.float64) for e in setup["edges"]]
     n_bins = np.array([e.size + 1 for e in edges], dtype=np.int64)
     offsets, T = _layout(n_bins)
+    packing = int(setup["pack_bits"])
     Xb = apply_bins(X, edges)
     codes = np.where(Xb == MISSING_BIN, n_bins[None, :], Xb).astype(np.int64) + offsets[None, :]
 
@@ -225,7 +269,7 @@ def client(ctx, X, y, cfg, seed):
                 go = _trees.left_mask(Xb[rows, f], b, ml)
                 rows_of[k][left], rows_of[k][right] = rows[go], rows[~go]
             hist = _histograms(codes, T, train, rows_of, gq, hq, cmd["nodes"])
-            _upload_ints(agg, hist, "hist")
+            _upload_ints(agg, _pack(hist, packing), "hist")
         elif op == "leaves":
             for k, nodes, values in cmd["leaves"]:
                 for v, value in zip(nodes, values):
@@ -270,14 +314,14 @@ def _histograms(codes, T, train, rows_of, gq, hq, nodes):
         wh.append(np.repeat(hq[rows, int(k)].astype(np.float64), F))
     size = len(nodes) * T
     if not nodes:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros((0, 3, T), dtype=np.int64)
     idx = np.concatenate(idx)
     out = np.empty((3, size))
     # Exact: every partial sum of fixed-point integers stays below 2**53.
     out[0] = np.bincount(idx, weights=np.concatenate(wg), minlength=size)
     out[1] = np.bincount(idx, weights=np.concatenate(wh), minlength=size)
     out[2] = np.bincount(idx, minlength=size)
-    return np.rint(out.reshape(3, len(nodes), T).transpose(1, 0, 2)).astype(np.int64).ravel()
+    return np.rint(out.reshape(3, len(nodes), T).transpose(1, 0, 2)).astype(np.int64)
 
 
 # -- server ---------------------------------------------------------------------------
@@ -418,7 +462,9 @@ def server(ctx, cfg, progress=None):
     edges = binner.edges()
     has_missing = binner.n_missing > 0
     n_bins = np.array([e.size + 1 for e in edges], dtype=np.int64)
-    ctx.broadcast(clients, "edges", {"edges": edges, "baseline": baseline}, kind="plain")
+    packing = pack_bits(n_train)
+    ctx.broadcast(clients, "edges", {"edges": edges, "baseline": baseline,
+                                     "pack_bits": packing}, kind="plain")
     timings["binning"] = time.perf_counter() - t0
     layout = _Histograms(n_bins)
     T = layout.T
@@ -453,7 +499,9 @@ def server(ctx, cfg, progress=None):
         while nodes:
             ctx.broadcast(clients, "cmd", {"op": "expand", "splits": splits, "nodes": nodes},
                           kind="plain")
-            hists = _sum_ints(agg, "hist", len(nodes) * 3 * T).reshape(len(nodes), 3, T)
+            words = 2 if packing else 3
+            hists = _unpack(_sum_ints(agg, "hist", len(nodes) * words * T).reshape(
+                len(nodes), words, T), packing)
             n_rounds["histograms"] += 1
             t2 = time.perf_counter()
             new = []  # (k, v) of nodes whose histogram is now known
