@@ -359,3 +359,14 @@ def test_twin_and_rounds():
     assert isinstance(est.make_centralised_twin(), HistGradientBoostingClassifier)
     # All the trees of an iteration grow together, several nodes per round.
     assert est.n_rounds_["histograms"] < 3 * 30
+
+
+def test_parties_name_the_clients():
+    X, y = make_classification(n_samples=200, n_features=4, random_state=0)
+    parties = np.where(np.arange(200) < 80, "hospital_a", "hospital_b")
+    est = Clf(max_iter=2, early_stopping=False).fit(X, y, parties=parties)
+    senders = {m.sender for m in est.transcript_}
+    assert senders == {"server", "hospital_a", "hospital_b"}
+    same = Clf(HorizontalTopology(n_parties=4, random_state=0), max_iter=2,
+               early_stopping=False).fit(X, y)
+    assert as_reference(est) == as_reference(same)

@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._progress import CallbackSupportMixin, FitProgress
 from ..runtime import LocalRuntime
 from ..runtime.party import party_of
-from ..topology import HorizontalTopology
+from ..topology import HorizontalTopology, split_by_party
 from . import _boosting_roles as roles
 
 __all__ = ["FederatedHistGradientBoostingClassifier", "FederatedHistGradientBoostingRegressor"]
@@ -35,6 +35,9 @@ class _BaseFederatedBoosting(CallbackSupportMixin, BaseEstimator):
     """What the classifier and the regressor share."""
 
     _task = None
+    # ``parties`` is sample-aligned metadata, as for FederatedSGD*: with
+    # metadata routing on, Pipeline and GridSearchCV slice it with the rows.
+    __metadata_request__fit = {"parties": True}
 
     _parameter_constraints: dict = {
         "topology": [HorizontalTopology, None],
@@ -146,13 +149,15 @@ class _BaseFederatedBoosting(CallbackSupportMixin, BaseEstimator):
             secure_aggregation=self.secure_aggregation, verbose=int(self.verbose))
 
     # -- fit ----------------------------------------------------------------------------
-    def _fit(self, X, y_enc, n_classes):
+    def _fit(self, X, y_enc, n_classes, parties=None):
         n_samples, n_features = X.shape
         topo = self._topology().validate()
         if topo.by_column:
             raise ValueError(f"{type(self).__name__} takes the clients' rows from an iid or "
-                             "dirichlet HorizontalTopology, not a partition column")
-        parts = topo.split(X, y_enc)
+                             "dirichlet HorizontalTopology or from parties=, not a partition "
+                             "column")
+        parts = split_by_party(parties, n_samples) if parties is not None \
+            else topo.split(X, y_enc)
         for name, idx in parts:
             if len(idx) < 1:
                 raise ValueError(f"client {name!r} holds no rows: every client needs at "
@@ -327,7 +332,7 @@ class FederatedHistGradientBoostingClassifier(ClassifierMixin, _BaseFederatedBoo
     _task = "classification"
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, parties=None):
         """Train through the federated protocol.
 
         Parameters
@@ -335,6 +340,9 @@ class FederatedHistGradientBoostingClassifier(ClassifierMixin, _BaseFederatedBoo
         X : array-like of shape (n_samples, n_features)
             May contain NaN (missing values).
         y : array-like of shape (n_samples,)
+        parties : array-like of shape (n_samples,), default=None
+            Which client holds each row (its label names the client);
+            replaces the topology's split.
 
         Returns
         -------
@@ -352,7 +360,7 @@ class FederatedHistGradientBoostingClassifier(ClassifierMixin, _BaseFederatedBoo
             raise ValueError(
                 f"{type(self).__name__} needs samples of at least 2 classes; the data "
                 f"contain only one class: {self.classes_[0]!r}")
-        return self._fit(X, y_idx, len(self.classes_))
+        return self._fit(X, y_idx, len(self.classes_), parties)
 
     def decision_function(self, X):
         """Raw scores (log-odds of ``classes_[1]``, or one column per class)."""
@@ -431,13 +439,17 @@ class FederatedHistGradientBoostingRegressor(RegressorMixin, _BaseFederatedBoost
     _task = "regression"
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, parties=None):
         """Train through the federated protocol.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            May contain NaN (missing values).
         y : array-like of shape (n_samples,)
+        parties : array-like of shape (n_samples,), default=None
+            Which client holds each row (its label names the client);
+            replaces the topology's split.
 
         Returns
         -------
@@ -450,7 +462,7 @@ class FederatedHistGradientBoostingRegressor(RegressorMixin, _BaseFederatedBoost
             return fit_party(self, X, y)
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan",
                              y_numeric=True)
-        return self._fit(X, np.asarray(y, dtype=np.float64), 0)
+        return self._fit(X, np.asarray(y, dtype=np.float64), 0, parties)
 
     def predict(self, X):
         """Predicted values."""
