@@ -255,6 +255,9 @@ def tree_apply(tree, go_left_own, host_bits, n_rows):
 
 # -- best splits from full histograms (horizontal boosting) --------------------------
 
+_CHUNK = 1 << 15
+
+
 def best_splits(counts, GH, node_G, node_H, n_bins, has_missing, min_samples_leaf, l2,
                 g_exp, h_exp):
     """The best split of each of several nodes whose whole histograms are known.
@@ -287,6 +290,16 @@ def best_splits(counts, GH, node_G, node_H, n_bins, has_missing, min_samples_lea
     n_nodes, F, _ = counts.shape
     if n_nodes == 0:
         return []
+    # A few nodes at a time: the temporaries stay in cache (several times faster
+    # than one pass over all nodes for wide histograms).
+    step = max(1, _CHUNK // max(1, F * N_BIN_SLOTS))
+    if n_nodes > step:
+        out = []
+        for i in range(0, n_nodes, step):
+            out += best_splits(counts[i:i + step], GH[i:i + step], node_G[i:i + step],
+                               node_H[i:i + step], n_bins, has_missing, min_samples_leaf,
+                               l2, g_exp, h_exp)
+        return out
     nb = np.asarray(n_bins, dtype=np.int64)
     hm = np.asarray(has_missing, dtype=bool)
     # Thresholds beyond the widest column's bins are never candidates.
