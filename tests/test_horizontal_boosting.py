@@ -370,3 +370,18 @@ def test_parties_name_the_clients():
     same = Clf(HorizontalTopology(n_parties=4, random_state=0), max_iter=2,
                early_stopping=False).fit(X, y)
     assert as_reference(est) == as_reference(same)
+
+
+def test_best_splits_in_chunks_equal_one_node_at_a_time(monkeypatch):
+    rng = np.random.default_rng(1)
+    n, F = 40, 3
+    counts = rng.integers(0, 4, size=(n, F, gbdt.N_BIN_SLOTS))
+    GH = np.stack([rng.integers(-2**20, 2**20, size=counts.shape),
+                   rng.integers(1, 2**20, size=counts.shape)], axis=1) * counts[:, None]
+    G, H = GH[:, 0, 0].sum(axis=1), GH[:, 1, 0].sum(axis=1)
+    args = ([8, 255, 3], [True, False, True], 2, 0.0, 0, -2)
+    monkeypatch.setattr(gbdt, "_CHUNK", 3 * gbdt.N_BIN_SLOTS * 7)
+    batch = gbdt.best_splits(counts, GH, G, H, *args)
+    single = [gbdt.best_splits(counts[i:i + 1], GH[i:i + 1], G[i:i + 1], H[i:i + 1], *args)[0]
+              for i in range(n)]
+    assert batch == single and any(b is not None for b in batch)
