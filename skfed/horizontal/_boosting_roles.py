@@ -41,15 +41,16 @@ The protocol (``K`` outputs: 1, or one tree per class, grown together)::
 
     server -> clients   cmd done {model}                             plain
 
-A round expands, in every tree of the iteration at once, every node that
-best-first growth may still split: the ``m`` best nodes of the frontier,
-``m`` being the leaves the tree may still grow (only those can be split
-before the budget runs out; a node outside them is never split). Each
-expanded node's split is applied by every client to its own rows; only the
-smaller child is summed, the larger is the parent's histogram minus the
-smaller's. The server then splits nodes in scikit-learn's order (largest
-gain first, ties to the older node) for as long as their children are
-known. A node expanded but never split costs bytes, not correctness.
+A round expands, in every tree of the iteration at once, the nodes certain
+to be split: the best node of each frontier (with ``max_leaf_nodes``), or
+the whole frontier (without a leaf budget every node with a positive gain is
+split). Each expanded node's split is applied by every client to its own
+rows; only the smaller child is summed, the larger is the parent's histogram
+minus the smaller's. The server then splits nodes in scikit-learn's order
+(largest gain first, ties to the older node) for as long as their children
+are known. (``_SPECULATE = True`` also expands the runners-up that may be
+split before the leaf budget runs out: fewer rounds, more bytes; a node
+expanded but never split costs bytes, not correctness.)
 
 What the server learns: the sums over all clients (per column and bin of
 every expanded node, the row counts, the grid counts of the bin edges, the
@@ -77,6 +78,11 @@ __all__ = ["BoostingConfig", "client", "server", "predict_raw"]
 
 # frexp exponents of finite doubles: -1073..1024.
 _EXP_MIN, _EXP_LEN = -1074, 2100
+# With a leaf budget, expand only the best node of each tree's frontier (the
+# one certain to be split); True also expands the runners-up that may be
+# split before the budget runs out: fewer rounds, about a quarter more bytes,
+# and in-process fits measured 1.5-2x slower (bytes, not rounds, dominate).
+_SPECULATE = False
 
 
 @dataclass(frozen=True)
@@ -380,6 +386,10 @@ class _Tree:
         if not self.heap or self.n_leaves >= self.max_leaves:
             return []
         budget = self.max_leaves - self.n_leaves
+        if budget != math.inf and not _SPECULATE:
+            # Without a budget every node of the frontier will be split: all
+            # are expanded at once, with nothing wasted.
+            budget = 1
         ranked = sorted(self.heap)
         ranked = ranked if budget == math.inf else ranked[:int(budget)]
         return [v for _, _, v in ranked if self.nodes[v].children is None]
