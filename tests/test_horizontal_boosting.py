@@ -391,3 +391,76 @@ def test_best_splits_in_chunks_equal_one_node_at_a_time(monkeypatch):
     single = [gbdt.best_splits(counts[i:i + 1], GH[i:i + 1], G[i:i + 1], H[i:i + 1], *args)[0]
               for i in range(n)]
     assert batch == single and any(b is not None for b in batch)
+
+
+# -- one party per process ------------------------------------------------------------------
+
+def test_parties_over_grpc_match_in_process(tmp_path):
+    import threading
+
+    from skfed.runtime.certs import make_test_pki
+    from skfed.runtime.grpc import GrpcRuntime, free_local_ports
+
+    names = ["server", "north", "south"]
+    pki = make_test_pki(tmp_path, names)
+    X, y = make_classification(n_samples=120, n_features=4, n_classes=3, n_informative=3,
+                               n_redundant=0, random_state=0)
+    X[::7, 2] = np.nan
+    y = np.array(["a", "b", "c"])[y]
+    topo = HorizontalTopology(n_parties=2, party_names=["north", "south"])
+    params = dict(topology=topo, max_iter=3, min_samples_leaf=5, max_bins=16,
+                  early_stopping=False, random_state=0)
+    rows = {"north": np.arange(50), "south": np.arange(50, 120)}
+    ref = Clf(**params).fit(X, y, parties=np.where(np.arange(120) < 50, "north", "south"))
+    addresses = {p: f"127.0.0.1:{port}" for p, port in zip(names, free_local_ports(3))}
+    ests = {p: Clf(**params, runtime=GrpcRuntime(
+        p, addresses, certfile=pki[p]["certfile"], keyfile=pki[p]["keyfile"],
+        cafile=pki["cafile"], timeout=60)) for p in names}
+    out, errors = {}, {}
+
+    def party(p):
+        try:
+            if p == "server":
+                ests[p].fit(None)
+            else:
+                ests[p].fit(X[rows[p]], y[rows[p]])
+            out[p] = ests[p].predict_proba(X)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors[p] = exc
+
+    threads = [threading.Thread(target=party, args=(p,)) for p in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for est in ests.values():
+        est.runtime.close()
+    assert not errors, errors
+    for p in names:
+        np.testing.assert_array_equal(out[p], ref.predict_proba(X))
+        assert as_reference(ests[p]) == as_reference(ref)
+        assert ests[p].classes_.tolist() == ["a", "b", "c"]
+
+
+@pytest.mark.slow
+def test_party_command_with_a_deployment_file(tmp_path):
+    """``python -m skfed party``: a server and two clients, one process each."""
+    from skfed.runtime.certs import make_test_pki
+    from tests.test_grpc import _check_ok, _finish, _load, _spawn, _write_config, _write_csv
+
+    names = ["server", "north", "south"]
+    pki = make_test_pki(tmp_path, names)
+    X, y = make_classification(n_samples=90, n_features=3, n_redundant=0, random_state=0)
+    for p, rows in (("north", slice(0, 40)), ("south", slice(40, 90))):
+        _write_csv(tmp_path / f"{p}.csv", ["a", "b", "c", "target"],
+                   [X[rows, 0], X[rows, 1], X[rows, 2], y[rows]])
+    params = {"max_iter": 3, "min_samples_leaf": 5, "early_stopping": False}
+    config = _write_config(tmp_path / "federation.toml", "FederatedHistGradientBoostingClassifier",
+                           params, {"target": "target"}, {"server": {}, "north": {}, "south": {}},
+                           pki)
+    procs = {p: _spawn(config, p, tmp_path, None if p == "server" else tmp_path / f"{p}.csv")
+             for p in names}
+    _check_ok(_finish(procs))
+    ref = Clf(**params).fit(X, y, parties=np.where(np.arange(90) < 40, "north", "south"))
+    for p in names:
+        assert _load(tmp_path, p)["n_iter_"] == ref.n_iter_

@@ -138,13 +138,14 @@ class Deployment:
 
     @property
     def family(self):
+        from ..horizontal.boosting import _BaseFederatedBoosting
         from ..horizontal.sgd import _BaseFederatedSGD
         from ..transfer.estimator import FederatedTransferClassifier
         from ..vertical._base import BaseVerticalLinear
         from ..vertical.boosting import _BaseVerticalBoosting
 
         cls = self.estimator_class
-        if issubclass(cls, _BaseFederatedSGD):
+        if issubclass(cls, (_BaseFederatedSGD, _BaseFederatedBoosting)):
             return "horizontal"
         if issubclass(cls, BaseVerticalLinear):
             return "vertical"

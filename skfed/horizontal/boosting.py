@@ -332,7 +332,7 @@ class FederatedHistGradientBoostingClassifier(ClassifierMixin, _BaseFederatedBoo
     _task = "classification"
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, parties=None):
+    def fit(self, X, y=None, parties=None):
         """Train through the federated protocol.
 
         Parameters
@@ -439,7 +439,7 @@ class FederatedHistGradientBoostingRegressor(RegressorMixin, _BaseFederatedBoost
     _task = "regression"
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, parties=None):
+    def fit(self, X, y=None, parties=None):
         """Train through the federated protocol.
 
         Parameters
