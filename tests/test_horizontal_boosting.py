@@ -262,10 +262,10 @@ def test_close_to_hist_gradient_boosting_on_breast_cancer():
 
 
 def test_regression_close_to_hist_gradient_boosting():
-    X, y = make_regression(n_samples=600, n_features=6, noise=10, random_state=0)
+    X, y = make_regression(n_samples=400, n_features=4, noise=10, random_state=0)
     Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=0)
-    fed = Reg(HorizontalTopology(n_parties=3, random_state=0), max_iter=50).fit(Xtr, ytr)
-    ref = HistGradientBoostingRegressor(max_iter=50).fit(Xtr, ytr)
+    fed = Reg(HorizontalTopology(n_parties=3, random_state=0), max_iter=30).fit(Xtr, ytr)
+    ref = HistGradientBoostingRegressor(max_iter=30).fit(Xtr, ytr)
     assert abs(fed.score(Xte, yte) - ref.score(Xte, yte)) <= 0.01
 
 

@@ -257,14 +257,14 @@ def test_horizontal_boosting_fit_and_predict_leak_nothing(task):
     )
     from skfed.trees.gbdt import PRECISION_BITS
 
-    X, y = _horizontal_data(n=150)
+    X, y = _horizontal_data(n=90)
     if task == "regression":
         y = X @ [1.5, -2.0, 0.25, 1.0, 3.0] + np.random.default_rng(0).normal(size=len(X))
     X[::7, 0] = np.nan
     cls = FederatedHistGradientBoostingRegressor if task == "regression" else \
         FederatedHistGradientBoostingClassifier
     topo = HorizontalTopology(n_parties=3, random_state=0)
-    kw = dict(topology=topo, max_iter=2, max_bins=16, early_stopping=True,
+    kw = dict(topology=topo, max_iter=2, max_bins=8, early_stopping=True,
               validation_fraction=0.2, random_state=0)
     with record_transcripts() as plain:
         cls(secure_aggregation=None, **kw).fit(X, y)
