@@ -15,7 +15,7 @@ default_credit test file held out, and a stratified quarter of vehicle_scale,
 whose test file repeats training rows).
 
     python benchmarks/bench_horizontal_boosting.py [--quick] [--accuracy] [--only-accuracy]
-        [--only NAME]
+        [--only NAME] [--max-bins 255]
 """
 
 import argparse
@@ -39,10 +39,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "..", "shared", "data", "fate")
 
 
-def speed(n, iterations, repeats):
+def speed(n, iterations, repeats, max_bins=255):
     X, y = make_classification(n_samples=n, n_features=50, n_informative=20, n_classes=3,
                                random_state=0)
-    params = dict(max_iter=iterations, max_leaf_nodes=31, early_stopping=False)
+    params = dict(max_iter=iterations, max_leaf_nodes=31, early_stopping=False,
+                  max_bins=max_bins)
     topo = HorizontalTopology(n_parties=5, random_state=0)
     rows = []
     for r in range(repeats):
@@ -66,7 +67,8 @@ def speed(n, iterations, repeats):
     t_fed = float(np.median([t for s, t in rows if s == "fed"]))
     sent = sum(m.nbytes for m in fed.transcript_ if m.sender == "client0")
     print(f"speed: {n:,} x 50, 3 classes, 5 clients, masking, {iterations} iterations "
-          f"({3 * iterations} trees), max_leaf_nodes=31, median of {repeats}")
+          f"({3 * iterations} trees), max_leaf_nodes=31, max_bins={max_bins}, "
+          f"median of {repeats}")
     print(f"  HistGradientBoostingClassifier  {t_omp:7.2f} s (OpenMP threads), "
           f"{t_one:.2f} s (one thread)")
     print(f"  federated (masked)              {t_fed:7.2f} s   ratio {t_fed / t_skl:.2f}x "
@@ -75,6 +77,12 @@ def speed(n, iterations, repeats):
           f"{fed.n_rounds_['histograms']} for histograms "
           f"({fed.n_rounds_['histograms'] / fed.n_iter_:.1f} per iteration of 3 trees); "
           f"client0 sent {sent / 1e6:.1f} MB")
+    cpu = fed.cpu_seconds_
+    busiest = max(v for p, v in cpu.items() if p != "server")
+    print(f"  CPU seconds per party: server {cpu['server']:.1f}, clients "
+          + ", ".join(f"{v:.1f}" for p, v in sorted(cpu.items()) if p != "server")
+          + f"; with a core per party (a deployment, network aside): about "
+          f"{cpu['server'] + busiest:.1f} s, {(cpu['server'] + busiest) / t_skl:.2f}x")
     print(f"  server: {fed.fit_timings_}")
     print(f"  {load()}")
 
@@ -146,9 +154,12 @@ def main():
     parser.add_argument("--only-accuracy", action="store_true")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--only", help="accuracy rows whose data set name contains this")
+    parser.add_argument("--max-bins", type=int, default=255,
+                        help="max_bins of both sides in the speed run (bytes scale with it)")
     args = parser.parse_args()
     if not args.only_accuracy:
-        speed(10_000 if args.quick else 50_000, 10 if args.quick else 50, args.repeats)
+        speed(10_000 if args.quick else 50_000, 10 if args.quick else 50, args.repeats,
+              args.max_bins)
     if args.accuracy or args.only_accuracy:
         accuracy(args.only)
 

@@ -205,6 +205,7 @@ def client(ctx, X, y, cfg, seed):
     ``seed`` draws its held-out rows when early stopping is on. Returns the
     model the server sends at the end (public to every client).
     """
+    cpu_start = time.thread_time()
     srv = cfg.server
     agg = ClientAggregation(ctx, srv, cfg.clients, cfg.secure_aggregation)
     agg.setup()
@@ -261,7 +262,9 @@ def client(ctx, X, y, cfg, seed):
         cmd = ctx.recv(srv, "cmd")
         op = cmd["op"]
         if op == "done":
-            return cmd["model"]
+            # CPU seconds of this party's thread: what it would need of its
+            # own core in a deployment (the simulation shares the machine's).
+            return dict(cmd["model"], cpu_seconds=time.thread_time() - cpu_start)
         if op == "exponent":
             g, h = loss.gradients(raw)
             _upload_ints(agg, _exponent_onehot(g[tr_rows]), "exponent")
@@ -451,6 +454,7 @@ def server(ctx, cfg, progress=None):
     output), ``baseline``, ``edges``, ``n_iter``, ``train_score``,
     ``validation_score``, ``stats`` (rounds and bytes) and ``timings``.
     """
+    cpu_start = time.thread_time()
     clients = list(cfg.clients)
     agg = ServerAggregation(ctx, clients, cfg.secure_aggregation)
     agg.setup()
@@ -606,7 +610,8 @@ def server(ctx, cfg, progress=None):
             "train_score": np.asarray(train_score),
             "validation_score": np.asarray(validation_score),
             "n_train": n_train, "n_validation": n_val,
-            "rounds": n_rounds, "timings": timings}
+            "rounds": n_rounds, "timings": timings,
+            "cpu_seconds": time.thread_time() - cpu_start}
 
 
 def _final_tree(tree, edges, cfg, g_exp, h_exp):

@@ -182,6 +182,8 @@ class _BaseFederatedBoosting(CallbackSupportMixin, BaseEstimator):
         results, transcript = runtime.run(role_fns)
         self._set_fitted(results[_SERVER], transcript, early)
         self.fit_time_ = time.perf_counter() - start
+        self.cpu_seconds_ = {p: float(r["cpu_seconds"]) for p, r in results.items()
+                             if isinstance(r, dict) and "cpu_seconds" in r}
         return self
 
     def _set_fitted(self, out, transcript, early):
@@ -292,6 +294,10 @@ _ATTRS_DOC = """
     fit_timings_ : dict
         Seconds the server spent binning, growing trees and choosing splits.
     fit_time_ : float
+    cpu_seconds_ : dict of str -> float
+        CPU seconds each party's role used (in-process fits): the server's
+        plus the busiest client's is the compute a deployment with a core
+        per party needs, whatever the machine running the simulation shares.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
 """
