@@ -311,31 +311,54 @@ def best_splits(counts, GH, node_G, node_H, n_bins, has_missing, min_samples_lea
     total = cum_n[:, :, -1] + miss_n
     b = np.arange(B)
 
+    g_scale, h_scale = 2.0 ** (g_exp - PRECISION_BITS), 2.0 ** (h_exp - PRECISION_BITS)
+    C = G * G / (H + l2)
+
     def variant(feats, stop, missing_left):
-        """Best (gain, bin) per (node, feature) of one missing-value direction."""
-        nl = cum_n[:, feats]
-        GL = np.cumsum(GH[:, 0, feats, :B], axis=2)
-        HL = np.cumsum(GH[:, 1, feats, :B], axis=2)
+        """Best (gain, bin) per (node, feature) of one missing-value direction.
+
+        :func:`split_gains`'s arithmetic, operation for operation (so the
+        same floats), without its temporaries: fixed-point sums are cumulated
+        as floats (exact: integers below 2**53) and scaled by a power of two
+        (exact), which is :func:`dequantise` of the integer sums.
+        """
+        sel = slice(None) if feats is None else feats
+        nl = cum_n[:, sel]
+        GL = np.cumsum(GH[:, 0, sel, :B], axis=2, dtype=np.float64)
+        HL = np.cumsum(GH[:, 1, sel, :B], axis=2, dtype=np.float64)
         if missing_left:
-            nl = nl + miss_n[:, feats, None]
-            GL = GL + GH[:, 0, feats, MISSING_BIN][:, :, None]
-            HL = HL + GH[:, 1, feats, MISSING_BIN][:, :, None]
-        tot = total[:, feats, None]
+            nl = nl + miss_n[:, sel, None]
+            GL += GH[:, 0, sel, MISSING_BIN][:, :, None]
+            HL += GH[:, 1, sel, MISSING_BIN][:, :, None]
+        GL *= g_scale
+        HL *= h_scale
+        tot = total[:, sel, None]
         ok = (b[None, None, :] < stop[:, :, None]) & (nl >= min_samples_leaf) \
             & (tot - nl >= min_samples_leaf)
         # A threshold sending the same rows left as the previous one (an empty bin).
         ok[:, :, 1:] &= nl[:, :, 1:] != nl[:, :, :-1]
-        gains = split_gains(dequantise(GL, g_exp), dequantise(HL, h_exp), G, H, l2)
-        gains = np.where(ok, gains, -np.inf)
-        arg = np.argmax(gains, axis=2)
-        return np.take_along_axis(gains, arg[:, :, None], axis=2)[:, :, 0], arg
+        GR = G - GL
+        HR = H - HL
+        ok &= HL >= MIN_HESSIAN
+        ok &= HR >= MIN_HESSIAN
+        with np.errstate(divide="ignore", invalid="ignore"):
+            HL += l2
+            np.multiply(GL, GL, out=GL)
+            np.divide(GL, HL, out=GL)
+            HR += l2
+            np.multiply(GR, GR, out=GR)
+            np.divide(GR, HR, out=GR)
+            GL += GR
+            GL -= C
+        np.copyto(GL, -np.inf, where=~ok)
+        arg = np.argmax(GL, axis=2)
+        return np.take_along_axis(GL, arg[:, :, None], axis=2)[:, :, 0], arg
 
     # Missing values right: thresholds b < nb (nb - 1 without missing values).
-    all_f = np.arange(F)
     stop0 = np.broadcast_to(np.where(hm, nb, nb - 1), (n_nodes, F))
     best = np.full((n_nodes, F, 2), -np.inf)
     arg = np.zeros((n_nodes, F, 2), dtype=np.int64)
-    best[:, :, 0], arg[:, :, 0] = variant(all_f, stop0, False)
+    best[:, :, 0], arg[:, :, 0] = variant(None, stop0, False)
     # Missing values left: only for columns with missing values in this node.
     mf = np.flatnonzero(hm & (miss_n > 0).any(axis=0))
     if mf.size:
