@@ -144,15 +144,19 @@ def pack_bits(n_train):
     return k if k + int(n_train).bit_length() + 1 <= 64 else 0
 
 
-def _pack(hist, k):
-    """(n, 3, T) [g, h, count] -> (n, 2, T) [g + count * 2**k, h] (mod 2**64)."""
+def _pack(hist, k, constant_hessian=False):
+    """(n, 3, T) [g, h, count] -> (n, 2, T) [g + count * 2**k, h] (mod 2**64);
+    (n, 1, T) without h when every hessian is the same (squared error: h is
+    the count times the fixed-point 1)."""
     if not k:
         return hist
     word = hist[:, 0].view(np.uint64) + (hist[:, 2].view(np.uint64) << np.uint64(k))
+    if constant_hessian:
+        return word.view(np.int64)[:, None]
     return np.stack([word.view(np.int64), hist[:, 1]], axis=1)
 
 
-def _unpack(packed, k):
+def _unpack(packed, k, constant_hessian=False):
     """Sums of :func:`_pack`'s words back to (n, 3, T) [g, h, count]."""
     if not k:
         return packed
@@ -160,7 +164,13 @@ def _unpack(packed, k):
     low = word & np.uint64((1 << k) - 1)
     g = low.astype(np.int64) - np.where(low >= np.uint64(1 << (k - 1)), 1 << k, 0)
     count = ((word - g.view(np.uint64)) >> np.uint64(k)).astype(np.int64)
-    return np.stack([g, packed[:, 1], count], axis=1)
+    h = count << _trees.PRECISION_BITS if constant_hessian else packed[:, 1]
+    return np.stack([g, h, count], axis=1)
+
+
+def _words(k, task):
+    """Ring elements per bin of an uploaded histogram."""
+    return 3 if not k else 1 if task == "regression" else 2
 
 
 def _n_outputs(cfg):
@@ -281,7 +291,7 @@ def client(ctx, X, y, cfg, seed):
                 go = _trees.left_mask(Xb[rows, f], b, ml)
                 rows_of[k][left], rows_of[k][right] = rows[go], rows[~go]
             hist = onehot.histograms(train, train_pos, rows_of, gq, hq, cmd["nodes"])
-            _upload_ints(agg, _pack(hist, packing), "hist")
+            _upload_ints(agg, _pack(hist, packing, cfg.task == "regression"), "hist")
         elif op == "leaves":
             for k, nodes, values in cmd["leaves"]:
                 for v, value in zip(nodes, values):
@@ -535,9 +545,9 @@ def server(ctx, cfg, progress=None):
         while nodes:
             ctx.broadcast(clients, "cmd", {"op": "expand", "splits": splits, "nodes": nodes},
                           kind="plain")
-            words = 2 if packing else 3
+            words = _words(packing, cfg.task)
             hists = _unpack(_sum_ints(agg, "hist", len(nodes) * words * T).reshape(
-                len(nodes), words, T), packing)
+                len(nodes), words, T), packing, cfg.task == "regression")
             n_rounds["histograms"] += 1
             t2 = time.perf_counter()
             new = []  # (k, v) of nodes whose histogram is now known
