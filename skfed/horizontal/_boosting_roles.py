@@ -355,7 +355,8 @@ class _OneHot:
             else:
                 W = np.column_stack([g, h.astype(np.float64), np.ones(rows.size)])
             # Exact: every partial sum of these integers stays below 2**53.
-            res = np.rint(self.M[rows].T @ W).astype(np.int64)
+            # The sums are exact integers as floats: the cast is exact too.
+            res = (self.M[rows].T @ W).astype(np.int64)
             out[j, 0] = res[:, 0]
             if packed:
                 out[j, 2] = res[:, 1] >> shift
