@@ -2,7 +2,12 @@
 
 from .compare import compare_with_centralised
 from .exceptions import FitDiverged
-from .horizontal import FederatedSGDClassifier, FederatedSGDRegressor
+from .horizontal import (
+    FederatedHistGradientBoostingClassifier,
+    FederatedHistGradientBoostingRegressor,
+    FederatedSGDClassifier,
+    FederatedSGDRegressor,
+)
 from .persistence import load, save
 from .preprocessing import FederatedMinMaxScaler, FederatedStandardScaler
 from .topology import HorizontalTopology, VerticalTopology
@@ -18,6 +23,8 @@ from .vertical.alignment import align_dataframes, align_samples
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "FederatedHistGradientBoostingClassifier",
+    "FederatedHistGradientBoostingRegressor",
     "FederatedSGDClassifier",
     "FitDiverged",
     "FederatedTransferClassifier",

@@ -51,6 +51,21 @@ def _boosting():
     ]
 
 
+def _horizontal_boosting():
+    from skfed import (
+        FederatedHistGradientBoostingClassifier,
+        FederatedHistGradientBoostingRegressor,
+    )
+
+    # Masked (the default); min_samples_leaf=1 because the checks fit on as few
+    # as 6 rows and fit refuses rows too few to split.
+    return [
+        FederatedHistGradientBoostingClassifier(max_iter=5, min_samples_leaf=1,
+                                                random_state=0),
+        FederatedHistGradientBoostingRegressor(max_iter=5, min_samples_leaf=1,
+                                               random_state=0),
+    ]
+
 
 # -- transfer ------------------------------------------------------------------
 def _transfer():
@@ -73,7 +88,7 @@ def _transfer():
     ]
 
 
-SECTIONS = [_horizontal, _preprocessing, _vertical, _boosting, _transfer]
+SECTIONS = [_horizontal, _preprocessing, _vertical, _boosting, _horizontal_boosting, _transfer]
 
 
 def test_instances():

@@ -25,7 +25,7 @@ from skfed.crypto.psi import encode_id, hash_to_point
 from skfed.runtime import LocalRuntime
 from skfed.vertical.alignment import align_samples
 
-from .leaks import assert_no_leaks, record_transcripts
+from .leaks import DEFAULT_SCALES, assert_no_leaks, record_transcripts
 
 KEY = 512
 
@@ -242,3 +242,55 @@ def test_psi_leaks_no_identifier_nor_hash(n_parties):
     secrets["encoded identifiers"] = encoded
     secrets["hashed points"] = [hash_to_point(e) for e in encoded]
     assert_no_leaks(transcript, secrets)
+
+
+# -- horizontal histogram boosting ------------------------------------------------------
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_horizontal_boosting_fit_and_predict_leak_nothing(task):
+    """No client histogram, count, gradient, row or label crosses unmasked: the
+    secrets include every upload of the same run without protection."""
+    from scipy.special import softmax
+
+    from skfed import (
+        FederatedHistGradientBoostingClassifier,
+        FederatedHistGradientBoostingRegressor,
+    )
+    from skfed.trees.gbdt import PRECISION_BITS
+
+    X, y = _horizontal_data(n=90)
+    if task == "regression":
+        y = X @ [1.5, -2.0, 0.25, 1.0, 3.0] + np.random.default_rng(0).normal(size=len(X))
+    X[::7, 0] = np.nan
+    cls = FederatedHistGradientBoostingRegressor if task == "regression" else \
+        FederatedHistGradientBoostingClassifier
+    topo = HorizontalTopology(n_parties=3, random_state=0)
+    kw = dict(topology=topo, max_iter=2, max_bins=8, early_stopping=True,
+              validation_fraction=0.2, random_state=0)
+    with record_transcripts() as plain:
+        cls(secure_aggregation=None, **kw).fit(X, y)
+    with record_transcripts() as t:
+        est = cls(**kw).fit(X, y)
+        est.predict(X)
+    secrets, uploads = {}, {}
+    for name, rows in topo.split(X, y):
+        secrets[f"{name} rows"] = X[rows]
+        secrets[f"{name} targets"] = y[rows]
+        # the first iteration's gradients, from the (public) baseline
+        raw = np.tile(est._baseline, (len(rows), 1))
+        if task == "regression":
+            secrets[f"{name} gradients"] = raw[:, 0] - y[rows]
+        else:
+            secrets[f"{name} gradients"] = softmax(raw, axis=1) - np.eye(3)[y[rows]]
+        secrets[f"{name} loss sums"] = np.asarray(_first(plain, sender=name, tag="score"))
+        # integer uploads (counts, fixed-point sums): searched as exact integers
+        for tag in ("setup", "bins", "hist"):
+            uploads[f"{name} first {tag}"] = np.asarray(_first(plain, sender=name, tag=tag))
+        hist = [m.decoded() for m in plain if m.sender == name and m.tag == "hist"]
+        uploads[f"{name} last histograms"] = np.asarray(hist[-1])
+    # the gradients' and hessians' fixed point (exponents 0 and -2)
+    assert_no_leaks(t, secrets, scales=(*DEFAULT_SCALES, PRECISION_BITS, PRECISION_BITS + 2))
+    assert_no_leaks(t, uploads, scales=(0,))
+    # the detector has teeth: the unprotected run shows every histogram
+    with pytest.raises(AssertionError, match="first hist leaks"):
+        assert_no_leaks(plain, {k: v for k, v in uploads.items() if "first hist" in k},
+                        scales=(0,))

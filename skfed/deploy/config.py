@@ -141,6 +141,7 @@ class Deployment:
 
     @property
     def family(self):
+        from ..horizontal.boosting import _BaseFederatedBoosting
         from ..horizontal.scaling import _BaseFederatedScaler
         from ..horizontal.sgd import _BaseFederatedSGD
         from ..transfer.estimator import FederatedTransferClassifier
@@ -148,7 +149,7 @@ class Deployment:
         from ..vertical.boosting import _BaseVerticalBoosting
 
         cls = self.estimator_class
-        if issubclass(cls, (_BaseFederatedSGD, _BaseFederatedScaler)):
+        if issubclass(cls, (_BaseFederatedSGD, _BaseFederatedBoosting, _BaseFederatedScaler)):
             return "horizontal"
         if issubclass(cls, BaseVerticalLinear):
             return "vertical"

@@ -1,10 +1,14 @@
-"""Demo cases for ``python -m skfed demo``: horizontal federated SGD."""
+"""Demo cases for ``python -m skfed demo``: horizontal federated SGD and boosting."""
 
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..topology import HorizontalTopology
+from .boosting import (
+    FederatedHistGradientBoostingClassifier,
+    FederatedHistGradientBoostingRegressor,
+)
 from .scaling import FederatedStandardScaler
 from .sgd import FederatedSGDClassifier, FederatedSGDRegressor
 
@@ -16,6 +20,7 @@ def demo_cases(quick=False):
     five = HorizontalTopology(n_parties=5, random_state=0)
     skewed = HorizontalTopology(n_parties=5, partition="dirichlet", alpha=0.5, random_state=0)
     rounds = 5 if quick else 10
+    iterations = 10 if quick else 50
     clf = dict(loss="log_loss", alpha=1e-3, n_rounds=rounds, random_state=0)
     return [
         {"name": "digits: SGD, 5 clients IID, masking",
@@ -40,5 +45,14 @@ def demo_cases(quick=False):
          "estimator": make_pipeline(StandardScaler(), FederatedSGDRegressor(
              topology=HorizontalTopology(n_parties=4, random_state=0), n_rounds=20,
              random_state=0)),
+         "X": X_db, "y": y_db},
+        {"name": "breast cancer: hist boosting, 5 clients, masking",
+         "estimator": FederatedHistGradientBoostingClassifier(
+             five, max_iter=iterations, random_state=0),
+         "X": X_bc, "y": y_bc},
+        {"name": "diabetes: hist boosting regressor, 4 clients",
+         "estimator": FederatedHistGradientBoostingRegressor(
+             HorizontalTopology(n_parties=4, random_state=0), max_iter=iterations,
+             random_state=0),
          "X": X_db, "y": y_db},
     ]

@@ -32,7 +32,8 @@ from .binning import MISSING_BIN
 __all__ = [
     "PRECISION_BITS", "MIN_HESSIAN", "N_BIN_SLOTS", "quantise", "scale_exponent",
     "loss_for", "enumerate_candidates", "split_gains", "leaf_value", "left_mask",
-    "new_tree", "tree_apply",
+    "new_tree", "tree_apply", "best_splits", "should_stop",
+    "baseline_from_sums",
 ]
 
 PRECISION_BITS = 26
@@ -250,3 +251,151 @@ def tree_apply(tree, go_left_own, host_bits, n_rows):
         stack.append((left[node], rows[go]))
         stack.append((right[node], rows[~go]))
     return out
+
+
+# -- best splits from full histograms (horizontal boosting) --------------------------
+
+_CHUNK = 1 << 15
+
+
+def best_splits(counts, GH, node_G, node_H, n_bins, has_missing, min_samples_leaf, l2,
+                g_exp, h_exp):
+    """The best split of each of several nodes whose whole histograms are known.
+
+    The same decision as :func:`enumerate_candidates`, :func:`split_gains`
+    and a first-maximum ``argmax`` over the candidates in canonical order,
+    vectorised over nodes, features and thresholds (whoever holds a node's
+    histograms in full, e.g. the server of horizontal boosting, decides this
+    way).
+
+    Parameters
+    ----------
+    counts : ndarray of shape (n_nodes, n_features, N_BIN_SLOTS)
+        Training rows per (feature, bin); column ``MISSING_BIN`` counts
+        missing values.
+    GH : ndarray of shape (n_nodes, 2, n_features, N_BIN_SLOTS)
+        Fixed-point sums of the gradients and the hessians in the same bins.
+    node_G, node_H : ndarray of shape (n_nodes,)
+        Fixed-point sums of the nodes.
+    n_bins, has_missing, min_samples_leaf, l2
+        As in :func:`enumerate_candidates` and :func:`split_gains`.
+    g_exp, h_exp : int
+        Fixed-point exponents of the gradients and the hessians.
+
+    Returns
+    -------
+    list of (gain, feature, bin, missing_left) or None, one per node.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    n_nodes, F, _ = counts.shape
+    if n_nodes == 0:
+        return []
+    # A few nodes at a time: the temporaries stay in cache (several times faster
+    # than one pass over all nodes for wide histograms).
+    step = max(1, _CHUNK // max(1, F * N_BIN_SLOTS))
+    if n_nodes > step:
+        out = []
+        for i in range(0, n_nodes, step):
+            out += best_splits(counts[i:i + step], GH[i:i + step], node_G[i:i + step],
+                               node_H[i:i + step], n_bins, has_missing, min_samples_leaf,
+                               l2, g_exp, h_exp)
+        return out
+    nb = np.asarray(n_bins, dtype=np.int64)
+    hm = np.asarray(has_missing, dtype=bool)
+    # Thresholds beyond the widest column's bins are never candidates.
+    B = int(min(MISSING_BIN, max(int(nb.max()), 1)))
+    G = dequantise(np.asarray(node_G, dtype=np.int64), g_exp)[:, None, None]
+    H = dequantise(np.asarray(node_H, dtype=np.int64), h_exp)[:, None, None]
+    miss_n = counts[:, :, MISSING_BIN]
+    cum_n = np.cumsum(counts[:, :, :B], axis=2)
+    total = cum_n[:, :, -1] + miss_n
+    b = np.arange(B)
+
+    g_scale, h_scale = 2.0 ** (g_exp - PRECISION_BITS), 2.0 ** (h_exp - PRECISION_BITS)
+    C = G * G / (H + l2)
+
+    def variant(feats, stop, missing_left):
+        """Best (gain, bin) per (node, feature) of one missing-value direction.
+
+        :func:`split_gains`'s arithmetic, operation for operation (so the
+        same floats), without its temporaries: fixed-point sums are cumulated
+        as floats (exact: integers below 2**53) and scaled by a power of two
+        (exact), which is :func:`dequantise` of the integer sums.
+        """
+        sel = slice(None) if feats is None else feats
+        nl = cum_n[:, sel]
+        GL = np.cumsum(GH[:, 0, sel, :B], axis=2, dtype=np.float64)
+        HL = np.cumsum(GH[:, 1, sel, :B], axis=2, dtype=np.float64)
+        if missing_left:
+            nl = nl + miss_n[:, sel, None]
+            GL += GH[:, 0, sel, MISSING_BIN][:, :, None]
+            HL += GH[:, 1, sel, MISSING_BIN][:, :, None]
+        GL *= g_scale
+        HL *= h_scale
+        tot = total[:, sel, None]
+        ok = (b[None, None, :] < stop[:, :, None]) & (nl >= min_samples_leaf) \
+            & (tot - nl >= min_samples_leaf)
+        # A threshold sending the same rows left as the previous one (an empty bin).
+        ok[:, :, 1:] &= nl[:, :, 1:] != nl[:, :, :-1]
+        GR = G - GL
+        HR = H - HL
+        ok &= HL >= MIN_HESSIAN
+        ok &= HR >= MIN_HESSIAN
+        with np.errstate(divide="ignore", invalid="ignore"):
+            HL += l2
+            np.multiply(GL, GL, out=GL)
+            np.divide(GL, HL, out=GL)
+            HR += l2
+            np.multiply(GR, GR, out=GR)
+            np.divide(GR, HR, out=GR)
+            GL += GR
+            GL -= C
+        np.copyto(GL, -np.inf, where=~ok)
+        arg = np.argmax(GL, axis=2)
+        return np.take_along_axis(GL, arg[:, :, None], axis=2)[:, :, 0], arg
+
+    # Missing values right: thresholds b < nb (nb - 1 without missing values).
+    stop0 = np.broadcast_to(np.where(hm, nb, nb - 1), (n_nodes, F))
+    best = np.full((n_nodes, F, 2), -np.inf)
+    arg = np.zeros((n_nodes, F, 2), dtype=np.int64)
+    best[:, :, 0], arg[:, :, 0] = variant(None, stop0, False)
+    # Missing values left: only for columns with missing values in this node.
+    mf = np.flatnonzero(hm & (miss_n > 0).any(axis=0))
+    if mf.size:
+        stop1 = np.where(miss_n[:, mf] > 0, nb[mf][None, :] - 1, 0)
+        best[:, mf, 1], arg[:, mf, 1] = variant(mf, stop1, True)
+    # Canonical order: feature, then direction, then threshold (first max wins).
+    flat = best.reshape(n_nodes, -1)
+    top = np.argmax(flat, axis=1)
+    out = []
+    for i, j in enumerate(top.tolist()):
+        gain = float(flat[i, j])
+        if not np.isfinite(gain):
+            out.append(None)
+            continue
+        f, direction = divmod(j, 2)
+        out.append((gain, int(f), int(arg[i, f, direction]), bool(direction)))
+    return out
+
+
+def should_stop(scores, n_iter_no_change, tol):
+    """scikit-learn's early-stopping rule: no score of the last ``n_iter_no_change``
+    beats the one before them by more than ``tol``."""
+    ref = n_iter_no_change + 1
+    if len(scores) < ref:
+        return False
+    reference = scores[-ref] + tol
+    return not any(s > reference for s in scores[-ref + 1:])
+
+
+def baseline_from_sums(task, n_classes, n, sums):
+    """A loss's initial raw prediction from sums over the training rows: the
+    class counts (classification) or the sum of the targets (regression)."""
+    sums = np.asarray(sums, dtype=np.float64)
+    if task == "regression":
+        return np.array([sums[0] / n])
+    if n_classes == 2:
+        p = np.clip(sums[1] / n, 1e-12, 1 - 1e-12)
+        return np.array([math.log(p / (1 - p))])
+    logp = np.log(np.clip(sums / n, 1e-12, None))
+    return logp - logp.mean()
