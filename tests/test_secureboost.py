@@ -665,3 +665,25 @@ def test_validation_fraction_as_a_number_of_rows():
     with pytest.raises(ValueError, match="too few for min_samples_leaf"):
         VerticalGradientBoostingClassifier(encryption=None, early_stopping=True,
                                            validation_fraction=170).fit(X, y)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 60), st.lists(st.integers(1, 9), min_size=1, max_size=5),
+       st.sampled_from([0.0, 0.7, 5.0]), st.integers(0, 2**32 - 1))
+def test_joint_histograms_equal_separate_ones(m, n_groups, max_ratio, seed):
+    # The host's joint-cell histograms must give the very same integers as one
+    # group product per feature, whichever groupings get merged.
+    import gmpy2
+
+    from skfed.crypto import slotsum
+
+    rng = np.random.default_rng(seed)
+    nsq = gmpy2.mpz(2**127 - 1) ** 2
+    cts = [gmpy2.mpz(int(v)) for v in rng.integers(1, 2**62, size=m)]
+    base = rng.integers(0, 9, size=m)
+    # Correlated columns (functions of one variable), so that merges happen.
+    groups = np.stack([(base * (j + 1) + rng.integers(0, 2, size=m) * (j % 2)) % g
+                       for j, g in enumerate(n_groups)], axis=1).reshape(m, len(n_groups))
+    want = [slotsum.group_products(cts, groups[:, j], g, nsq) for j, g in enumerate(n_groups)]
+    got = slotsum.multi_group_products(cts, groups, n_groups, nsq, max_ratio=max_ratio)
+    assert got == want
