@@ -163,8 +163,13 @@ class _PaillierLabel:
         return self.pool.idle()
 
     def reserve(self, count):
+        from joblib import effective_n_jobs
+
         self.pool.reserve(count)
-        if count:
+        # The next iteration's randomisers do not depend on its gradients:
+        # compute them while the trees grow, not only while this party waits.
+        # In-process (one worker) they would fight the roles for the GIL.
+        if count and effective_n_jobs(self.n_jobs) > 1:
             self.pool.start_refill()
 
     def close(self):
