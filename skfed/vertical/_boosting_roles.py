@@ -133,7 +133,12 @@ class _PaillierLabel:
         from ..crypto import paillier
 
         self._p = paillier
+        # Starting joblib's workers (a few seconds of imports each) while the
+        # key is generated: they compute the first iteration's randomisers.
+        warm = _start_workers(n_jobs)
         self.public_key, self._sk = paillier.generate_keypair(n_length=key_size)
+        if warm is not None:
+            warm.join()
         self.n_jobs = n_jobs
         self.pool = paillier.ObfuscatorPool(self.public_key, n_jobs=n_jobs,
                                             background=background, private_key=self._sk)
@@ -285,6 +290,29 @@ class _PaillierHost:
 
     def close(self):
         self.pool.close()
+
+
+def _worker_ready():
+    return True
+
+
+def _start_workers(n_jobs):
+    """A thread that starts joblib's workers, or None without workers."""
+    import threading
+
+    from joblib import effective_n_jobs
+    from sklearn.utils.parallel import Parallel, delayed
+
+    k = effective_n_jobs(n_jobs)
+    if k <= 1:
+        return None
+
+    def run():
+        Parallel(n_jobs=n_jobs)(delayed(_worker_ready)() for _ in range(k))
+
+    thread = threading.Thread(target=run, name="skfed-start-workers", daemon=True)
+    thread.start()
+    return thread
 
 
 def _background(ctx):
