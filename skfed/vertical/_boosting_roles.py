@@ -416,14 +416,16 @@ def label_fit(ctx, X, y, n_classes, cfg, seed, progress=None):
         inter = np.empty((n_train, 2 * K), dtype=np.int64)
         inter[:, 0::2], inter[:, 1::2] = gq[train_rows], hq[train_rows]
         ctx.broadcast(hosts, "cmd", {"op": "iteration"})
+        # The next iteration's randomisers, computed from now on (also while
+        # the trees grow); none after the last, so that its encryption does
+        # not share the workers with randomisers nobody will use.
+        codec.reserve(n_train * n_chunks if it + 1 < cfg.max_iter else 0)
         if hosts:
             t0 = time.perf_counter()
             payload = codec.encrypt([inter[:, 2 * per_chunk * c:2 * per_chunk * (c + 1)]
                                      for c in range(n_chunks)], slot_bits)
             timings["encrypt"] += time.perf_counter() - t0
             ctx.broadcast(hosts, "gh", payload, kind=codec.kind)
-        # The next iteration's randomisers, computed while the trees grow.
-        codec.reserve(n_train * n_chunks if it + 1 < cfg.max_iter else 0)
         iteration = []
         for k in range(K):
             chunk, offset = divmod(k, per_chunk)
