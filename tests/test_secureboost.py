@@ -687,3 +687,46 @@ def test_joint_histograms_equal_separate_ones(m, n_groups, max_ratio, seed):
     want = [slotsum.group_products(cts, groups[:, j], g, nsq) for j, g in enumerate(n_groups)]
     got = slotsum.multi_group_products(cts, groups, n_groups, nsq, max_ratio=max_ratio)
     assert got == want
+
+
+def test_label_party_computes_randomisers_for_the_next_iteration_only(monkeypatch):
+    # From each encryption on, the label party's pool refills for the next
+    # iteration (randomisers do not depend on the gradients); before the last
+    # encryption it stops, so none is computed for an iteration that never comes.
+    from skfed.crypto.paillier import ObfuscatorPool
+    from skfed.crypto.paillier.tables import _OwnerKeyContext
+    from skfed.vertical import _boosting_roles
+
+    events = []
+    reserve, take = ObfuscatorPool.reserve, ObfuscatorPool.take
+
+    def mine(pool):
+        return isinstance(pool._ctx, _OwnerKeyContext)
+
+    def record_reserve(self, count):
+        if mine(self):
+            events.append(("reserve", count))
+        reserve(self, count)
+
+    def record_take(self, count):
+        if mine(self):
+            events.append(("take", count))
+        return take(self, count)
+
+    def record_start(self):
+        if mine(self):
+            events.append(("start", self.target))
+
+    monkeypatch.setattr(ObfuscatorPool, "reserve", record_reserve)
+    monkeypatch.setattr(ObfuscatorPool, "take", record_take)
+    monkeypatch.setattr(ObfuscatorPool, "start_refill", record_start)
+    monkeypatch.setattr(_boosting_roles, "_start_workers", lambda n_jobs: None)
+    X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+    topo = VerticalTopology({"guest": [0, 1], "host": [2, 3]}, label_party="guest")
+    VerticalGradientBoostingClassifier(topo, max_iter=3, max_depth=1, key_size=KEY, n_jobs=2,
+                                       early_stopping=False).fit(X, y)
+    n = 60
+    assert events == [("reserve", n), ("start", n),
+                      ("reserve", n), ("start", n), ("take", n),
+                      ("reserve", n), ("start", n), ("take", n),
+                      ("reserve", 0), ("take", n)]
