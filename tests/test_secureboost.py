@@ -668,7 +668,7 @@ def test_validation_fraction_as_a_number_of_rows():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 60), st.lists(st.integers(1, 9), min_size=1, max_size=5),
+@given(st.integers(0, 150), st.lists(st.integers(1, 9), min_size=1, max_size=16),
        st.sampled_from([0.0, 0.7, 5.0]), st.integers(0, 2**32 - 1))
 def test_joint_histograms_equal_separate_ones(m, n_groups, max_ratio, seed):
     # The host's joint-cell histograms must give the very same integers as one

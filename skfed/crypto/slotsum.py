@@ -90,7 +90,7 @@ def group_products(ciphertexts, groups, n_groups, nsquare):
     return [one if a is None else a for a in acc]
 
 
-def multi_group_products(ciphertexts, groups, n_groups, nsquare, *, max_ratio=0.7):
+def multi_group_products(ciphertexts, groups, n_groups, nsquare, *, max_ratio=0.5):
     """Per-group sums under several groupings of the same ciphertexts at once.
 
     Equal to ``[group_products(ciphertexts, groups[:, j], n_groups[j], nsquare)
@@ -111,7 +111,7 @@ def multi_group_products(ciphertexts, groups, n_groups, nsquare, *, max_ratio=0.
         Column ``j``: the group of each ciphertext under grouping ``j``.
     n_groups : sequence of int, length k
     nsquare : gmpy2.mpz
-    max_ratio : float, default=0.7
+    max_ratio : float, default=0.5
         Merge two groupings only below this many cells per ciphertext.
 
     Returns
@@ -174,31 +174,52 @@ def _joint_cells(a, b):
     return np.unique(code, return_inverse=True)
 
 
+# Planning counts the joint cells of pairs of groupings: of every pair for up
+# to this many neighbours in column order (all pairs below that many
+# groupings), so that it stays linear in the number of groupings.
+_NEIGHBOURS = 12
+
+
+# Below this many ciphertexts, counting cells costs more than it saves.
+_MIN_ROWS_TO_MERGE = 32
+
+
 def _merge_groupings(roots, m, max_ratio):
     # Greedy agglomeration: merging two trees saves ``m - c`` multiplications
     # (``c``: cells of the merged grouping), so merge the pair with fewest cells.
+    if len(roots) < 2 or m < _MIN_ROWS_TO_MERGE:
+        return
     limit = max_ratio * m
-    while len(roots) > 1:
-        best = None
-        for i in range(len(roots)):
-            for j in range(i + 1, len(roots)):
-                a, b = roots[i], roots[j]
-                if a.count * b.count <= 4 * m:
-                    c = np.count_nonzero(np.bincount(a.ids * b.count + b.ids,
-                                                     minlength=a.count * b.count))
-                elif max(a.count, b.count) >= limit:
-                    continue
-                else:
-                    c = np.unique(a.ids.astype(np.int64) * b.count + b.ids).size
-                if c < limit and (best is None or c < best[0]):
-                    best = (c, i, j)
-        if best is None:
+    pos = {id(r): i for i, r in enumerate(roots)}
+    alive = {id(r): r for r in roots}
+    counts = {}
+
+    def count(a, b):
+        if a.count * b.count <= 4 * m:
+            c = np.count_nonzero(np.bincount(a.ids * b.count + b.ids,
+                                             minlength=a.count * b.count))
+        elif max(a.count, b.count) >= limit:
             return
-        _, i, j = best
-        a, b = roots[i], roots[j]
+        else:
+            c = np.unique(a.ids.astype(np.int64) * b.count + b.ids).size
+        if c < limit:
+            counts[(id(a), id(b))] = c
+
+    for i, a in enumerate(roots):
+        for b in roots[i + 1:i + 1 + _NEIGHBOURS]:
+            count(a, b)
+    while counts:
+        (ka, kb), _ = min(counts.items(), key=lambda item: item[1])
+        a, b = alive.pop(ka), alive.pop(kb)
+        counts = {k: c for k, c in counts.items() if not ({ka, kb} & set(k))}
         cells, ids = _joint_cells(a, b)
-        roots[j] = _Grouping.joint(a, b, cells, ids.ravel())
-        del roots[i]
+        g = _Grouping.joint(a, b, cells, ids.ravel())
+        pos[id(g)] = min(pos[ka], pos[kb])
+        for other in alive.values():
+            if abs(pos[id(other)] - pos[id(g)]) <= _NEIGHBOURS:
+                count(g, other)
+        alive[id(g)] = g
+    roots[:] = list(alive.values())
 
 
 def divide(a, b, nsquare):
