@@ -125,7 +125,7 @@ class _PlainLabel:
 
 
 class _PaillierLabel:
-    """The key owner: encrypts with CRT randomisers precomputed while it waits."""
+    """The key owner: encrypts with CRT randomisers computed ahead, while the trees grow."""
 
     kind = "ciphertext"
 
