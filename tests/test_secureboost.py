@@ -535,3 +535,68 @@ def test_validation_fraction_as_a_number_of_rows():
     with pytest.raises(ValueError, match="too few for min_samples_leaf"):
         VerticalGradientBoostingClassifier(encryption=None, early_stopping=True,
                                            validation_fraction=170).fit(X, y)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 150), st.lists(st.integers(1, 9), min_size=1, max_size=16),
+       st.sampled_from([0.0, 0.7, 5.0]), st.integers(0, 2**32 - 1))
+def test_joint_histograms_equal_separate_ones(m, n_groups, max_ratio, seed):
+    # The host's joint-cell histograms must give the very same integers as one
+    # group product per feature, whichever groupings get merged.
+    import gmpy2
+
+    from skfed.crypto import slotsum
+
+    rng = np.random.default_rng(seed)
+    nsq = gmpy2.mpz(2**127 - 1) ** 2
+    cts = [gmpy2.mpz(int(v)) for v in rng.integers(1, 2**62, size=m)]
+    base = rng.integers(0, 9, size=m)
+    # Correlated columns (functions of one variable), so that merges happen.
+    groups = np.stack([(base * (j + 1) + rng.integers(0, 2, size=m) * (j % 2)) % g
+                       for j, g in enumerate(n_groups)], axis=1).reshape(m, len(n_groups))
+    want = [slotsum.group_products(cts, groups[:, j], g, nsq) for j, g in enumerate(n_groups)]
+    got = slotsum.multi_group_products(cts, groups, n_groups, nsq, max_ratio=max_ratio)
+    assert got == want
+
+
+def test_label_party_computes_randomisers_for_the_next_iteration_only(monkeypatch):
+    # From each encryption on, the label party's pool refills for the next
+    # iteration (randomisers do not depend on the gradients); before the last
+    # encryption it stops, so none is computed for an iteration that never comes.
+    from skfed.crypto.paillier import ObfuscatorPool
+    from skfed.crypto.paillier.tables import _OwnerKeyContext
+    from skfed.vertical import _boosting_roles
+
+    events = []
+    reserve, take = ObfuscatorPool.reserve, ObfuscatorPool.take
+
+    def mine(pool):
+        return isinstance(pool._ctx, _OwnerKeyContext)
+
+    def record_reserve(self, count):
+        if mine(self):
+            events.append(("reserve", count))
+        reserve(self, count)
+
+    def record_take(self, count):
+        if mine(self):
+            events.append(("take", count))
+        return take(self, count)
+
+    def record_start(self):
+        if mine(self):
+            events.append(("start", self.target))
+
+    monkeypatch.setattr(ObfuscatorPool, "reserve", record_reserve)
+    monkeypatch.setattr(ObfuscatorPool, "take", record_take)
+    monkeypatch.setattr(ObfuscatorPool, "start_refill", record_start)
+    monkeypatch.setattr(_boosting_roles, "_start_workers", lambda n_jobs: None)
+    X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+    topo = VerticalTopology({"guest": [0, 1], "host": [2, 3]}, label_party="guest")
+    VerticalGradientBoostingClassifier(topo, max_iter=3, max_depth=1, key_size=KEY, n_jobs=2,
+                                       early_stopping=False).fit(X, y)
+    n = 60
+    assert events == [("reserve", n), ("start", n),
+                      ("reserve", n), ("start", n), ("take", n),
+                      ("reserve", n), ("start", n), ("take", n),
+                      ("reserve", 0), ("take", n)]

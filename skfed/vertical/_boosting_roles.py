@@ -125,7 +125,7 @@ class _PlainLabel:
 
 
 class _PaillierLabel:
-    """The key owner: encrypts with CRT randomisers precomputed while it waits."""
+    """The key owner: encrypts with CRT randomisers computed ahead, while the trees grow."""
 
     kind = "ciphertext"
 
@@ -133,7 +133,12 @@ class _PaillierLabel:
         from ..crypto import paillier
 
         self._p = paillier
+        # Starting joblib's workers (a few seconds of imports each) while the
+        # key is generated: they compute the first iteration's randomisers.
+        warm = _start_workers(n_jobs)
         self.public_key, self._sk = paillier.generate_keypair(n_length=key_size)
+        if warm is not None:
+            warm.join()
         self.n_jobs = n_jobs
         self.pool = paillier.ObfuscatorPool(self.public_key, n_jobs=n_jobs,
                                             background=background, private_key=self._sk)
@@ -163,7 +168,14 @@ class _PaillierLabel:
         return self.pool.idle()
 
     def reserve(self, count):
+        from joblib import effective_n_jobs
+
         self.pool.reserve(count)
+        # The next iteration's randomisers do not depend on its gradients:
+        # compute them while the trees grow, not only while this party waits.
+        # In-process (one worker) they would fight the roles for the GIL.
+        if count and effective_n_jobs(self.n_jobs) > 1:
+            self.pool.start_refill()
 
     def close(self):
         self.pool.close()
@@ -241,8 +253,9 @@ class _PaillierHost:
         from ..crypto import slotsum
 
         cts = [col[i] for i in pos.tolist()]
-        return [slotsum.group_products(cts, hb[:, f], n_slots[f], self.nsq)
-                for f in range(hb.shape[1])]
+        # All features at once: correlated features share joint cells, which
+        # saves most of the multiplications and gives the same integers.
+        return slotsum.multi_group_products(cts, hb, n_slots, self.nsq)
 
     def subtract(self, parent, child):
         from ..crypto import slotsum
@@ -277,6 +290,29 @@ class _PaillierHost:
 
     def close(self):
         self.pool.close()
+
+
+def _worker_ready():
+    return True
+
+
+def _start_workers(n_jobs):
+    """A thread that starts joblib's workers, or None without workers."""
+    import threading
+
+    from joblib import effective_n_jobs
+    from sklearn.utils.parallel import Parallel, delayed
+
+    k = effective_n_jobs(n_jobs)
+    if k <= 1:
+        return None
+
+    def run():
+        Parallel(n_jobs=n_jobs)(delayed(_worker_ready)() for _ in range(k))
+
+    thread = threading.Thread(target=run, name="skfed-start-workers", daemon=True)
+    thread.start()
+    return thread
 
 
 def _background(ctx):
@@ -380,14 +416,16 @@ def label_fit(ctx, X, y, n_classes, cfg, seed, progress=None):
         inter = np.empty((n_train, 2 * K), dtype=np.int64)
         inter[:, 0::2], inter[:, 1::2] = gq[train_rows], hq[train_rows]
         ctx.broadcast(hosts, "cmd", {"op": "iteration"})
+        # The next iteration's randomisers, computed from now on (also while
+        # the trees grow); none after the last, so that its encryption does
+        # not share the workers with randomisers nobody will use.
+        codec.reserve(n_train * n_chunks if it + 1 < cfg.max_iter else 0)
         if hosts:
             t0 = time.perf_counter()
             payload = codec.encrypt([inter[:, 2 * per_chunk * c:2 * per_chunk * (c + 1)]
                                      for c in range(n_chunks)], slot_bits)
             timings["encrypt"] += time.perf_counter() - t0
             ctx.broadcast(hosts, "gh", payload, kind=codec.kind)
-        # The next iteration's randomisers, computed while the trees grow.
-        codec.reserve(n_train * n_chunks if it + 1 < cfg.max_iter else 0)
         iteration = []
         for k in range(K):
             chunk, offset = divmod(k, per_chunk)

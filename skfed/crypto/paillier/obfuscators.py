@@ -44,6 +44,12 @@ class _Factors:
         self.p, self.q = p, q
 
 
+_CHUNKS_PER_WORKER = 4
+
+
+_MIN_CHUNK = 512
+
+
 def _generate_obfuscators(ctx, count, n_jobs, force_parallel=False):
     """``count`` fresh DJN randomisers as a list, chunked over joblib workers."""
     if count <= 0:
@@ -57,6 +63,10 @@ def _generate_obfuscators(ctx, count, n_jobs, force_parallel=False):
         k = _n_chunks(count, count * ctx.obfuscation_seconds("djn"), n_jobs)
     if k == 1:
         return ctx.obfuscators(count).tolist()
+    if not force_parallel:
+        # Several chunks per worker: a worker slowed down by another process
+        # then takes fewer of them instead of holding up the whole result.
+        k = max(k, min(_CHUNKS_PER_WORKER * k, count // _MIN_CHUNK))
     w = ctx.nsq_bytes
     sizes = [s.stop - s.start for s in _split(count, k)]
     factors = ctx.worker_factors() if isinstance(ctx, _OwnerKeyContext) else None
