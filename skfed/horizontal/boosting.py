@@ -11,7 +11,6 @@ from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -22,6 +21,7 @@ from .._progress import CallbackSupportMixin, FitProgress
 from ..runtime import LocalRuntime
 from ..runtime.party import party_of
 from ..topology import HorizontalTopology, split_by_party
+from ..trees.outputs import BoostedClassifierOutputs, BoostedRegressorOutputs
 from . import _boosting_roles as roles
 
 __all__ = ["FederatedHistGradientBoostingClassifier", "FederatedHistGradientBoostingRegressor"]
@@ -221,12 +221,6 @@ class _BaseFederatedBoosting(CallbackSupportMixin, BaseEstimator):
         check_is_fitted(self)
         return self._trees
 
-    def _twin_params(self):
-        return {k: getattr(self, k) for k in (
-            "learning_rate", "max_iter", "max_leaf_nodes", "max_depth", "min_samples_leaf",
-            "l2_regularization", "max_bins", "early_stopping", "validation_fraction",
-            "n_iter_no_change", "tol", "random_state", "verbose")}
-
 
 _PARAMS_DOC = """
     Parameters
@@ -303,7 +297,8 @@ _ATTRS_DOC = """
 """
 
 
-class FederatedHistGradientBoostingClassifier(ClassifierMixin, _BaseFederatedBoosting):
+class FederatedHistGradientBoostingClassifier(BoostedClassifierOutputs, ClassifierMixin,
+                                              _BaseFederatedBoosting):
     __doc__ = f"""Histogram gradient-boosted trees trained by clients that hold different rows.
 
     Each client builds gradient and hessian histograms of its own rows; the
@@ -368,55 +363,8 @@ class FederatedHistGradientBoostingClassifier(ClassifierMixin, _BaseFederatedBoo
                 f"contain only one class: {self.classes_[0]!r}")
         return self._fit(X, y_idx, len(self.classes_), parties)
 
-    def decision_function(self, X):
-        """Raw scores (log-odds of ``classes_[1]``, or one column per class)."""
-        raw = self._raw_predict(X)
-        return raw[:, 0] if raw.shape[1] == 1 else raw
-
-    @staticmethod
-    def _proba(raw):
-        if raw.shape[1] == 1:
-            p = expit(raw[:, 0])
-            return np.column_stack([1 - p, p])
-        return softmax(raw, axis=1)
-
-    def predict_proba(self, X):
-        """Class probabilities.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-        """
-        return self._proba(self._raw_predict(X))
-
-    def predict(self, X):
-        """Predicted class labels."""
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
-
-    def staged_predict_proba(self, X):
-        """Class probabilities after each iteration."""
-        for raw in self._staged_raw(X):
-            yield self._proba(raw)
-
-    def staged_predict(self, X):
-        """Predicted labels after each iteration."""
-        for p in self.staged_predict_proba(X):
-            yield self.classes_[np.argmax(p, axis=1)]
-
-    def staged_decision_function(self, X):
-        """Raw scores after each iteration."""
-        for raw in self._staged_raw(X):
-            yield raw[:, 0] if raw.shape[1] == 1 else raw
-
-    def make_centralised_twin(self):
-        """The scikit-learn estimator pooled data would be fitted with."""
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        return HistGradientBoostingClassifier(**self._twin_params())
-
-
-class FederatedHistGradientBoostingRegressor(RegressorMixin, _BaseFederatedBoosting):
+class FederatedHistGradientBoostingRegressor(BoostedRegressorOutputs, RegressorMixin,
+                                             _BaseFederatedBoosting):
     __doc__ = f"""Histogram gradient-boosted regression trees trained by clients that hold
     different rows.
 
@@ -469,18 +417,3 @@ class FederatedHistGradientBoostingRegressor(RegressorMixin, _BaseFederatedBoost
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan",
                              y_numeric=True)
         return self._fit(X, np.asarray(y, dtype=np.float64), 0, parties)
-
-    def predict(self, X):
-        """Predicted values."""
-        return self._raw_predict(X)[:, 0]
-
-    def staged_predict(self, X):
-        """Predicted values after each iteration."""
-        for raw in self._staged_raw(X):
-            yield raw[:, 0]
-
-    def make_centralised_twin(self):
-        """The scikit-learn estimator pooled data would be fitted with."""
-        from sklearn.ensemble import HistGradientBoostingRegressor
-
-        return HistGradientBoostingRegressor(**self._twin_params())

@@ -9,7 +9,6 @@ from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -21,6 +20,7 @@ from ..crypto.paillier import check_key_size
 from ..runtime import LocalRuntime
 from ..runtime.party import party_of
 from ..topology import VerticalTopology
+from ..trees.outputs import BoostedClassifierOutputs, BoostedRegressorOutputs
 from . import _boosting_roles as roles
 
 __all__ = ["VerticalGradientBoostingClassifier", "VerticalGradientBoostingRegressor"]
@@ -346,7 +346,8 @@ class _BaseVerticalBoosting(CallbackSupportMixin, BaseEstimator):
         return self._trees
 
 
-class VerticalGradientBoostingClassifier(ClassifierMixin, _BaseVerticalBoosting):
+class VerticalGradientBoostingClassifier(BoostedClassifierOutputs, ClassifierMixin,
+                                         _BaseVerticalBoosting):
     """Gradient-boosted trees trained by parties that hold different columns (SecureBoost).
 
     The label party holds the labels and the Paillier key pair; each feature
@@ -471,60 +472,8 @@ class VerticalGradientBoostingClassifier(ClassifierMixin, _BaseVerticalBoosting)
                 f"contain only one class: {self.classes_[0]!r}")
         return self._fit(X, y_idx, len(self.classes_))
 
-    def decision_function(self, X):
-        """Raw scores (log-odds of ``classes_[1]``, or one column per class)."""
-        raw = self._raw_predict(X)
-        if raw is None:
-            return None
-        return raw[:, 0] if raw.shape[1] == 1 else raw
-
-    def _proba(self, raw):
-        if raw is None:
-            return None
-        if raw.shape[1] == 1:
-            p = expit(raw[:, 0])
-            return np.column_stack([1 - p, p])
-        return softmax(raw, axis=1)
-
-    def predict_proba(self, X):
-        """Class probabilities.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-        """
-        return self._proba(self._raw_predict(X))
-
-    def predict(self, X):
-        """Predicted class labels (only the label party learns them)."""
-        proba = self.predict_proba(X)
-        if proba is None:
-            return None
-        return self.classes_[np.argmax(proba, axis=1)]
-
-    def staged_predict_proba(self, X):
-        """Class probabilities after each iteration (one prediction round in all)."""
-        for raw in self._staged_raw(X):
-            yield self._proba(raw)
-
-    def staged_predict(self, X):
-        """Predicted labels after each iteration."""
-        for p in self.staged_predict_proba(X):
-            yield self.classes_[np.argmax(p, axis=1)]
-
-    def staged_decision_function(self, X):
-        """Raw scores after each iteration."""
-        for raw in self._staged_raw(X):
-            yield raw[:, 0] if raw.shape[1] == 1 else raw
-
-    def make_centralised_twin(self):
-        """The scikit-learn estimator pooled data would be fitted with."""
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        return HistGradientBoostingClassifier(**self._twin_params())
-
-
-class VerticalGradientBoostingRegressor(RegressorMixin, _BaseVerticalBoosting):
+class VerticalGradientBoostingRegressor(BoostedRegressorOutputs, RegressorMixin,
+                                        _BaseVerticalBoosting):
     """Gradient-boosted regression trees for vertically partitioned data (SecureBoost).
 
     The squared-error twin of :class:`VerticalGradientBoostingClassifier`
@@ -607,29 +556,3 @@ class VerticalGradientBoostingRegressor(RegressorMixin, _BaseVerticalBoosting):
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan",
                              y_numeric=True)
         return self._fit(X, np.asarray(y, dtype=np.float64), 1)
-
-    def predict(self, X):
-        """Predicted values (assembled at the label party)."""
-        raw = self._raw_predict(X)
-        return None if raw is None else raw[:, 0]
-
-    def staged_predict(self, X):
-        """Predicted values after each iteration (one prediction round in all)."""
-        for raw in self._staged_raw(X):
-            yield raw[:, 0]
-
-    def make_centralised_twin(self):
-        """The scikit-learn estimator pooled data would be fitted with."""
-        from sklearn.ensemble import HistGradientBoostingRegressor
-
-        return HistGradientBoostingRegressor(**self._twin_params())
-
-
-def _twin_params(self):
-    return {k: getattr(self, k) for k in (
-        "learning_rate", "max_iter", "max_leaf_nodes", "max_depth", "min_samples_leaf",
-        "l2_regularization", "max_bins", "early_stopping", "validation_fraction",
-        "n_iter_no_change", "tol", "random_state", "verbose")}
-
-
-_BaseVerticalBoosting._twin_params = _twin_params
