@@ -194,6 +194,13 @@ class _BaseFederatedScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
         counts = np.asarray(result["counts"], dtype=np.int64)
         return int(counts[0]) if counts.min() == counts.max() else counts
 
+    def _fitted_input(self, X, copy=None):
+        """Rows to (un)scale in place: checked against the fit, copied unless told not to."""
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, copy=self.copy if copy is None else copy,
+                             dtype=FLOAT_DTYPES, force_writeable=True,
+                             ensure_all_finite="allow-nan")
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
@@ -379,10 +386,7 @@ class FederatedStandardScaler(_BaseFederatedScaler):
         -------
         X_tr : ndarray of shape (n_samples, n_features)
         """
-        check_is_fitted(self)
-        copy = copy if copy is not None else self.copy
-        X = validate_data(self, X, reset=False, copy=copy, dtype=FLOAT_DTYPES,
-                          force_writeable=True, ensure_all_finite="allow-nan")
+        X = self._fitted_input(X, copy)
         if self.with_mean:
             X -= self.mean_
         if self.with_std:
@@ -402,10 +406,7 @@ class FederatedStandardScaler(_BaseFederatedScaler):
         -------
         X_original : ndarray of shape (n_samples, n_features)
         """
-        check_is_fitted(self)
-        copy = copy if copy is not None else self.copy
-        X = validate_data(self, X, reset=False, copy=copy, dtype=FLOAT_DTYPES,
-                          force_writeable=True, ensure_all_finite="allow-nan")
+        X = self._fitted_input(X, copy)
         if self.with_std:
             X *= self.scale_
         if self.with_mean:
@@ -535,9 +536,7 @@ class FederatedMinMaxScaler(_BaseFederatedScaler):
         -------
         X_tr : ndarray of shape (n_samples, n_features)
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, copy=self.copy, dtype=FLOAT_DTYPES,
-                          force_writeable=True, ensure_all_finite="allow-nan")
+        X = self._fitted_input(X)
         X *= self.scale_
         X += self.min_
         if self.clip:
@@ -555,9 +554,7 @@ class FederatedMinMaxScaler(_BaseFederatedScaler):
         -------
         X_original : ndarray of shape (n_samples, n_features)
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, copy=self.copy, dtype=FLOAT_DTYPES,
-                          force_writeable=True, ensure_all_finite="allow-nan")
+        X = self._fitted_input(X)
         X -= self.min_
         X /= self.scale_
         return X
