@@ -23,8 +23,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from .._progress import FitProgress
-from ..runtime.party import ProtocolMismatch, check_agreement, public_params
+from ..runtime.party import public_params
 from . import _boosting_roles as roles
+from ._party import gather_setups
 
 __all__ = ["fit_party"]
 
@@ -111,19 +112,7 @@ def _client_role(est, cfg, X, y, clients, me):
 
 def _server(ctx, est, cfg):
     clients = list(cfg.clients)
-    mine = _public(cfg)
-    setups = ctx.gather(clients, "setup")
-    first = setups[0]
-    labels = set()
-    for name, s in zip(clients, setups):
-        check_agreement(mine, s.get("params") if isinstance(s, dict) else None,
-                        me=ctx.party, them=name)
-        if s["n_features"] != first["n_features"] or s["feature_names"] != first["feature_names"]:
-            raise ProtocolMismatch(
-                f"clients {clients[0]!r} and {name!r} hold different columns: "
-                f"{first['n_features']} {first['feature_names'] or ''} vs "
-                f"{s['n_features']} {s['feature_names'] or ''}")
-        labels.update(s["labels"] or ())
+    first, labels = gather_setups(ctx, clients, _public(cfg))
     classes = sorted(labels)
     if est._task == "classification":
         if len(classes) < 2:

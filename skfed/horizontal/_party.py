@@ -22,7 +22,7 @@ from ..runtime.local import PartyLeft
 from ..runtime.party import ProtocolMismatch, check_agreement, public_params
 from .roles import client, model_layout, server
 
-__all__ = ["client_party", "server_party", "PRIVATE_CONFIG_KEYS"]
+__all__ = ["client_party", "server_party", "gather_setups", "PRIVATE_CONFIG_KEYS"]
 
 # Settings each party chooses for itself; everything else in the role
 # configuration must agree across parties.
@@ -31,6 +31,29 @@ PRIVATE_CONFIG_KEYS = ("n_jobs", "verbose", "layout", "clients")
 
 def _public(cfg):
     return public_params({k: v for k, v in cfg.items() if k not in PRIVATE_CONFIG_KEYS})
+
+
+def gather_setups(ctx, clients, mine):
+    """The server's side of every horizontal set-up, before any data-derived message.
+
+    Each client must agree on the public settings ``mine`` and hold the same
+    columns. Returns the first client's set-up and the union of the labels
+    the clients declared (empty for tasks without labels).
+    """
+    setups = ctx.gather(clients, "setup")
+    first = setups[0]
+    labels = set()
+    for name, s in zip(clients, setups):
+        check_agreement(mine, s.get("params") if isinstance(s, dict) else None,
+                        me=ctx.party, them=name)
+        if (s["n_features"], s["feature_names"]) != (first["n_features"],
+                                                     first["feature_names"]):
+            raise ProtocolMismatch(
+                f"clients {clients[0]!r} and {name!r} hold different columns: "
+                f"{first['n_features']} {first['feature_names'] or ''} vs "
+                f"{s['n_features']} {s['feature_names'] or ''}")
+        labels.update(s.get("labels") or ())
+    return first, labels
 
 
 def _n_outputs(task, labels):
@@ -55,19 +78,7 @@ def client_party(ctx, X, y, cfg, seed, feature_names):
 def server_party(ctx, cfg, progress=None):
     """The server in its own process: checks the clients agree, then serves."""
     clients = cfg["clients"]
-    mine = _public(cfg)
-    setups = ctx.gather(clients, "setup")
-    first = setups[0]
-    labels = set()
-    for name, s in zip(clients, setups):
-        check_agreement(mine, s.get("params") if isinstance(s, dict) else None,
-                        me=ctx.party, them=name)
-        if s["n_features"] != first["n_features"] or s["feature_names"] != first["feature_names"]:
-            raise ProtocolMismatch(
-                f"clients {clients[0]!r} and {name!r} hold different columns: "
-                f"{first['n_features']} {first['feature_names'] or ''} vs "
-                f"{s['n_features']} {s['feature_names'] or ''}")
-        labels.update(s["labels"] or ())
+    first, labels = gather_setups(ctx, clients, _public(cfg))
     n_features = int(first["n_features"])
     n_outputs = _n_outputs(cfg["task"], labels)
     ctx.broadcast(clients, "setup", n_outputs, kind="plain")

@@ -10,8 +10,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import FLOAT_DTYPES, check_is_fitted, validate_data
 
 from ..runtime import LocalRuntime
-from ..runtime.party import ProtocolMismatch, check_agreement, party_of, public_params
+from ..runtime.party import party_of, public_params
 from ..topology import HorizontalTopology, split_by_party
+from ._party import gather_setups
 from ._scaling_roles import (
     MAX_ROWS,
     minmax_client,
@@ -226,18 +227,7 @@ def _client_party(ctx, X, cfg, client_role, feature_names):
 
 def _server_party(ctx, cfg, server_role):
     """The server in its own process: every client must hold the same columns."""
-    clients = cfg["clients"]
-    setups = ctx.gather(clients, "setup")
-    first = setups[0]
-    for name, s in zip(clients, setups):
-        check_agreement(_public(cfg), s.get("params") if isinstance(s, dict) else None,
-                        me=ctx.party, them=name)
-        if (s["n_features"], s["feature_names"]) != (first["n_features"],
-                                                     first["feature_names"]):
-            raise ProtocolMismatch(
-                f"clients {clients[0]!r} and {name!r} hold different columns: "
-                f"{first['n_features']} {first['feature_names'] or ''} vs "
-                f"{s['n_features']} {s['feature_names'] or ''}")
+    first, _ = gather_setups(ctx, cfg["clients"], _public(cfg))
     out = server_role(ctx, dict(cfg, n_features=int(first["n_features"])))
     return dict(out, n_features=int(first["n_features"]),
                 feature_names=first["feature_names"])
