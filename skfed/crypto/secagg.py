@@ -237,10 +237,18 @@ class MaskingClient:
         return keystream(self._pair_key(peer, "mask", struct.pack(">Q", round_index)), size,
                          out)
 
-    def mask(self, encoded, round_index):
-        """Add the pairwise masks of one round to an encoded uint64 vector."""
+    def mask(self, encoded, round_index, inplace=False):
+        """Add the pairwise masks of one round to an encoded uint64 vector.
+
+        With ``inplace``, a contiguous uint64 ``encoded`` is masked where it
+        lies (the caller's plain copy is gone: one pass fewer over large
+        vectors).
+        """
         encoded = np.asarray(encoded, dtype=np.uint64)
-        flat = encoded.ravel().copy()
+        if inplace and encoded.flags.c_contiguous:
+            flat = encoded.reshape(-1)
+        else:
+            flat = encoded.ravel().copy()
         buf = np.empty(flat.size + 2, dtype=np.uint64)
         for peer in self.peers:
             m = self._pair_mask(peer, round_index, flat.size, buf)

@@ -150,8 +150,10 @@ def _upload_ints(agg, ints, tag):
     if agg.protection is None:
         agg.ctx.send(agg.server, tag, ints, kind="plain")
     else:
-        agg.ctx.send(agg.server, tag, agg.masker.mask(ints.view(np.uint64), agg.index),
-                     kind="masked")
+        # In place: a caller's array is copied by ascontiguousarray only when
+        # needed, and what it passes here is not used after the upload.
+        agg.ctx.send(agg.server, tag, agg.masker.mask(ints.view(np.uint64), agg.index,
+                                                      inplace=True), kind="masked")
 
 
 def _sum_ints(agg, tag, size):
@@ -184,10 +186,14 @@ def _pack(hist, k, constant_hessian=False):
     the count times the fixed-point 1)."""
     if not k:
         return hist
-    word = hist[:, 0].view(np.uint64) + (hist[:, 2].view(np.uint64) << np.uint64(k))
-    if constant_hessian:
-        return word.view(np.int64)[:, None]
-    return np.stack([word.view(np.int64), hist[:, 1]], axis=1)
+    out = np.empty((hist.shape[0], 1 if constant_hessian else 2, hist.shape[2]),
+                   dtype=np.int64)
+    word = out[:, 0].view(np.uint64)
+    np.left_shift(hist[:, 2].view(np.uint64), np.uint64(k), out=word)
+    word += hist[:, 0].view(np.uint64)
+    if not constant_hessian:
+        out[:, 1] = hist[:, 1]
+    return out
 
 
 def _unpack(packed, k, constant_hessian=False):
