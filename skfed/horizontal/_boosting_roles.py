@@ -58,6 +58,15 @@ loss sums, and how many clients have their largest gradient in each binade),
 and so the model. What it does not learn: any client's histogram, count,
 gradient, row or label. The model (trees, edges, baseline) is public to the
 clients, as the global model of federated SGD is.
+
+Dropouts (``min_clients``): every sum runs the dropout-tolerant protocol of
+:mod:`.dropout`. A sibling is its parent minus the other child, so every
+histogram sum of an iteration must hold the same clients: when the clients
+of a sum differ from those of the iteration's first sum, the server grows
+that iteration's trees again from the root over the survivors (the clients
+keep nothing of the abandoned trees). Loss sums carry their row counts. The
+differences between sums before and after a dropout show the server the
+dropped client's part of them (see docs/horizontal_boosting.rst).
 """
 
 import heapq
