@@ -26,12 +26,13 @@ def _dq(i, e):
 
 
 def reference_fit(X, y, edges, task, n_classes, lr, max_iter, max_leaf_nodes, max_depth,
-                  msl, l2, baseline=None):
+                  msl, l2, baseline=None, raw=None):
     """Trees (per iteration, per output: a list of ("leaf", value) or ("split",
     feature, threshold, missing_left, left, right)) and the baseline.
 
     ``baseline`` replaces the initial raw prediction (a federation computes a
-    mean from a fixed-point secure sum).
+    mean from a fixed-point secure sum); ``raw`` (n, K) the initial raw
+    predictions of every row (to continue a model, e.g. after a dropout).
     """
     n, F = X.shape
     miss = np.isnan(X)
@@ -51,7 +52,7 @@ def reference_fit(X, y, edges, task, n_classes, lr, max_iter, max_leaf_nodes, ma
         base = lp - lp.mean()
     if baseline is not None:
         base = np.asarray(baseline, dtype=np.float64)
-    raw = np.tile(base, (n, 1))
+    raw = np.tile(base, (n, 1)) if raw is None else np.array(raw, dtype=np.float64)
     trees = []
     for _ in range(max_iter):
         if task == "regression":

@@ -48,7 +48,7 @@ Keys: the long-term X25519 key of :class:`~skfed.crypto.secagg.MaskingClient`
 seals the shares (HKDF-SHA256 + ChaCha20-Poly1305; it is never revealed);
 per-sum X25519 keys make the pairwise masks, so revealing a dropped client's
 ``s_u`` exposes only that sum and a client may take part again in the next
-one. Masks are ChaCha20 keystreams under HKDF-derived 256-bit keys, over
+one. Masks are AES-256-CTR keystreams under HKDF-derived 256-bit keys, over
 Z_{2**64} as in :mod:`skfed.crypto.secagg`; all secrets are 256-bit and
 shared whole over GF(2**521 - 1): 128-bit security end to end.
 
@@ -76,16 +76,16 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PrivateKey,
     X25519PublicKey,
 )
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from . import shamir
-from .secagg import MaskingClient, _hkdf
+from .secagg import MaskingClient, _hkdf, keystream
 
 __all__ = ["RecoveryClient", "RecoveryServer", "check_threshold", "tolerated_colluders",
            "ConsistencyError"]
 
-_DOMAIN = b"skfed/secagg-recovery/v1/"
+# v2: masks from AES-256-CTR (v1 used ChaCha20).
+_DOMAIN = b"skfed/secagg-recovery/v2/"
 
 
 class ConsistencyError(ValueError):
@@ -130,9 +130,8 @@ def _names(names):
 
 
 def _stream(key, size):
-    # A fresh key per use, so the all-zero nonce is safe.
-    enc = Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor()
-    return np.frombuffer(enc.update(bytes(8 * size)), dtype="<u8").astype(np.uint64)
+    # A fresh key per use, so the stream may start at counter zero.
+    return keystream(key, size)
 
 
 def self_mask(seed, session, index, name, size):

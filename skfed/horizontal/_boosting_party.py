@@ -26,6 +26,7 @@ from .._progress import FitProgress
 from ..runtime.party import public_params
 from . import _boosting_roles as roles
 from ._party import gather_setups
+from .dropout import check_min_clients
 
 __all__ = ["fit_party"]
 
@@ -55,6 +56,7 @@ def fit_party(est, X, y):
             "HorizontalTopology(n_parties=..., party_names=[...]))")
     if est.secure_aggregation is not None and len(clients) < 2:
         raise ValueError("secure aggregation needs at least two clients")
+    check_min_clients(est.min_clients, len(clients), est.secure_aggregation)
     if est.early_stopping == "auto":
         raise ValueError(
             "with one party per process set early_stopping to True or False: 'auto' "

@@ -58,6 +58,15 @@ loss sums, and how many clients have their largest gradient in each binade),
 and so the model. What it does not learn: any client's histogram, count,
 gradient, row or label. The model (trees, edges, baseline) is public to the
 clients, as the global model of federated SGD is.
+
+Dropouts (``min_clients``): every sum runs the dropout-tolerant protocol of
+:mod:`.dropout`. A sibling is its parent minus the other child, so every
+histogram sum of an iteration must hold the same clients: when the clients
+of a sum differ from those of the iteration's first sum, the server grows
+that iteration's trees again from the root over the survivors (the clients
+keep nothing of the abandoned trees). Loss sums carry their row counts. The
+differences between sums before and after a dropout show the server the
+dropped client's part of them (see docs/horizontal_boosting.rst).
 """
 
 import heapq
@@ -73,6 +82,7 @@ from ..trees import gbdt as _trees
 from ..trees.binning import MISSING_BIN, apply_bins
 from ._fed_binning import FIRST_BITS, BinningServer, ClientColumns
 from .aggregation import ClientAggregation, ServerAggregation
+from .dropout import TolerantClientAggregation, TolerantServerAggregation
 
 __all__ = ["BoostingConfig", "client", "server", "predict_raw"]
 
@@ -83,6 +93,9 @@ _EXP_MIN, _EXP_LEN = -1074, 2100
 # split before the budget runs out: fewer rounds, about a quarter more bytes,
 # and in-process fits measured 1.5-2x slower (bytes, not rounds, dominate).
 _SPECULATE = False
+# Nodes with fewer training rows build their histograms with np.bincount,
+# larger ones with a sparse product (measured crossover: 200-300 rows).
+_BINCOUNT_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -107,23 +120,58 @@ class BoostingConfig:
     tol: float
     secure_aggregation: str | None
     verbose: int
+    min_clients: int | None = None
+
+
+def _client_aggregation(ctx, cfg):
+    if cfg.min_clients is None:
+        return ClientAggregation(ctx, cfg.server, cfg.clients, cfg.secure_aggregation)
+    return TolerantClientAggregation(ctx, cfg.server, cfg.clients, cfg.secure_aggregation,
+                                     cfg.min_clients)
+
+
+def _server_aggregation(ctx, cfg):
+    if cfg.min_clients is None:
+        return ServerAggregation(ctx, list(cfg.clients), cfg.secure_aggregation)
+    return TolerantServerAggregation(ctx, list(cfg.clients), cfg.secure_aggregation,
+                                     cfg.min_clients)
+
+
+def _broadcast(agg, tag, payload):
+    """Plain message to every client still taking part."""
+    if isinstance(agg, TolerantServerAggregation):
+        agg.broadcast(tag, payload, kind="plain")
+    else:
+        agg.ctx.broadcast(agg.clients, tag, payload, kind="plain")
+
+
+def _contributors(agg):
+    """The clients whose vectors the last secure sum holds."""
+    return getattr(agg, "contributors", None) or tuple(agg.clients)
 
 
 def _upload_ints(agg, ints, tag):
     """Send integers for a secure sum modulo 2**64, masked by the aggregation's
     own pairwise masks (exact, with no fixed-point encoding in between)."""
+    if hasattr(agg, "upload_ring"):
+        agg.upload_ring(ints, tag)  # dropout-tolerant: four steps per sum
+        return
     ints = np.ascontiguousarray(ints, dtype=np.int64).ravel()
     # The running index, shared with the float sums, separates every sum's masks.
     agg.index += 1
     if agg.protection is None:
         agg.ctx.send(agg.server, tag, ints, kind="plain")
     else:
-        agg.ctx.send(agg.server, tag, agg.masker.mask(ints.view(np.uint64), agg.index),
-                     kind="masked")
+        # In place: a caller's array is copied by ascontiguousarray only when
+        # needed, and what it passes here is not used after the upload.
+        agg.ctx.send(agg.server, tag, agg.masker.mask(ints.view(np.uint64), agg.index,
+                                                      inplace=True), kind="masked")
 
 
 def _sum_ints(agg, tag, size):
     """The server's side of :func:`_upload_ints`: the sum (int64, modulo 2**64)."""
+    if hasattr(agg, "secure_sum_ring"):
+        return agg.secure_sum_ring(tag, size)
     agg.index += 1
     uploads = agg.ctx.gather(agg.clients, tag)
     masked = agg.protection is not None
@@ -150,10 +198,14 @@ def _pack(hist, k, constant_hessian=False):
     the count times the fixed-point 1)."""
     if not k:
         return hist
-    word = hist[:, 0].view(np.uint64) + (hist[:, 2].view(np.uint64) << np.uint64(k))
-    if constant_hessian:
-        return word.view(np.int64)[:, None]
-    return np.stack([word.view(np.int64), hist[:, 1]], axis=1)
+    out = np.empty((hist.shape[0], 1 if constant_hessian else 2, hist.shape[2]),
+                   dtype=np.int64)
+    word = out[:, 0].view(np.uint64)
+    np.left_shift(hist[:, 2].view(np.uint64), np.uint64(k), out=word)
+    word += hist[:, 0].view(np.uint64)
+    if not constant_hessian:
+        out[:, 1] = hist[:, 1]
+    return out
 
 
 def _unpack(packed, k, constant_hessian=False):
@@ -217,7 +269,7 @@ def client(ctx, X, y, cfg, seed):
     """
     cpu_start = time.thread_time()
     srv = cfg.server
-    agg = ClientAggregation(ctx, srv, cfg.clients, cfg.secure_aggregation)
+    agg = _client_aggregation(ctx, cfg)
     agg.setup()
     n, F = X.shape
     train = _validation_split(y, cfg.task, cfg.validation_fraction, seed) \
@@ -263,7 +315,10 @@ def client(ctx, X, y, cfg, seed):
     def upload_scores():
         t = loss.loss(raw, tr_rows) * tr_rows.size if tr_rows.size else 0.0
         v = loss.loss(raw, va_rows) * va_rows.size if va_rows.size else 0.0
-        agg.upload(np.array([t, v]) * loss_scale, "score")
+        # With the row counts: after a dropout the server divides by the
+        # survivors' counts, summed with their losses.
+        agg.upload(np.concatenate([np.array([t, v]) * loss_scale,
+                                   [tr_rows.size, va_rows.size]]), "score")
 
     upload_scores()
     g = h = gq = hq = None
@@ -333,6 +388,7 @@ class _OneHot:
 
         n, F = codes.shape
         self.T = T
+        self.codes = np.ascontiguousarray(codes, dtype=np.intp)
         self.M = sp.csr_matrix((np.ones(n * F), codes.ravel(), np.arange(0, n * F + 1, F)),
                                shape=(n, T))
 
@@ -356,7 +412,16 @@ class _OneHot:
                 W = np.column_stack([g, h.astype(np.float64), np.ones(rows.size)])
             # Exact: every partial sum of these integers stays below 2**53.
             # The sums are exact integers as floats: the cast is exact too.
-            res = (self.M[rows].T @ W).astype(np.int64)
+            if rows.size < _BINCOUNT_ROWS:
+                # Small nodes: bincount has none of the sparse product's fixed
+                # cost (about 0.2 ms a call, more than the whole count here).
+                idx = self.codes[rows].ravel()
+                F = self.codes.shape[1]
+                res = np.stack([np.bincount(idx, weights=np.repeat(W[:, c], F),
+                                            minlength=self.T)
+                                for c in range(W.shape[1])], axis=1).astype(np.int64)
+            else:
+                res = (self.M[rows].T @ W).astype(np.int64)
             out[j, 0] = res[:, 0]
             if packed:
                 out[j, 2] = res[:, 1] >> shift
@@ -466,15 +531,14 @@ def server(ctx, cfg, progress=None):
     ``validation_score``, ``stats`` (rounds and bytes) and ``timings``.
     """
     cpu_start = time.thread_time()
-    clients = list(cfg.clients)
-    agg = ServerAggregation(ctx, clients, cfg.secure_aggregation)
+    agg = _server_aggregation(ctx, cfg)
     agg.setup()
     K = _n_outputs(cfg)
     n_stats = 1 if cfg.task == "regression" else cfg.n_classes
     y_exp = 0
     if cfg.task == "regression":
         y_exp = _max_exponent(_sum_ints(agg, "yexp", _EXP_LEN))
-        ctx.broadcast(clients, "yexp", y_exp, kind="plain")
+        _broadcast(agg, "yexp", y_exp)
     setup = _sum_ints(agg, "setup", 2 + n_stats)
     n_train, n_val = int(setup[0]), int(setup[1])
     if n_train < 2 * cfg.min_samples_leaf:
@@ -500,18 +564,17 @@ def server(ctx, cfg, progress=None):
     while True:
         req = binner.request()
         if not req:
-            ctx.broadcast(clients, "bins", None, kind="plain")
+            _broadcast(agg, "bins", None)
             break
-        ctx.broadcast(clients, "bins", [{"feature": int(f), "bits": int(b), "prefixes": p}
-                                        for f, b, p in req], kind="plain")
+        _broadcast(agg, "bins", [{"feature": int(f), "bits": int(b), "prefixes": p}
+                                 for f, b, p in req])
         binner.refine(_sum_ints(agg, "bins", binner.size(req)))
         n_rounds["binning"] += 1
     edges = binner.edges()
     has_missing = binner.n_missing > 0
     n_bins = np.array([e.size + 1 for e in edges], dtype=np.int64)
     packing = pack_bits(n_train)
-    ctx.broadcast(clients, "edges", {"edges": edges, "baseline": baseline,
-                                     "pack_bits": packing}, kind="plain")
+    _broadcast(agg, "edges", {"edges": edges, "baseline": baseline, "pack_bits": packing})
     timings["binning"] = time.perf_counter() - t0
     layout = _Histograms(n_bins)
     T = layout.T
@@ -520,12 +583,14 @@ def server(ctx, cfg, progress=None):
     stop_scores = validation_score if n_val else train_score
 
     def scores():
-        s = agg.secure_sum("score", 2) * loss_scale
-        t = -float(s[0]) / n_train
+        s = agg.secure_sum("score", 4)
+        # The counts summed with the losses: the same clients' rows.
+        n_t, n_v = int(round(s[2])), int(round(s[3]))
+        t = -float(s[0]) * loss_scale / max(n_t, 1)
         if cfg.early_stopping:
             train_score.append(t)
             if n_val:
-                validation_score.append(-float(s[1]) / n_val)
+                validation_score.append(-float(s[1]) * loss_scale / max(n_v, 1))
         return -t
 
     scores()
@@ -534,78 +599,22 @@ def server(ctx, cfg, progress=None):
     h_exp = 0 if cfg.task == "regression" else -2
     for it in range(cfg.max_iter):
         t1 = time.perf_counter()
-        if cfg.task == "regression":
-            ctx.broadcast(clients, "cmd", {"op": "exponent"}, kind="plain")
-            g_exp = _max_exponent(_sum_ints(agg, "exponent", _EXP_LEN))
-        else:
-            g_exp = g_exp_fixed
-        ctx.broadcast(clients, "cmd", {"op": "iteration", "exps": [g_exp, h_exp]},
-                      kind="plain")
-        grown = [_Tree(cfg) for _ in range(K)]
-        splits, nodes = [], [(k, 0) for k in range(K)]
-        while nodes:
-            ctx.broadcast(clients, "cmd", {"op": "expand", "splits": splits, "nodes": nodes},
-                          kind="plain")
-            words = _words(packing, cfg.task)
-            hists = _unpack(_sum_ints(agg, "hist", len(nodes) * words * T).reshape(
-                len(nodes), words, T), packing, cfg.task == "regression")
-            n_rounds["histograms"] += 1
-            t2 = time.perf_counter()
-            new = []  # (k, v) of nodes whose histogram is now known
-            for (k, v), hist in zip(nodes, hists):
-                tree = grown[k]
-                tree.nodes[v].hist = hist
-                new.append((k, v))
-                p = tree.nodes[v].parent
-                if p is not None:
-                    sib = [c for c in tree.nodes[p].children if c != v][0]
-                    tree.nodes[sib].hist = tree.nodes[p].hist - hist
-                    new.append((k, sib))
-            evaluate = []
-            for k, v in new:
-                node = grown[k].nodes[v]
-                node.G, node.H, node.n = layout.totals(node.hist)
-                if grown[k].splittable(v, h_exp):
-                    evaluate.append((k, v))
-            if evaluate:
-                H = np.stack([grown[k].nodes[v].hist for k, v in evaluate])
-                counts, GH = layout.padded(H)
-                best = _trees.best_splits(
-                    counts, GH, [grown[k].nodes[v].G for k, v in evaluate],
-                    [grown[k].nodes[v].H for k, v in evaluate], n_bins, has_missing,
-                    cfg.min_samples_leaf, cfg.l2_regularization, g_exp, h_exp)
-                for (k, v), b in zip(evaluate, best):
-                    grown[k].nodes[v].best = b
-            for k, v in new:
-                if grown[k].nodes[v].parent is None:
-                    grown[k].push(v)
-            timings["best_splits"] += time.perf_counter() - t2
-            splits, nodes = [], []
-            for k, tree in enumerate(grown):
-                for v in tree.advance():
-                    node = tree.nodes[v]
-                    _, f, b, ml = node.best
-                    counts = node.hist[2, layout.offsets[f]:layout.offsets[f] + n_bins[f] + 1]
-                    n_left = int(counts[:b + 1].sum()) + (int(counts[-1]) if ml else 0)
-                    if not has_missing[f]:
-                        # No missing values in training: at prediction they
-                        # follow the larger child (scikit-learn's rule).
-                        ml = n_left >= node.n - n_left
-                    node.split = None
-                    node.best = (node.best[0], f, b, bool(ml))
-                    left, right = len(tree.nodes), len(tree.nodes) + 1
-                    tree.nodes.append(_Node(node.depth + 1, v))
-                    tree.nodes.append(_Node(node.depth + 1, v))
-                    node.children = (left, right)
-                    splits.append([k, v, int(f), int(b), bool(ml), left, right])
-                    nodes.append((k, left if n_left <= node.n - n_left else right))
+        while True:
+            # Every sum of an iteration must hold the same clients' rows (a
+            # sibling is its parent minus the other child): when the set
+            # shrinks, the iteration starts again over the survivors.
+            grown, g_exp = _grow(agg, cfg, K, T, packing, n_bins, has_missing, layout,
+                                 h_exp, g_exp_fixed, n_rounds, timings)
+            if grown is not None:
+                break
+            n_rounds["restarts"] = n_rounds.get("restarts", 0) + 1
         iteration, leaves = [], []
         for k, tree in enumerate(grown):
             t, lv = _final_tree(tree, edges, cfg, g_exp, h_exp)
             iteration.append(t)
             leaves.append([k, lv[0], lv[1]])
         trees.append(iteration)
-        ctx.broadcast(clients, "cmd", {"op": "leaves", "leaves": leaves}, kind="plain")
+        _broadcast(agg, "cmd", {"op": "leaves", "leaves": leaves})
         objective = scores()
         timings["grow"] += time.perf_counter() - t1
         asked = progress is not None and progress.update(
@@ -614,7 +623,7 @@ def server(ctx, cfg, progress=None):
                 stop_scores, cfg.n_iter_no_change, cfg.tol)):
             break
     model = {"trees": trees, "baseline": baseline, "edges": edges}
-    ctx.broadcast(clients, "cmd", {"op": "done", "model": model}, kind="plain")
+    _broadcast(agg, "cmd", {"op": "done", "model": model})
     if progress is not None:
         progress.close()
     return {"trees": trees, "baseline": baseline, "edges": edges, "n_iter": len(trees),
@@ -622,7 +631,90 @@ def server(ctx, cfg, progress=None):
             "validation_score": np.asarray(validation_score),
             "n_train": n_train, "n_validation": n_val,
             "rounds": n_rounds, "timings": timings,
+            "dropouts": list(getattr(agg, "dropouts", ())),
             "cpu_seconds": time.thread_time() - cpu_start}
+
+
+def _grow(agg, cfg, K, T, packing, n_bins, has_missing, layout, h_exp, g_exp_fixed,
+          n_rounds, timings):
+    """Grow the trees of one iteration; ``(None, None)`` when the clients of a
+    sum differ from those of the iteration's first sum (a dropout)."""
+    members = None
+
+    def same_clients():
+        nonlocal members
+        now = _contributors(agg)
+        if members is None:
+            members = now
+        return now == members
+
+    if cfg.task == "regression":
+        _broadcast(agg, "cmd", {"op": "exponent"})
+        g_exp = _max_exponent(_sum_ints(agg, "exponent", _EXP_LEN))
+        same_clients()
+    else:
+        g_exp = g_exp_fixed
+    _broadcast(agg, "cmd", {"op": "iteration", "exps": [g_exp, h_exp]})
+    grown = [_Tree(cfg) for _ in range(K)]
+    splits, nodes = [], [(k, 0) for k in range(K)]
+    while nodes:
+        _broadcast(agg, "cmd", {"op": "expand", "splits": splits, "nodes": nodes})
+        words = _words(packing, cfg.task)
+        hists = _unpack(_sum_ints(agg, "hist", len(nodes) * words * T).reshape(
+            len(nodes), words, T), packing, cfg.task == "regression")
+        n_rounds["histograms"] += 1
+        if not same_clients():
+            return None, None
+        t2 = time.perf_counter()
+        new = []  # (k, v) of nodes whose histogram is now known
+        for (k, v), hist in zip(nodes, hists):
+            tree = grown[k]
+            tree.nodes[v].hist = hist
+            new.append((k, v))
+            p = tree.nodes[v].parent
+            if p is not None:
+                sib = [c for c in tree.nodes[p].children if c != v][0]
+                tree.nodes[sib].hist = tree.nodes[p].hist - hist
+                new.append((k, sib))
+        evaluate = []
+        for k, v in new:
+            node = grown[k].nodes[v]
+            node.G, node.H, node.n = layout.totals(node.hist)
+            if grown[k].splittable(v, h_exp):
+                evaluate.append((k, v))
+        if evaluate:
+            H = np.stack([grown[k].nodes[v].hist for k, v in evaluate])
+            counts, GH = layout.padded(H)
+            best = _trees.best_splits(
+                counts, GH, [grown[k].nodes[v].G for k, v in evaluate],
+                [grown[k].nodes[v].H for k, v in evaluate], n_bins, has_missing,
+                cfg.min_samples_leaf, cfg.l2_regularization, g_exp, h_exp)
+            for (k, v), b in zip(evaluate, best):
+                grown[k].nodes[v].best = b
+        for k, v in new:
+            if grown[k].nodes[v].parent is None:
+                grown[k].push(v)
+        timings["best_splits"] += time.perf_counter() - t2
+        splits, nodes = [], []
+        for k, tree in enumerate(grown):
+            for v in tree.advance():
+                node = tree.nodes[v]
+                _, f, b, ml = node.best
+                counts = node.hist[2, layout.offsets[f]:layout.offsets[f] + n_bins[f] + 1]
+                n_left = int(counts[:b + 1].sum()) + (int(counts[-1]) if ml else 0)
+                if not has_missing[f]:
+                    # No missing values in training: at prediction they
+                    # follow the larger child (scikit-learn's rule).
+                    ml = n_left >= node.n - n_left
+                node.split = None
+                node.best = (node.best[0], f, b, bool(ml))
+                left, right = len(tree.nodes), len(tree.nodes) + 1
+                tree.nodes.append(_Node(node.depth + 1, v))
+                tree.nodes.append(_Node(node.depth + 1, v))
+                node.children = (left, right)
+                splits.append([k, v, int(f), int(b), bool(ml), left, right])
+                nodes.append((k, left if n_left <= node.n - n_left else right))
+    return grown, g_exp
 
 
 def _final_tree(tree, edges, cfg, g_exp, h_exp):

@@ -23,6 +23,7 @@ from ..runtime.party import party_of
 from ..topology import HorizontalTopology, split_by_party
 from ..trees.outputs import BoostedClassifierOutputs, BoostedRegressorOutputs
 from . import _boosting_roles as roles
+from .dropout import check_min_clients
 
 __all__ = ["FederatedHistGradientBoostingClassifier", "FederatedHistGradientBoostingRegressor"]
 
@@ -55,6 +56,7 @@ class _BaseFederatedBoosting(CallbackSupportMixin, BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "secure_aggregation": [StrOptions({"masking"}), None],
+        "min_clients": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "runtime": "no_validation",
@@ -64,7 +66,7 @@ class _BaseFederatedBoosting(CallbackSupportMixin, BaseEstimator):
                  max_depth=None, min_samples_leaf=20, l2_regularization=0.0, max_bins=255,
                  categorical_features=None, early_stopping="auto", validation_fraction=0.1,
                  n_iter_no_change=10, tol=1e-7, secure_aggregation="masking",
-                 random_state=None, verbose=0, runtime=None):
+                 min_clients=None, random_state=None, verbose=0, runtime=None):
         self.topology = topology
         self.learning_rate = learning_rate
         self.max_iter = max_iter
@@ -79,6 +81,7 @@ class _BaseFederatedBoosting(CallbackSupportMixin, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.secure_aggregation = secure_aggregation
+        self.min_clients = min_clients
         self.random_state = random_state
         self.verbose = verbose
         self.runtime = runtime
@@ -146,7 +149,8 @@ class _BaseFederatedBoosting(CallbackSupportMixin, BaseEstimator):
             l2_regularization=float(self.l2_regularization), max_bins=int(self.max_bins),
             early_stopping=bool(early), validation_fraction=fraction,
             n_iter_no_change=int(self.n_iter_no_change), tol=float(self.tol),
-            secure_aggregation=self.secure_aggregation, verbose=int(self.verbose))
+            secure_aggregation=self.secure_aggregation, verbose=int(self.verbose),
+            min_clients=None if self.min_clients is None else int(self.min_clients))
 
     # -- fit ----------------------------------------------------------------------------
     def _fit(self, X, y_enc, n_classes, parties=None):
@@ -166,6 +170,7 @@ class _BaseFederatedBoosting(CallbackSupportMixin, BaseEstimator):
             raise ValueError(
                 "secure aggregation needs at least two clients: with one client the "
                 "server would learn its histograms; use secure_aggregation=None")
+        check_min_clients(self.min_clients, len(parts), self.secure_aggregation)
         early = self._early_stopping(n_samples)
         fraction = self._fraction(n_samples, early)
         self._check_rows(n_samples, fraction)
@@ -194,6 +199,7 @@ class _BaseFederatedBoosting(CallbackSupportMixin, BaseEstimator):
         self.n_iter_ = len(self._trees)
         self.n_trees_per_iteration_ = len(self._baseline)
         self.do_early_stopping_ = early
+        self.dropouts_ = list(out.get("dropouts", ()))
         if "train_score" in out:
             self.train_score_ = np.asarray(out["train_score"])
             self.validation_score_ = np.asarray(out["validation_score"])
@@ -262,6 +268,19 @@ _PARAMS_DOC = """
         Pairwise-mask secure aggregation (the server learns only the sum of
         the clients' histograms); None uploads them in the clear, for
         comparison only.
+    min_clients : int, default=None
+        Tolerate clients dropping out, as :class:`FederatedSGDClassifier`
+        does: every secure sum completes when at least ``min_clients``
+        clients take part (with masking, the dropout-tolerant protocol of
+        Bonawitz et al.: Shamir shares of each client's mask secrets,
+        threshold ``min_clients``, which must exceed half the clients); a
+        sum with fewer raises :class:`~skfed.horizontal.dropout.TooFewClients`.
+        A dropped client stays out for the rest of the fit. An iteration
+        interrupted by a dropout is grown again over the survivors, so every
+        tree is the centralised tree of one set of clients' rows; a dropout
+        reveals the dropped client's part of the sums computed before and
+        after it (see :ref:`horizontal-boosting-dropouts`). None: every
+        client must answer every sum (the cheapest protocol).
     random_state : int, RandomState instance or None, default=None
         Seeds the split of the default topology and the clients' held-out
         rows. Cryptographic randomness never comes from it.
@@ -288,6 +307,9 @@ _ATTRS_DOC = """
     fit_timings_ : dict
         Seconds the server spent binning, growing trees and choosing splits.
     fit_time_ : float
+    dropouts_ : list of dict
+        The clients that dropped out (``min_clients`` set): name, the
+        secure sum and the stage at which each stopped answering.
     cpu_seconds_ : dict of str -> float
         CPU seconds each party's role used (in-process fits): the server's
         plus the busiest client's is the compute a deployment with a core

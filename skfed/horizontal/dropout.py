@@ -27,7 +27,7 @@ import logging
 
 import numpy as np
 
-from ..crypto.secagg import FixedPointRing, new_session_id
+from ..crypto.secagg import FixedPointRing, new_session_id, ring_sum
 from ..crypto.secagg_recovery import (
     RecoveryClient,
     RecoveryServer,
@@ -112,6 +112,15 @@ class TolerantClientAggregation:
         values = np.asarray(values, dtype=np.float64).ravel()
         if weight is not None:
             values = np.concatenate([values, [float(weight)]])
+        self._upload(values, tag, encode=self.ring.encode)
+
+    def upload_ring(self, ints, tag):
+        """Send integers for an exact sum modulo 2**64 (no fixed-point encoding),
+        with the same four steps as :meth:`upload`."""
+        ints = np.ascontiguousarray(ints, dtype=np.int64).ravel()
+        self._upload(ints, tag, encode=lambda v: v.view(np.uint64))
+
+    def _upload(self, values, tag, encode):
         if self._prepared != tag:
             self.prepare(tag)
         self._prepared = None
@@ -123,7 +132,7 @@ class TolerantClientAggregation:
         if rc is None:
             ctx.send(server, tag, values, kind="plain")
         else:
-            ctx.send(server, tag, rc.mask(i, self.ring.encode(values), relayed), kind="masked")
+            ctx.send(server, tag, rc.mask(i, encode(values), relayed), kind="masked")
         _checkpoint(ctx, "after_upload")
         if rc is not None:
             survivors = ctx.recv(server, tag + "/survivors")
@@ -157,6 +166,9 @@ class TolerantServerAggregation:
         self.active = list(self.clients)
         self.dropouts = []
         self.recovery = None
+        # The clients whose vectors the last sum holds (a client that dropped
+        # after uploading is in it, though no longer active).
+        self.contributors = tuple(self.clients)
 
     # -- talking to whoever is left -------------------------------------------------
     def _drop(self, client, stage):
@@ -226,14 +238,32 @@ class TolerantServerAggregation:
         survivors' weight sum, once someone has dropped (until then the
         weights sum to 1 and the result is the one of plain secure aggregation).
         """
-        self.index += 1
         n = size + 1 if weighted else size
+        total, uploads = self._sum(tag, n, ring=False)
+        if not weighted:
+            return total
+        if sorted(uploads) != sorted(self.clients):
+            return total[:-1] / total[-1]
+        return total[:-1]
+
+    def secure_sum_ring(self, tag, size):
+        """The survivors' integer vectors of :meth:`TolerantClientAggregation.upload_ring`
+        summed modulo 2**64 (int64)."""
+        return self._sum(tag, size, ring=True)[0].view(np.int64)
+
+    def _sum(self, tag, n, ring):
+        self.index += 1
         rs, i = self.recovery, self.index
         if rs is None:
             uploads = self.gather(tag, stage="before_upload", what="uploads")
             for c, u in uploads.items():
-                check_array(u, sender=c, tag=tag, shape=(n,))
-            total = np.sum([uploads[c] for c in sorted(uploads)], axis=0)
+                if ring:
+                    check_array(u, sender=c, tag=tag, shape=(n,), dtype="i",
+                                exact_dtype="int64")
+                else:
+                    check_array(u, sender=c, tag=tag, shape=(n,))
+            total = ring_sum([uploads[c].view(np.uint64) for c in sorted(uploads)]) if ring \
+                else np.sum([uploads[c] for c in sorted(uploads)], axis=0)
         else:
             shared = self.gather(tag + "/share", stage="before_key_sharing",
                                  what="key shares")
@@ -256,10 +286,9 @@ class TolerantServerAggregation:
                                   stage="during_unmasking", what="unmasking shares")
             for c, r in reveals.items():
                 check_dict(r, sender=c, tag=tag + "/reveal", keys=("s", "b"))
-            total = self.ring.decode(rs.unmask(i, {c: uploads[c] for c in survivors},
-                                               reveals))
-        if not weighted:
-            return total
-        if sorted(uploads) != sorted(self.clients):
-            return total[:-1] / total[-1]
-        return total[:-1]
+            total = rs.unmask(i, {c: uploads[c] for c in survivors}, reveals)
+            if not ring:
+                total = self.ring.decode(total)
+            uploads = {c: uploads[c] for c in survivors}
+        self.contributors = tuple(sorted(uploads))
+        return total, uploads

@@ -347,7 +347,7 @@ _COMMON_DOC = """
         FedAdam's server step size, moment decays and adaptivity.
     secure_aggregation : {"masking", "paillier"} or None, default="masking"
         How updates are protected: pairwise masks over Z_{2**64} (X25519 +
-        HKDF + ChaCha20), Paillier encryption under a key the server never
+        HKDF + AES-256-CTR), Paillier encryption under a key the server never
         sees, or nothing (for comparison only).
     key_size : int, default=2048
         Paillier modulus bits (``secure_aggregation="paillier"``). Smaller
