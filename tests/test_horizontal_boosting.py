@@ -23,6 +23,7 @@ from skfed.trees import gbdt
 from skfed.trees.binning import MISSING_BIN, bin_edges
 
 from .gbdt_reference import reference_fit
+from .threads import run_parties
 
 Clf, Reg = FederatedHistGradientBoostingClassifier, FederatedHistGradientBoostingRegressor
 
@@ -358,8 +359,6 @@ def test_best_splits_in_chunks_equal_one_node_at_a_time(monkeypatch):
 # -- one party per process ------------------------------------------------------------------
 
 def test_parties_over_grpc_match_in_process(tmp_path):
-    import threading
-
     from skfed.runtime.certs import make_test_pki
     from skfed.runtime.grpc import GrpcRuntime, free_local_ports
 
@@ -378,25 +377,12 @@ def test_parties_over_grpc_match_in_process(tmp_path):
     ests = {p: Clf(**params, runtime=GrpcRuntime(
         p, addresses, certfile=pki[p]["certfile"], keyfile=pki[p]["keyfile"],
         cafile=pki["cafile"], timeout=60)) for p in names}
-    out, errors = {}, {}
 
     def party(p):
-        try:
-            if p == "server":
-                ests[p].fit(None)
-            else:
-                ests[p].fit(X[rows[p]], y[rows[p]])
-            out[p] = ests[p].predict_proba(X)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors[p] = exc
+        ests[p].fit(None) if p == "server" else ests[p].fit(X[rows[p]], y[rows[p]])
+        return ests[p].predict_proba(X)
 
-    threads = [threading.Thread(target=party, args=(p,)) for p in names]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    for est in ests.values():
-        est.runtime.close()
+    out, errors = run_parties(party, names, [e.runtime for e in ests.values()])
     assert not errors, errors
     for p in names:
         np.testing.assert_array_equal(out[p], ref.predict_proba(X))

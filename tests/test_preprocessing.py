@@ -25,6 +25,7 @@ from skfed.horizontal._scaling_roles import exact_sums, float_key, key_float, po
 from skfed.runtime import LocalRuntime
 
 from .leaks import assert_no_leaks, record_transcripts
+from .threads import run_parties
 
 SCALERS = [FederatedStandardScaler, FederatedMinMaxScaler]
 
@@ -403,21 +404,8 @@ def _run_parties(make, data):
     addresses = {p: f"127.0.0.1:{port}" for p, port in zip(names, free_local_ports(len(names)))}
     ests = {p: make(GrpcRuntime(p, addresses, insecure=True, timeout=60,
                                 connect_timeout=10)) for p in names}
-    errors = {}
-
-    def work(p):
-        try:
-            ests[p].fit(data[p])
-        except Exception as exc:  # noqa: BLE001 - inspected by the test
-            errors[p] = exc
-
-    threads = [threading.Thread(target=work, args=(p,)) for p in names]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    for est in ests.values():
-        est.runtime.close()
+    _, errors = run_parties(lambda p: ests[p].fit(data[p]), names,
+                            [e.runtime for e in ests.values()])
     return ests, errors
 
 

@@ -22,6 +22,7 @@ from skfed.vertical import boosting
 
 from . import leaks
 from .gbdt_reference import reference_fit
+from .threads import run_parties
 
 KEY = 512
 
@@ -389,8 +390,6 @@ def test_diabetes_r2_matches_hist_gradient_boosting():
 # -- one party per process (gRPC) ----------------------------------------------------
 
 def test_parties_over_grpc_match_in_process(tmp_path):
-    import threading
-
     from skfed.runtime.certs import make_test_pki
     from skfed.runtime.grpc import GrpcRuntime, free_local_ports
 
@@ -409,23 +408,12 @@ def test_parties_over_grpc_match_in_process(tmp_path):
         cafile=pki["cafile"], timeout=60)) for p in addresses}
     data = {"bank": (X[:, :2], y), "shop": (X[:, 2:], None)}
     new = np.random.RandomState(1).randn(9, 4)
-    out, errors = {}, {}
 
     def party(p):
-        try:
-            ests[p].fit(*data[p])
-            cols = slice(0, 2) if p == "bank" else slice(2, 4)
-            out[p] = ests[p].predict_proba(new[:, cols])
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors[p] = exc
+        ests[p].fit(*data[p])
+        return ests[p].predict_proba(new[:, slice(0, 2) if p == "bank" else slice(2, 4)])
 
-    threads = [threading.Thread(target=party, args=(p,)) for p in ests]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    for est in ests.values():
-        est.runtime.close()
+    out, errors = run_parties(party, list(ests), [e.runtime for e in ests.values()])
     assert not errors, errors
     np.testing.assert_allclose(out["bank"], ref.predict_proba(new), rtol=0, atol=1e-12)
     assert out["shop"] is None
@@ -434,8 +422,6 @@ def test_parties_over_grpc_match_in_process(tmp_path):
 
 
 def test_parties_with_different_row_counts_are_refused(tmp_path):
-    import threading
-
     from skfed.runtime.grpc import GrpcRuntime, free_local_ports
 
     X, y = make_classification(n_samples=80, n_features=4, random_state=0)
@@ -446,21 +432,8 @@ def test_parties_with_different_row_counts_are_refused(tmp_path):
         topo, max_iter=2, encryption=None, min_samples_leaf=5,
         runtime=GrpcRuntime(p, addresses, insecure=True, timeout=60)) for p in addresses}
     data = {"bank": (X[:, :2], y), "shop": (X[:70, 2:], None)}
-    errors = {}
-
-    def party(p):
-        try:
-            ests[p].fit(*data[p])
-        except Exception as exc:  # noqa: BLE001 - inspected below
-            errors[p] = exc
-
-    threads = [threading.Thread(target=party, args=(p,)) for p in ests]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    for est in ests.values():
-        est.runtime.close()
+    _, errors = run_parties(lambda p: ests[p].fit(*data[p]), list(ests),
+                            [e.runtime for e in ests.values()])
     assert "different numbers of rows" in str(errors["bank"])
     assert "shop" in errors
 
