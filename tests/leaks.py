@@ -365,7 +365,10 @@ class _WindowIndex:
             if n <= 0:
                 continue
             view = np.frombuffer(buf, dtype=self.dtype, count=n, offset=start)
-            for hit in np.flatnonzero(np.isin(view, self.keys)):
+            # The keys are sorted and unique already: a binary search per word
+            # (np.isin would sort the whole key set again for every buffer).
+            pos = np.minimum(np.searchsorted(self.keys, view), len(self.keys) - 1)
+            for hit in np.flatnonzero(self.keys[pos] == view):
                 off = start + int(hit) * self.key_len
                 found = self.windows.get(buf[off:off + self.length])
                 if found:
