@@ -212,7 +212,10 @@ def test_sender_checks_its_own_limit_and_consumed_bytes_are_released():
 
     ports = free_local_ports(2)
     addresses = {"bank": f"127.0.0.1:{ports[0]}", "shop": f"127.0.0.1:{ports[1]}"}
-    with GrpcRuntime("bank", addresses, insecure=True, max_message_bytes=100) as rt:
+    # No shop runs: the failed role's abort is retried towards it for
+    # connect_timeout (it might still be starting), so keep that short.
+    with GrpcRuntime("bank", addresses, insecure=True, max_message_bytes=100,
+                     connect_timeout=2) as rt:
         with pytest.raises(RoleError, match="raise max_message_bytes on every party"):
             rt.run({"bank": lambda ctx: ctx.send("shop", "big", np.zeros(100))})
     import threading
