@@ -25,17 +25,19 @@ def demo(quick=False, out=sys.stdout):
 
     print("skfed demo: federated vs centralised (same folds, same hyper-parameters)",
           file=out)
-    header = (f"{'task':<44} {'federated':>10} {'central':>9} {'gap':>7} "
+    cases = list(_demo_cases(quick))
+    width = max(len(c["name"]) for c in cases)
+    header = (f"{'task':<{width}} {'federated':>10} {'central':>9} {'gap':>7} "
               f"{'sk default':>10} {'fed fit s':>9} {'cen fit s':>9} {'MB sent':>8}")
     print(header, file=out)
     print("-" * len(header), file=out)
     start = time.perf_counter()
-    for case in _demo_cases(quick):
+    for case in cases:
         res = compare_with_centralised(case["estimator"], case["X"], case["y"],
                                        cv=case.get("cv", 3), scoring=case.get("scoring"))
         fed, cen = res["federated"], res["centralised"]
         dflt = res.get("sklearn_default", cen)["test_score"].mean()
-        print(f"{case['name']:<44} {fed['test_score'].mean():>10.4f} "
+        print(f"{case['name']:<{width}} {fed['test_score'].mean():>10.4f} "
               f"{cen['test_score'].mean():>9.4f} {res['score_gap']:>+7.4f} {dflt:>10.4f} "
               f"{fed['fit_time'].mean():>9.2f} {cen['fit_time'].mean():>9.3f} "
               f"{fed['bytes_exchanged'].mean() / 1e6:>8.2f}", file=out, flush=True)
