@@ -77,11 +77,11 @@ def reference_fit(X, y, edges, task, n_classes, lr, max_iter, max_leaf_nodes, ma
     return trees, base
 
 
-def _ref_best(rows, X, B, miss, has_missing, gq, hq, eg, eh, msl, l2):
+def _ref_best(rows, X, B, miss, has_missing, edges, gq, hq, eg, eh, msl, l2):
     G, H = _dq(gq[rows].sum(), eg), _dq(hq[rows].sum(), eh)
     best = None
     for f in range(X.shape[1]):
-        nb = len(_ref_best.edges[f]) + 1
+        nb = len(edges[f]) + 1
         for missing_left in (False, True):
             if missing_left and not has_missing[f]:
                 continue
@@ -103,7 +103,6 @@ def _ref_best(rows, X, B, miss, has_missing, gq, hq, eg, eh, msl, l2):
 
 def _ref_tree(X, B, miss, has_missing, edges, gq, hq, eg, eh, lr, max_leaf_nodes, max_depth,
               msl, l2):
-    _ref_best.edges = edges
     nodes = []  # [rows, depth, split]
     heap = []
 
@@ -113,7 +112,8 @@ def _ref_tree(X, B, miss, has_missing, edges, gq, hq, eg, eh, lr, max_leaf_nodes
         H = _dq(hq[rows].sum(), eh)
         if ((max_depth is None or depth < max_depth) and rows.size >= 2 * msl
                 and H >= 2 * MIN_HESS):
-            best = _ref_best(rows, X, B, miss, has_missing, gq, hq, eg, eh, msl, l2)
+            best = _ref_best(rows, X, B, miss, has_missing, edges, gq, hq, eg, eh, msl,
+                             l2)
             if best is not None and best[0] > 0:
                 heapq.heappush(heap, (-best[0], v, best))
         return v
@@ -144,3 +144,18 @@ def _ref_tree(X, B, miss, has_missing, edges, gq, hq, eg, eh, lr, max_leaf_nodes
     return {"nodes": out, "leaves": leaves}
 
 
+
+
+def reference_predict(trees, base, X):
+    """Raw predictions (n, K) of ``reference_fit``'s trees on raw feature values."""
+    raw = np.tile(np.asarray(base, dtype=np.float64), (X.shape[0], 1))
+    for iteration in trees:
+        for k, nodes in enumerate(iteration):
+            for i, x in enumerate(X):
+                v = 0
+                while nodes[v][0] == "split":
+                    _, f, thr, missing_left, left, right = nodes[v]
+                    go_left = missing_left if np.isnan(x[f]) else x[f] <= thr
+                    v = left if go_left else right
+                raw[i, k] += nodes[v][1]
+    return raw
