@@ -76,7 +76,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..crypto.secagg import ring_sum
 from ..runtime.layout import check_array
 from ..trees import gbdt as _trees
 from ..trees.binning import MISSING_BIN, apply_bins
@@ -135,50 +134,6 @@ def _server_aggregation(ctx, cfg):
         return ServerAggregation(ctx, list(cfg.clients), cfg.secure_aggregation)
     return TolerantServerAggregation(ctx, list(cfg.clients), cfg.secure_aggregation,
                                      cfg.min_clients)
-
-
-def _broadcast(agg, tag, payload):
-    """Plain message to every client still taking part."""
-    if isinstance(agg, TolerantServerAggregation):
-        agg.broadcast(tag, payload, kind="plain")
-    else:
-        agg.ctx.broadcast(agg.clients, tag, payload, kind="plain")
-
-
-def _contributors(agg):
-    """The clients whose vectors the last secure sum holds."""
-    return getattr(agg, "contributors", None) or tuple(agg.clients)
-
-
-def _upload_ints(agg, ints, tag):
-    """Send integers for a secure sum modulo 2**64, masked by the aggregation's
-    own pairwise masks (exact, with no fixed-point encoding in between)."""
-    if hasattr(agg, "upload_ring"):
-        agg.upload_ring(ints, tag)  # dropout-tolerant: four steps per sum
-        return
-    ints = np.ascontiguousarray(ints, dtype=np.int64).ravel()
-    # The running index, shared with the float sums, separates every sum's masks.
-    agg.index += 1
-    if agg.protection is None:
-        agg.ctx.send(agg.server, tag, ints, kind="plain")
-    else:
-        # In place: a caller's array is copied by ascontiguousarray only when
-        # needed, and what it passes here is not used after the upload.
-        agg.ctx.send(agg.server, tag, agg.masker.mask(ints.view(np.uint64), agg.index,
-                                                      inplace=True), kind="masked")
-
-
-def _sum_ints(agg, tag, size):
-    """The server's side of :func:`_upload_ints`: the sum (int64, modulo 2**64)."""
-    if hasattr(agg, "secure_sum_ring"):
-        return agg.secure_sum_ring(tag, size)
-    agg.index += 1
-    uploads = agg.ctx.gather(agg.clients, tag)
-    masked = agg.protection is not None
-    for c, u in zip(agg.clients, uploads):
-        check_array(u, sender=c, tag=tag, shape=(size,), dtype="u" if masked else "i",
-                    exact_dtype="uint64" if masked else "int64")
-    return ring_sum(uploads).view(np.int64)
 
 
 def pack_bits(n_train):
@@ -278,23 +233,23 @@ def client(ctx, X, y, cfg, seed):
     if cfg.task == "regression":
         # The sum of the targets travels as fixed-point integers (exact sums) at
         # the exponent of the federation's largest |y|, learnt first.
-        _upload_ints(agg, _exponent_onehot(y[tr_rows]), "yexp")
+        agg.upload_ring(_exponent_onehot(y[tr_rows]), "yexp")
         y_exp = int(ctx.recv(srv, "yexp"))
         stats = [int(np.sum(_trees.quantise(y[tr_rows], y_exp)))]
     else:
         stats = np.bincount(y[tr_rows].astype(np.int64), minlength=cfg.n_classes)
-    _upload_ints(agg, np.concatenate([[tr_rows.size, va_rows.size], stats]), "setup")
+    agg.upload_ring(np.concatenate([[tr_rows.size, va_rows.size], stats]), "setup")
     # Loss sums travel in the ring's fixed point (2**-32), relative to the
     # scale of the initial loss so that large targets do not overflow it.
     loss_scale = 2.0 ** -_loss_shift(y_exp) if cfg.task == "regression" else 1.0
 
     cols = ClientColumns(X[tr_rows])
-    _upload_ints(agg, cols.first_counts(), "bins")
+    agg.upload_ring(cols.first_counts(), "bins")
     while True:
         req = ctx.recv(srv, "bins")
         if req is None:
             break
-        _upload_ints(agg, cols.refine_counts([(r["feature"], r["bits"], r["prefixes"])
+        agg.upload_ring(cols.refine_counts([(r["feature"], r["bits"], r["prefixes"])
                                               for r in req]), "bins")
     del cols
     setup = ctx.recv(srv, "edges")
@@ -332,7 +287,7 @@ def client(ctx, X, y, cfg, seed):
             return dict(cmd["model"], cpu_seconds=time.thread_time() - cpu_start)
         if op == "exponent":
             g, h = loss.gradients(raw)
-            _upload_ints(agg, _exponent_onehot(g[tr_rows]), "exponent")
+            agg.upload_ring(_exponent_onehot(g[tr_rows]), "exponent")
         elif op == "iteration":
             if g is None:
                 g, h = loss.gradients(raw)
@@ -346,7 +301,7 @@ def client(ctx, X, y, cfg, seed):
                 go = _trees.left_mask(Xb[rows, f], b, ml)
                 rows_of[k][left], rows_of[k][right] = rows[go], rows[~go]
             hist = onehot.histograms(train, train_pos, rows_of, gq, hq, cmd["nodes"])
-            _upload_ints(agg, _pack(hist, packing, cfg.task == "regression"), "hist")
+            agg.upload_ring(_pack(hist, packing, cfg.task == "regression"), "hist")
         elif op == "leaves":
             for k, nodes, values in cmd["leaves"]:
                 for v, value in zip(nodes, values):
@@ -537,9 +492,9 @@ def server(ctx, cfg, progress=None):
     n_stats = 1 if cfg.task == "regression" else cfg.n_classes
     y_exp = 0
     if cfg.task == "regression":
-        y_exp = _max_exponent(_sum_ints(agg, "yexp", _EXP_LEN))
-        _broadcast(agg, "yexp", y_exp)
-    setup = _sum_ints(agg, "setup", 2 + n_stats)
+        y_exp = _max_exponent(agg.secure_sum_ring("yexp", _EXP_LEN))
+        agg.broadcast("yexp", y_exp)
+    setup = agg.secure_sum_ring("setup", 2 + n_stats)
     n_train, n_val = int(setup[0]), int(setup[1])
     if n_train < 2 * cfg.min_samples_leaf:
         # Checked by the estimator before any message where it can be.
@@ -558,23 +513,23 @@ def server(ctx, cfg, progress=None):
     timings = {"binning": 0.0, "grow": 0.0, "best_splits": 0.0}
     n_rounds = {"binning": 0, "histograms": 0}
     F = cfg.n_features
-    first = _sum_ints(agg, "bins", F * ((1 << FIRST_BITS) + 1))
+    first = agg.secure_sum_ring("bins", F * ((1 << FIRST_BITS) + 1))
     binner = BinningServer(first, F, cfg.max_bins)
     n_rounds["binning"] += 1
     while True:
         req = binner.request()
         if not req:
-            _broadcast(agg, "bins", None)
+            agg.broadcast("bins", None)
             break
-        _broadcast(agg, "bins", [{"feature": int(f), "bits": int(b), "prefixes": p}
+        agg.broadcast("bins", [{"feature": int(f), "bits": int(b), "prefixes": p}
                                  for f, b, p in req])
-        binner.refine(_sum_ints(agg, "bins", binner.size(req)))
+        binner.refine(agg.secure_sum_ring("bins", binner.size(req)))
         n_rounds["binning"] += 1
     edges = binner.edges()
     has_missing = binner.n_missing > 0
     n_bins = np.array([e.size + 1 for e in edges], dtype=np.int64)
     packing = pack_bits(n_train)
-    _broadcast(agg, "edges", {"edges": edges, "baseline": baseline, "pack_bits": packing})
+    agg.broadcast("edges", {"edges": edges, "baseline": baseline, "pack_bits": packing})
     timings["binning"] = time.perf_counter() - t0
     layout = _Histograms(n_bins)
     T = layout.T
@@ -614,7 +569,7 @@ def server(ctx, cfg, progress=None):
             iteration.append(t)
             leaves.append([k, lv[0], lv[1]])
         trees.append(iteration)
-        _broadcast(agg, "cmd", {"op": "leaves", "leaves": leaves})
+        agg.broadcast("cmd", {"op": "leaves", "leaves": leaves})
         objective = scores()
         timings["grow"] += time.perf_counter() - t1
         asked = progress is not None and progress.update(
@@ -623,7 +578,7 @@ def server(ctx, cfg, progress=None):
                 stop_scores, cfg.n_iter_no_change, cfg.tol)):
             break
     model = {"trees": trees, "baseline": baseline, "edges": edges}
-    _broadcast(agg, "cmd", {"op": "done", "model": model})
+    agg.broadcast("cmd", {"op": "done", "model": model})
     if progress is not None:
         progress.close()
     return {"trees": trees, "baseline": baseline, "edges": edges, "n_iter": len(trees),
@@ -643,24 +598,24 @@ def _grow(agg, cfg, K, T, packing, n_bins, has_missing, layout, h_exp, g_exp_fix
 
     def same_clients():
         nonlocal members
-        now = _contributors(agg)
+        now = agg.contributors
         if members is None:
             members = now
         return now == members
 
     if cfg.task == "regression":
-        _broadcast(agg, "cmd", {"op": "exponent"})
-        g_exp = _max_exponent(_sum_ints(agg, "exponent", _EXP_LEN))
+        agg.broadcast("cmd", {"op": "exponent"})
+        g_exp = _max_exponent(agg.secure_sum_ring("exponent", _EXP_LEN))
         same_clients()
     else:
         g_exp = g_exp_fixed
-    _broadcast(agg, "cmd", {"op": "iteration", "exps": [g_exp, h_exp]})
+    agg.broadcast("cmd", {"op": "iteration", "exps": [g_exp, h_exp]})
     grown = [_Tree(cfg) for _ in range(K)]
     splits, nodes = [], [(k, 0) for k in range(K)]
     while nodes:
-        _broadcast(agg, "cmd", {"op": "expand", "splits": splits, "nodes": nodes})
+        agg.broadcast("cmd", {"op": "expand", "splits": splits, "nodes": nodes})
         words = _words(packing, cfg.task)
-        hists = _unpack(_sum_ints(agg, "hist", len(nodes) * words * T).reshape(
+        hists = _unpack(agg.secure_sum_ring("hist", len(nodes) * words * T).reshape(
             len(nodes), words, T), packing, cfg.task == "regression")
         n_rounds["histograms"] += 1
         if not same_clients():

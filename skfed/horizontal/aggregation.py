@@ -140,6 +140,27 @@ class ClientAggregation:
             ctx.send(self.server, tag + "_sum", ring, kind="plain")
 
 
+    def upload_ring(self, ints, tag):
+        """Send integers for an exact sum modulo 2**64 (no fixed-point encoding):
+        masked by the pairwise masks, or plain without protection."""
+        ints = np.ascontiguousarray(ints, dtype=np.int64).ravel()
+        self.index += 1
+        if self.protection is None:
+            self.ctx.send(self.server, tag, ints, kind="plain")
+            return
+        _check_ring_protection(self.protection)
+        # In place: the caller's vector is not used after the upload (it was
+        # copied above only when not already contiguous int64).
+        self.ctx.send(self.server, tag, self.masker.mask(ints.view(np.uint64), self.index,
+                                                         inplace=True), kind="masked")
+
+
+def _check_ring_protection(protection):
+    if protection != "masking":
+        raise ValueError(f"exact integer sums need secure_aggregation='masking' or None, "
+                         f"not {protection!r}")
+
+
 class ServerAggregation:
     """The server's half: relays keys and learns only sums."""
 
@@ -183,6 +204,24 @@ class ServerAggregation:
 
     def broadcast(self, tag, payload, kind="plain"):
         self.ctx.broadcast(self.clients, tag, payload, kind=kind)
+
+    @property
+    def contributors(self):
+        """The clients whose vectors every sum holds: all of them."""
+        return tuple(self.clients)
+
+    def secure_sum_ring(self, tag, size):
+        """The clients' vectors of :meth:`ClientAggregation.upload_ring` summed
+        modulo 2**64 (int64)."""
+        self.index += 1
+        uploads = self.ctx.gather(self.clients, tag)
+        masked = self.protection is not None
+        if masked:
+            _check_ring_protection(self.protection)
+        for c, u in zip(self.clients, uploads):
+            check_array(u, sender=c, tag=tag, shape=(size,), dtype="u" if masked else "i",
+                        exact_dtype="uint64" if masked else "int64")
+        return ring_sum(uploads).view(np.int64)
 
     def secure_sum(self, tag, size, weighted=False):
         """Receive every client's protected vector under ``tag``; return the sum.
