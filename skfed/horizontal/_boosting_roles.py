@@ -80,8 +80,7 @@ from ..runtime.layout import check_array
 from ..trees import gbdt as _trees
 from ..trees.binning import MISSING_BIN, apply_bins
 from ._fed_binning import FIRST_BITS, BinningServer, ClientColumns
-from .aggregation import ClientAggregation, ServerAggregation
-from .dropout import TolerantClientAggregation, TolerantServerAggregation
+from .dropout import client_aggregation, server_aggregation
 
 __all__ = ["BoostingConfig", "client", "server", "predict_raw"]
 
@@ -120,20 +119,6 @@ class BoostingConfig:
     secure_aggregation: str | None
     verbose: int
     min_clients: int | None = None
-
-
-def _client_aggregation(ctx, cfg):
-    if cfg.min_clients is None:
-        return ClientAggregation(ctx, cfg.server, cfg.clients, cfg.secure_aggregation)
-    return TolerantClientAggregation(ctx, cfg.server, cfg.clients, cfg.secure_aggregation,
-                                     cfg.min_clients)
-
-
-def _server_aggregation(ctx, cfg):
-    if cfg.min_clients is None:
-        return ServerAggregation(ctx, list(cfg.clients), cfg.secure_aggregation)
-    return TolerantServerAggregation(ctx, list(cfg.clients), cfg.secure_aggregation,
-                                     cfg.min_clients)
 
 
 def pack_bits(n_train):
@@ -224,8 +209,8 @@ def client(ctx, X, y, cfg, seed):
     """
     cpu_start = time.thread_time()
     srv = cfg.server
-    agg = _client_aggregation(ctx, cfg)
-    agg.setup()
+    agg = client_aggregation(ctx, cfg.server, cfg.clients, cfg.secure_aggregation,
+                             cfg.min_clients)
     n, F = X.shape
     train = _validation_split(y, cfg.task, cfg.validation_fraction, seed) \
         if cfg.early_stopping else np.ones(n, dtype=bool)
@@ -486,8 +471,7 @@ def server(ctx, cfg, progress=None):
     ``validation_score``, ``stats`` (rounds and bytes) and ``timings``.
     """
     cpu_start = time.thread_time()
-    agg = _server_aggregation(ctx, cfg)
-    agg.setup()
+    agg = server_aggregation(ctx, cfg.clients, cfg.secure_aggregation, cfg.min_clients)
     K = _n_outputs(cfg)
     n_stats = 1 if cfg.task == "regression" else cfg.n_classes
     y_exp = 0

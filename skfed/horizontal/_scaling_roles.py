@@ -71,8 +71,7 @@ import numpy as np
 
 from ..runtime.layout import check_array, check_dict
 from ..runtime.party import ProtocolMismatch
-from .aggregation import ClientAggregation, ServerAggregation
-from .dropout import TolerantClientAggregation, TolerantServerAggregation
+from .dropout import client_aggregation, server_aggregation
 
 __all__ = ["standard_client", "standard_server", "minmax_client", "minmax_server",
            "exact_sums", "float_key", "key_float", "DIGIT_BITS", "MAX_ROWS"]
@@ -223,23 +222,13 @@ def key_float(keys):
 
 # -- aggregation set-up ----------------------------------------------------------------
 def _client_agg(ctx, cfg):
-    if cfg.get("min_clients") is None:
-        agg = ClientAggregation(ctx, cfg["server"], cfg["clients"], cfg["secure_aggregation"])
-    else:
-        agg = TolerantClientAggregation(ctx, cfg["server"], cfg["clients"],
-                                        cfg["secure_aggregation"], cfg["min_clients"])
-    agg.setup()
-    return agg
+    return client_aggregation(ctx, cfg["server"], cfg["clients"], cfg["secure_aggregation"],
+                              cfg.get("min_clients"))
 
 
 def _server_agg(ctx, cfg):
-    if cfg.get("min_clients") is None:
-        agg = ServerAggregation(ctx, cfg["clients"], cfg["secure_aggregation"])
-    else:
-        agg = TolerantServerAggregation(ctx, cfg["clients"], cfg["secure_aggregation"],
-                                        cfg["min_clients"])
-    agg.setup()
-    return agg
+    return server_aggregation(ctx, cfg["clients"], cfg["secure_aggregation"],
+                              cfg.get("min_clients"))
 
 
 def _secure_ints(agg, tag, size):

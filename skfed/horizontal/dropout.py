@@ -36,9 +36,10 @@ from ..crypto.secagg_recovery import (
 )
 from ..runtime.layout import check_array, check_dict
 from ..runtime.local import PartyLeft
+from .aggregation import ClientAggregation, ServerAggregation
 
 __all__ = ["TooFewClients", "TolerantClientAggregation", "TolerantServerAggregation",
-           "STAGES", "check_min_clients"]
+           "STAGES", "check_min_clients", "client_aggregation", "server_aggregation"]
 
 _log = logging.getLogger("skfed.horizontal")
 
@@ -292,3 +293,24 @@ class TolerantServerAggregation:
             uploads = {c: uploads[c] for c in survivors}
         self.contributors = tuple(sorted(uploads))
         return total, uploads
+
+
+def client_aggregation(ctx, server, clients, protection, min_clients=None, **options):
+    """A client's half of secure aggregation, set up: dropout-tolerant when
+    ``min_clients`` is set, plain otherwise (``options``: its Paillier settings)."""
+    if min_clients is None:
+        agg = ClientAggregation(ctx, server, clients, protection, **options)
+    else:
+        agg = TolerantClientAggregation(ctx, server, clients, protection, min_clients)
+    agg.setup()
+    return agg
+
+
+def server_aggregation(ctx, clients, protection, min_clients=None):
+    """The server's half of :func:`client_aggregation`, set up."""
+    if min_clients is None:
+        agg = ServerAggregation(ctx, list(clients), protection)
+    else:
+        agg = TolerantServerAggregation(ctx, list(clients), protection, min_clients)
+    agg.setup()
+    return agg

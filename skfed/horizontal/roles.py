@@ -23,8 +23,7 @@ import numpy as np
 from ..exceptions import DIVERGENCE_FACTOR, FitDiverged
 from ..runtime.layout import check_array, check_dict, check_scalar
 from ._losses import loss_and_dloss, penalty_grad, penalty_value
-from .aggregation import ClientAggregation, ServerAggregation
-from .dropout import TolerantClientAggregation, TolerantServerAggregation
+from .dropout import client_aggregation, server_aggregation
 
 __all__ = ["client", "server", "model_layout"]
 
@@ -159,13 +158,9 @@ def _local_train(est, X, y, global_model, cfg, first):
 def client(ctx, X, y, cfg, seed):
     """A data holder: trains on its own rows, uploads only protected vectors."""
     server_name, clients = cfg["server"], cfg["clients"]
-    if cfg.get("min_clients") is None:
-        agg = ClientAggregation(ctx, server_name, clients, cfg["secure_aggregation"],
-                                key_size=cfg["key_size"], n_jobs=cfg["n_jobs"])
-    else:
-        agg = TolerantClientAggregation(ctx, server_name, clients, cfg["secure_aggregation"],
-                                        cfg["min_clients"])
-    agg.setup()
+    agg = client_aggregation(ctx, server_name, clients, cfg["secure_aggregation"],
+                             cfg.get("min_clients"), key_size=cfg["key_size"],
+                             n_jobs=cfg["n_jobs"])
     n_k = X.shape[0]
     classes = None
     if cfg["task"] == "classification":
@@ -225,12 +220,7 @@ def server(ctx, cfg, progress=None):
     progress lines and lets scikit-learn callbacks stop the fit.
     """
     clients = cfg["clients"]
-    if cfg.get("min_clients") is None:
-        agg = ServerAggregation(ctx, clients, cfg["secure_aggregation"])
-    else:
-        agg = TolerantServerAggregation(ctx, clients, cfg["secure_aggregation"],
-                                        cfg["min_clients"])
-    agg.setup()
+    agg = server_aggregation(ctx, clients, cfg["secure_aggregation"], cfg.get("min_clients"))
     layout = cfg["layout"]
     out = {}
     if cfg["task"] == "classification":
