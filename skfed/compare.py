@@ -50,6 +50,10 @@ def default_twin(estimator):
     if not type(last).__module__.startswith("sklearn."):
         return None
     default = type(last)()
+    if "random_state" in default.get_params():
+        # The seed is no hyper-parameter: the twin's keeps the column repeatable
+        # (SGD's default shuffles differently on every fit otherwise).
+        default.set_params(random_state=last.get_params()["random_state"])
     if default.get_params() == last.get_params():
         return None
     if name is None:

@@ -355,3 +355,23 @@ def test_parties_is_for_simulations_only():
     est = FederatedSGDClassifier(runtime=OneParty())
     with pytest.raises(ValueError, match="parties= applies to simulations"):
         est.fit(X, y, parties=parties)
+
+
+def test_the_default_column_keeps_the_twins_seed():
+    # Without the seed, SGD's defaults shuffle differently on every fit and
+    # the demo's "sk default" column changes from run to run.
+    from sklearn.linear_model import SGDClassifier
+
+    from skfed import FederatedSGDClassifier, HorizontalTopology
+    from skfed.compare import default_twin
+
+    est = FederatedSGDClassifier(topology=HorizontalTopology(n_parties=2, random_state=0),
+                                 n_rounds=2, random_state=7)
+    twin = default_twin(est)
+    assert twin.random_state == 7
+    assert {k: v for k, v in twin.get_params().items() if k != "random_state"} == \
+        {k: v for k, v in SGDClassifier().get_params().items() if k != "random_state"}
+    X, y = make_classification(n_samples=120, n_features=5, random_state=0)
+    first = compare_with_centralised(est, X, y, cv=2)["sklearn_default"]["test_score"]
+    again = compare_with_centralised(est, X, y, cv=2)["sklearn_default"]["test_score"]
+    np.testing.assert_array_equal(first, again)
