@@ -20,7 +20,9 @@ a summary of the fit), which :func:`skfed.load` reads back.
 Prediction. Every data party runs, each with its own saved model and new CSV
 (aligned by the ID column, as in training); the label party writes the
 predictions (and prints a metric when the CSV holds the target). A client
-of a federated scaler runs it alone: ``--output`` gets its rows scaled with
+of a horizontal model (federated SGD or histogram boosting) runs it alone:
+the model is public to the clients, so each predicts its own rows locally.
+A client of a federated scaler too: ``--output`` gets its rows scaled with
 the federation's statistics::
 
     python -m skfed predict --role bank --config federation.toml \\
@@ -316,9 +318,10 @@ def run_predict(args, out=None):
     dep = Deployment.from_file(args.config)
     role = args.role
     if dep.family in ("transfer", "boosting"):
-        raise ValueError("python -m skfed predict supports horizontal and vertical linear "
-                         "models; a transfer or boosting model predicts in the process that "
-                         "fitted it")
+        raise ValueError("python -m skfed predict supports the horizontal models (federated "
+                         "SGD, histogram boosting, scalers) and the vertical linear models; "
+                         "a transfer or vertical boosting model predicts in the process "
+                         "that fitted it")
     if role not in dep.parties:
         raise ValueError(f"party {role!r} is not in the deployment file "
                          f"(parties: {dep.parties})")

@@ -774,9 +774,55 @@ def _apply(t, X):
     return t["value"][node]
 
 
-def check_tree(t):
-    """Refuse a tree message with inconsistent arrays (from a deployment's server)."""
-    m = len(t["left"])
-    for key in ("right", "feature", "threshold", "missing_left", "value"):
-        check_array(t[key], sender="server", tag="model", shape=(m,))
+def check_tree(t, n_features=None, sender="server", tag="model"):
+    """Refuse a tree with inconsistent arrays (from a deployment's server, or a
+    saved model): arrays of one length, integer child and feature indices, every
+    child after its parent (prediction walks down and always ends), features
+    within ``n_features``, finite leaf values."""
+    from ..runtime.layout import LayoutMismatch
+
+    if not isinstance(t, dict) or any(k not in t for k in _TREE_KEYS):
+        raise LayoutMismatch(f"{tag!r} from {sender!r}: a tree needs the arrays "
+                             f"{list(_TREE_KEYS)}")
+    left = check_array(t["left"], sender=sender, tag=tag, shape=(None,), dtype="i")
+    m = left.size
+    if m < 1:
+        raise LayoutMismatch(f"{tag!r} from {sender!r}: a tree without nodes")
+    right = check_array(t["right"], sender=sender, tag=tag, shape=(m,), dtype="i")
+    feature = check_array(t["feature"], sender=sender, tag=tag, shape=(m,), dtype="i")
+    check_array(t["threshold"], sender=sender, tag=tag, shape=(m,))
+    check_array(t["missing_left"], sender=sender, tag=tag, shape=(m,), dtype="bi")
+    value = check_array(t["value"], sender=sender, tag=tag, shape=(m,))
+    ids = np.arange(m)
+    split = left >= 0
+    leaf_ok = (left == -1) & (right == -1)
+    child_ok = (left > ids) & (left < m) & (right > ids) & (right < m) & (left != right)
+    if not np.all(np.where(split, child_ok, leaf_ok)):
+        raise LayoutMismatch(f"{tag!r} from {sender!r}: the child indices of a tree do "
+                             "not form a tree (every child must come after its parent)")
+    if n_features is not None and np.any(split & ((feature < 0) | (feature >= n_features))):
+        raise LayoutMismatch(f"{tag!r} from {sender!r}: a split on a column outside "
+                             f"0..{n_features - 1}")
+    if not np.all(np.isfinite(value[~split])):
+        raise LayoutMismatch(f"{tag!r} from {sender!r}: a leaf value is not finite")
     return t
+
+
+def check_model(trees, baseline, n_features, sender="server", tag="model"):
+    """Refuse a model (trees and baseline) whose parts do not fit together."""
+    from ..runtime.layout import LayoutMismatch
+
+    baseline = check_array(baseline, sender=sender, tag=tag, shape=(None,), finite=True)
+    if baseline.size < 1 or not isinstance(trees, (list, tuple)):
+        raise LayoutMismatch(f"{tag!r} from {sender!r}: a model needs a baseline and a "
+                             "list of iterations")
+    for iteration in trees:
+        if not isinstance(iteration, (list, tuple)) or len(iteration) != baseline.size:
+            raise LayoutMismatch(f"{tag!r} from {sender!r}: every iteration needs one "
+                                 f"tree per output ({baseline.size})")
+        for t in iteration:
+            check_tree(t, n_features, sender=sender, tag=tag)
+    return trees, baseline
+
+
+_TREE_KEYS = ("left", "right", "feature", "threshold", "missing_left", "value")
