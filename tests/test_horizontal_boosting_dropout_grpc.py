@@ -121,11 +121,11 @@ class _Vanished(Exception):
 
 @pytest.mark.parametrize("stage, n, restart", [("before_upload", 3, "setup_restarts"),
                                                ("after_upload", 2, "setup_restarts"),
-                                               ("before_upload", 10, "restarts")])
+                                               ("before_upload", 11, "restarts")])
 def test_a_client_vanishing_over_grpc_equals_the_in_process_drop(monkeypatch, tmp_path,
                                                                   stage, n, restart):
     """Sums 2-3: bin counts of the set-up (restarted over the survivors);
-    sum 10: the second histogram of iteration 2 (regrown over the survivors)."""
+    sum 11: the second histogram of iteration 2 (regrown over the survivors)."""
     from skfed import HorizontalTopology
     from skfed.runtime.grpc import GrpcRuntime, free_local_ports
 
