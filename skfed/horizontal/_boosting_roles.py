@@ -793,13 +793,10 @@ def check_tree(t, n_features=None, sender="server", tag="model"):
     check_array(t["threshold"], sender=sender, tag=tag, shape=(m,))
     check_array(t["missing_left"], sender=sender, tag=tag, shape=(m,), dtype="bi")
     value = check_array(t["value"], sender=sender, tag=tag, shape=(m,))
-    ids = np.arange(m)
+    problem = _trees.tree_structure_error(left, right)
+    if problem is not None:
+        raise LayoutMismatch(f"{tag!r} from {sender!r}: a tree with {problem}")
     split = left >= 0
-    leaf_ok = (left == -1) & (right == -1)
-    child_ok = (left > ids) & (left < m) & (right > ids) & (right < m) & (left != right)
-    if not np.all(np.where(split, child_ok, leaf_ok)):
-        raise LayoutMismatch(f"{tag!r} from {sender!r}: the child indices of a tree do "
-                             "not form a tree (every child must come after its parent)")
     if n_features is not None and np.any(split & ((feature < 0) | (feature >= n_features))):
         raise LayoutMismatch(f"{tag!r} from {sender!r}: a split on a column outside "
                              f"0..{n_features - 1}")
