@@ -58,14 +58,21 @@ def _estimators():
         FederatedSGDRegressor,
         FederatedStandardScaler,
     )
-    from .vertical import VerticalLinearRegression, VerticalLogisticRegression
+    from .vertical import (
+        VerticalGradientBoostingClassifier,
+        VerticalGradientBoostingRegressor,
+        VerticalLinearRegression,
+        VerticalLogisticRegression,
+    )
 
     return {cls.__name__: cls for cls in (FederatedSGDClassifier, FederatedSGDRegressor,
                                           FederatedHistGradientBoostingClassifier,
                                           FederatedHistGradientBoostingRegressor,
                                           FederatedStandardScaler, FederatedMinMaxScaler,
                                           VerticalLinearRegression,
-                                          VerticalLogisticRegression)}
+                                          VerticalLogisticRegression,
+                                          VerticalGradientBoostingClassifier,
+                                          VerticalGradientBoostingRegressor)}
 
 
 def _private_state(cls):

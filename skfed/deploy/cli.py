@@ -317,11 +317,11 @@ def run_predict(args, out=None):
     out = sys.stdout if out is None else out
     dep = Deployment.from_file(args.config)
     role = args.role
-    if dep.family in ("transfer", "boosting"):
+    if dep.family == "transfer":
         raise ValueError("python -m skfed predict supports the horizontal models (federated "
-                         "SGD, histogram boosting, scalers) and the vertical linear models; "
-                         "a transfer or vertical boosting model predicts in the process "
-                         "that fitted it")
+                         "SGD, histogram boosting, scalers), the vertical linear models and "
+                         "vertical boosting (SecureBoost); a transfer model predicts in the "
+                         "process that fitted it")
     if role not in dep.parties:
         raise ValueError(f"party {role!r} is not in the deployment file "
                          f"(parties: {dep.parties})")
@@ -351,7 +351,7 @@ def run_predict(args, out=None):
                           dep.section.get("id_column"), ids, X_scaled)
         return 0
     runtime = None
-    if dep.family in ("vertical", "boosting"):  # boosting: the family issue #15 adds
+    if dep.family in ("vertical", "boosting"):  # collaborative prediction
         runtime = dep.runtime(role)
         est.set_params(runtime=runtime)
     with runtime if runtime is not None else _nothing():
