@@ -15,8 +15,12 @@ the estimator from its class name, which must be one of skfed's estimators:
 nothing in the file can name other code to run, unlike a pickle.
 
 A party of a deployment saves only what it holds (a vertical feature party
-its own coefficients); loaded back with a runtime, it takes part in
-collaborative prediction as before.
+its own coefficients, or its split records for vertical boosting); loaded
+back with a runtime, it takes part in collaborative prediction as before.
+Boosting models are saved as tree arrays; an estimator with a
+``_check_loaded`` method refuses a loaded document whose parts do not fit
+together (e.g. a tree whose child indices would make prediction loop), so an
+edited file fails at :func:`load`, not at predict time.
 
 Versions
 --------
