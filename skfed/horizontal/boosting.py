@@ -328,7 +328,9 @@ _ATTRS_DOC = """
     bin_edges_ : list of ndarray
         The edges the federation agreed on, per column.
     n_rounds_ : dict
-        Secure sums of the fit: ``binning`` and ``histograms`` rounds.
+        Secure sums of the fit: ``binning`` and ``histograms`` rounds; after
+        dropouts (``min_clients``), ``setup_restarts`` (set-ups run again
+        over the survivors) and ``restarts`` (iterations grown again).
     transcript_ : Transcript
         Every message of the fit.
     fit_timings_ : dict
