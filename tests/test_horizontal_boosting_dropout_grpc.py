@@ -18,6 +18,7 @@ from skfed import FederatedHistGradientBoostingClassifier
 from skfed.runtime import LocalRuntime
 from skfed.runtime.certs import make_test_pki
 
+from .leaks import assert_no_leaks
 from .test_grpc import PROCESS_LIMIT, _finish, _spawn, _write_config, _write_csv
 from .test_horizontal_boosting import as_reference
 
@@ -143,7 +144,8 @@ def test_a_client_vanishing_over_grpc_equals_the_in_process_drop(monkeypatch, tm
     addresses = {p: f"127.0.0.1:{port}" for p, port in zip(names, free_local_ports(4))}
     ests = {p: FederatedHistGradientBoostingClassifier(**params, runtime=GrpcRuntime(
         p, addresses, certfile=pki[p]["certfile"], keyfile=pki[p]["keyfile"],
-        cafile=pki["cafile"], timeout=60, connect_timeout=1.5)) for p in names}
+        cafile=pki["cafile"], timeout=60, connect_timeout=1.5, keep_payloads=True))
+        for p in names}
     _vanish_at(monkeypatch, ests["east"].runtime, stage, n)
 
     def party(p):
@@ -162,3 +164,9 @@ def test_a_client_vanishing_over_grpc_equals_the_in_process_drop(monkeypatch, tm
     # the drop mattered (the test can fail)
     full = FederatedHistGradientBoostingClassifier(**params).fit(X, y, parties=site)
     assert as_reference(full) != as_reference(ref)
+    # What reached the server over the network: nothing of any client's rows.
+    secrets = {f"{c} rows": X[site == c] for c in clients}
+    secrets.update({f"{c} labels": y[site == c].astype(float) for c in clients})
+    transcript = ests["server"].transcript_
+    assert all(m.payload is not None for m in transcript)      # every payload searched
+    assert_no_leaks(transcript, secrets)
