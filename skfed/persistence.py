@@ -15,8 +15,12 @@ the estimator from its class name, which must be one of skfed's estimators:
 nothing in the file can name other code to run, unlike a pickle.
 
 A party of a deployment saves only what it holds (a vertical feature party
-its own coefficients); loaded back with a runtime, it takes part in
-collaborative prediction as before.
+its own coefficients, or its split records for vertical boosting); loaded
+back with a runtime, it takes part in collaborative prediction as before.
+Boosting models are saved as tree arrays; an estimator with a
+``_check_loaded`` method refuses a loaded document whose parts do not fit
+together (e.g. a tree whose child indices would make prediction loop), so an
+edited file fails at :func:`load`, not at predict time.
 
 Versions
 --------
@@ -38,7 +42,8 @@ __all__ = ["save", "load", "to_dict", "from_dict", "InconsistentVersionWarning",
 
 FORMAT = "skfed-model"
 FORMAT_VERSION = 1
-# Private state some estimators need to predict (vertical: each party's columns).
+# Private state some estimators need to predict (vertical: each party's columns);
+# an estimator class adds its own in ``_saved_state``.
 _PRIVATE_STATE = ("_columns",)
 # Fitted attributes that describe the fit's traffic, not the model.
 _NOT_MODEL = ("transcript_",)
@@ -50,17 +55,32 @@ class InconsistentVersionWarning(UserWarning):
 
 def _estimators():
     from .horizontal import (
+        FederatedHistGradientBoostingClassifier,
+        FederatedHistGradientBoostingRegressor,
         FederatedMinMaxScaler,
         FederatedSGDClassifier,
         FederatedSGDRegressor,
         FederatedStandardScaler,
     )
-    from .vertical import VerticalLinearRegression, VerticalLogisticRegression
+    from .vertical import (
+        VerticalGradientBoostingClassifier,
+        VerticalGradientBoostingRegressor,
+        VerticalLinearRegression,
+        VerticalLogisticRegression,
+    )
 
     return {cls.__name__: cls for cls in (FederatedSGDClassifier, FederatedSGDRegressor,
+                                          FederatedHistGradientBoostingClassifier,
+                                          FederatedHistGradientBoostingRegressor,
                                           FederatedStandardScaler, FederatedMinMaxScaler,
                                           VerticalLinearRegression,
-                                          VerticalLogisticRegression)}
+                                          VerticalLogisticRegression,
+                                          VerticalGradientBoostingClassifier,
+                                          VerticalGradientBoostingRegressor)}
+
+
+def _private_state(cls):
+    return _PRIVATE_STATE + tuple(getattr(cls, "_saved_state", ()))
 
 
 def _topologies():
@@ -142,9 +162,10 @@ def to_dict(estimator):
     params["runtime"] = None  # this process's transport, not part of the model
     if isinstance(params.get("random_state"), np.random.RandomState):
         params["random_state"] = None  # a generator's state is no model; refits differ
+    private = _private_state(type(estimator))
     attributes = {k: v for k, v in vars(estimator).items()
                   if (k.endswith("_") and not k.startswith("_") and k not in _NOT_MODEL)
-                  or k in _PRIVATE_STATE}
+                  or k in private}
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "skfed_version": __version__,
         "estimator": name,
@@ -184,10 +205,16 @@ def from_dict(document, *, runtime=None):
                          "take (saved by another version?)")
     params["runtime"] = runtime
     est = cls(**params)
+    private = _private_state(cls)
     for k, v in document.get("attributes", {}).items():
-        if not ((k.endswith("_") and not k.startswith("_")) or k in _PRIVATE_STATE):
+        if not ((k.endswith("_") and not k.startswith("_")) or k in private):
             raise ValueError(f"the model has an unexpected attribute {k!r}")
         setattr(est, k, _decode(v))
+    check = getattr(est, "_check_loaded", None)
+    if check is not None:
+        # The file may have been edited: refuse a model that would predict
+        # nonsense (or never finish) rather than find out at predict time.
+        check()
     from .runtime import Transcript
 
     # The messages since loading (collaborative prediction appends to it).

@@ -147,3 +147,101 @@ def test_the_dropout_recovery_unmasks_no_survivors_histogram():
     assert_no_leaks(t, uploads, scales=(0,))
     with pytest.raises(AssertionError, match="histogram"):
         assert_no_leaks(plain, uploads, scales=(0,))
+
+
+# -- drops during the set-up (row counts, targets' exponent, bin edges) ---------------
+
+def _setup_sums(task):
+    """The indices of the set-up's secure sums: (targets' exponent,) row counts,
+    first bin counts, refinements."""
+    one, *_ = _fit(task, max_iter=1)
+    n = (2 if task == "regression" else 1) + one.n_rounds_["binning"]
+    return list(range(1, n + 1))
+
+
+def _fit_without(task, victim, **kw):
+    """The same fit by a federation in which ``victim`` never took part."""
+    X, y, parties = _data(task)
+    keep = parties != victim
+    cls = Reg if task == "regression" else Clf
+    est = cls(runtime=LocalRuntime(), **dict(PARAMS, min_clients=3, **kw))
+    return est.fit(X[keep], y[keep], parties=parties[keep])
+
+
+@pytest.mark.parametrize("stage", ["before_key_sharing", "before_upload", "after_upload",
+                                   "during_unmasking"])
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_a_drop_in_the_set_up_restarts_it_over_the_survivors(task, stage):
+    sums = _setup_sums(task)
+    assert len(sums) >= 3          # at least one refinement: the drop lands mid-binning
+    # A client that drops after uploading to the last set-up sum contributed to
+    # all of them; every earlier drop changes the set between two set-up sums.
+    for n in sums[:-1] if stage in ("after_upload", "during_unmasking") else sums[1:]:
+        est, X, y, parties = _fit(task, drops={"c2": (stage, n)})
+        assert [d["client"] for d in est.dropouts_] == ["c2"]
+        assert est.n_rounds_.get("setup_restarts") == 1, n
+        assert "restarts" not in est.n_rounds_
+        # Edges, baseline and every tree: those of a federation without c2.
+        ref = _fit_without(task, "c2")
+        for a, b in zip(est.bin_edges_, ref.bin_edges_):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(est._baseline, ref._baseline)
+        assert as_reference(est) == as_reference(ref)
+    # (the test can fail: c2's rows change the edges)
+    full, *_ = _fit(task)
+    assert any(a.shape != b.shape or np.any(a != b)
+               for a, b in zip(full.bin_edges_, ref.bin_edges_))
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_a_drop_after_the_last_set_up_upload_keeps_the_set_up(task):
+    last = _setup_sums(task)[-1]
+    est, X, y, parties = _fit(task, drops={"c2": ("during_unmasking", last)})
+    assert [d["client"] for d in est.dropouts_] == ["c2"]
+    assert "setup_restarts" not in est.n_rounds_
+    full, *_ = _fit(task)
+    for a, b in zip(est.bin_edges_, full.bin_edges_):
+        np.testing.assert_array_equal(a, b)
+    # the trees are the survivors' rows' from the first iteration on
+    keep = parties != "c2"
+    raw = np.tile(est._baseline, (int(keep.sum()), 1))
+    assert as_reference(est) == _reference(est, X[keep], y[keep], task, raw=raw)
+
+
+def test_masked_and_plain_set_up_restarts_are_the_same_model():
+    drops = {"c0": ("before_upload", 2), "c4": ("after_upload", 3)}
+    masked, *_ = _fit("binary", drops=drops)
+    plain, *_ = _fit("binary", drops=drops, secure_aggregation=None)
+    assert sorted(d["client"] for d in masked.dropouts_) == ["c0", "c4"]
+    assert masked.n_rounds_["setup_restarts"] == plain.n_rounds_["setup_restarts"] >= 1
+    assert as_reference(masked) == as_reference(plain)
+
+
+@pytest.mark.parametrize("first", [1, 2, 3])
+def test_too_many_drops_in_the_set_up_stop_the_fit(first):
+    drops = {c: ("before_upload", first + i) for i, c in enumerate(("c0", "c1", "c2"))}
+    with pytest.raises((TooFewClients, RoleError), match="min_clients=3"):
+        _fit("binary", drops=drops)
+
+
+def test_a_set_up_restart_unmasks_no_survivors_counts():
+    drops = {"c2": ("after_upload", 2)}
+    with record_transcripts() as plain:
+        _fit("binary", drops=drops, secure_aggregation=None)
+    with record_transcripts() as t:
+        est, *_ = _fit("binary", drops=drops)
+    assert est.n_rounds_["setup_restarts"] == 1
+    X, y, parties = _data("binary")
+    secrets, uploads = {}, {}
+    for name in NAMES:
+        secrets[f"{name} rows"] = X[parties == name]
+        secrets[f"{name} labels"] = y[parties == name].astype(float)
+        # every set-up upload, before and after the restart
+        for i, m in enumerate(m for m in plain if m.sender == name
+                              and m.tag in ("setup", "bins")):
+            uploads[f"{name} {m.tag} upload {i}"] = np.asarray(m.decoded())
+    assert len(uploads) > 2 * len(NAMES)
+    assert_no_leaks(t, secrets)
+    assert_no_leaks(t, uploads, scales=(0,))
+    with pytest.raises(AssertionError, match="upload"):
+        assert_no_leaks(plain, uploads, scales=(0,))

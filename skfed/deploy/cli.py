@@ -20,7 +20,9 @@ a summary of the fit), which :func:`skfed.load` reads back.
 Prediction. Every data party runs, each with its own saved model and new CSV
 (aligned by the ID column, as in training); the label party writes the
 predictions (and prints a metric when the CSV holds the target). A client
-of a federated scaler runs it alone: ``--output`` gets its rows scaled with
+of a horizontal model (federated SGD or histogram boosting) runs it alone:
+the model is public to the clients, so each predicts its own rows locally.
+A client of a federated scaler too: ``--output`` gets its rows scaled with
 the federation's statistics::
 
     python -m skfed predict --role bank --config federation.toml \\
@@ -315,10 +317,11 @@ def run_predict(args, out=None):
     out = sys.stdout if out is None else out
     dep = Deployment.from_file(args.config)
     role = args.role
-    if dep.family in ("transfer", "boosting"):
-        raise ValueError("python -m skfed predict supports horizontal and vertical linear "
-                         "models; a transfer or boosting model predicts in the process that "
-                         "fitted it")
+    if dep.family == "transfer":
+        raise ValueError("python -m skfed predict supports the horizontal models (federated "
+                         "SGD, histogram boosting, scalers), the vertical linear models and "
+                         "vertical boosting (SecureBoost); a transfer model predicts in the "
+                         "process that fitted it")
     if role not in dep.parties:
         raise ValueError(f"party {role!r} is not in the deployment file "
                          f"(parties: {dep.parties})")
@@ -348,7 +351,7 @@ def run_predict(args, out=None):
                           dep.section.get("id_column"), ids, X_scaled)
         return 0
     runtime = None
-    if dep.family in ("vertical", "boosting"):  # boosting: the family issue #15 adds
+    if dep.family in ("vertical", "boosting"):  # collaborative prediction
         runtime = dep.runtime(role)
         est.set_params(runtime=runtime)
     with runtime if runtime is not None else _nothing():

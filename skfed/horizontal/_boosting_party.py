@@ -114,13 +114,13 @@ def _client_role(est, cfg, X, y, clients, me):
 
 def _server(ctx, est, cfg):
     clients = list(cfg.clients)
-    first, labels = gather_setups(ctx, clients, _public(cfg))
+    first, labels, present = gather_setups(ctx, clients, _public(cfg), cfg.min_clients)
     classes = sorted(labels)
     if est._task == "classification":
         if len(classes) < 2:
             raise ValueError(f"the clients' labels hold a single class: {classes}")
         est.classes_ = np.asarray(classes)
-    ctx.broadcast(clients, "setup", {"classes": classes}, kind="plain")
+    ctx.broadcast(present, "setup", {"classes": classes}, kind="plain")
     est.n_features_in_ = int(first["n_features"])
     if first["feature_names"] is not None:
         est.feature_names_in_ = np.asarray(first["feature_names"], dtype=object)

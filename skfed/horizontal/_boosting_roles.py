@@ -20,7 +20,7 @@ The protocol (``K`` outputs: 1, or one tree per class, grown together)::
     server -> clients   the federation's exponent                    plain
     client -> server    [rows, held-out rows, class counts | sum y]  masked
     client -> server    counts on the 12-bit float grid per column   masked
-    server -> clients   cells to refine (8 more bits)                plain
+    server -> clients   cells to refine (8 more bits), or restart    plain
     client -> server    counts on their sub-cells                    masked
     ...                 (until the edges are known; at most 8 sums)
     server -> clients   bin edges, baseline                          plain
@@ -64,7 +64,12 @@ Dropouts (``min_clients``): every sum runs the dropout-tolerant protocol of
 histogram sum of an iteration must hold the same clients: when the clients
 of a sum differ from those of the iteration's first sum, the server grows
 that iteration's trees again from the root over the survivors (the clients
-keep nothing of the abandoned trees). Loss sums carry their row counts. The
+keep nothing of the abandoned trees). Likewise the set-up sums (the targets'
+exponent, the row and class counts, the bin counts) must hold the same
+clients: when one of them differs from the first, the server answers the
+next ``bins`` request with ``restart`` and the set-up runs again over the
+survivors, so the edges and the baseline are those of their rows. Loss sums
+carry their row counts. The
 differences between sums before and after a dropout show the server the
 dropped client's part of them (see docs/horizontal_boosting.rst).
 """
@@ -94,6 +99,8 @@ _SPECULATE = False
 # Nodes with fewer training rows build their histograms with np.bincount,
 # larger ones with a sparse product (measured crossover: 200-300 rows).
 _BINCOUNT_ROWS = 256
+# The server's answer to a set-up sum whose clients differ from the first's.
+_RESTART = "restart"
 
 
 @dataclass(frozen=True)
@@ -215,28 +222,17 @@ def client(ctx, X, y, cfg, seed):
     train = _validation_split(y, cfg.task, cfg.validation_fraction, seed) \
         if cfg.early_stopping else np.ones(n, dtype=bool)
     tr_rows, va_rows = np.flatnonzero(train), np.flatnonzero(~train)
-    if cfg.task == "regression":
-        # The sum of the targets travels as fixed-point integers (exact sums) at
-        # the exponent of the federation's largest |y|, learnt first.
-        agg.upload_ring(_exponent_onehot(y[tr_rows]), "yexp")
-        y_exp = int(ctx.recv(srv, "yexp"))
-        stats = [int(np.sum(_trees.quantise(y[tr_rows], y_exp)))]
-    else:
-        stats = np.bincount(y[tr_rows].astype(np.int64), minlength=cfg.n_classes)
-    agg.upload_ring(np.concatenate([[tr_rows.size, va_rows.size], stats]), "setup")
+    cols = ClientColumns(X[tr_rows])
+    while True:
+        # The set-up starts again (same uploads, fewer clients) when the server
+        # finds that a client dropped out of it (see _setup).
+        y_exp = _client_setup(ctx, agg, cfg, y, tr_rows, va_rows, cols)
+        if y_exp is not None:
+            break
+    del cols
     # Loss sums travel in the ring's fixed point (2**-32), relative to the
     # scale of the initial loss so that large targets do not overflow it.
     loss_scale = 2.0 ** -_loss_shift(y_exp) if cfg.task == "regression" else 1.0
-
-    cols = ClientColumns(X[tr_rows])
-    agg.upload_ring(cols.first_counts(), "bins")
-    while True:
-        req = ctx.recv(srv, "bins")
-        if req is None:
-            break
-        agg.upload_ring(cols.refine_counts([(r["feature"], r["bits"], r["prefixes"])
-                                              for r in req]), "bins")
-    del cols
     setup = ctx.recv(srv, "edges")
     edges = [np.asarray(e, dtype=np.float64) for e in setup["edges"]]
     n_bins = np.array([e.size + 1 for e in edges], dtype=np.int64)
@@ -295,6 +291,33 @@ def client(ctx, X, y, cfg, seed):
             upload_scores()
         else:
             raise ValueError(f"unknown command {op!r} from the server")
+
+
+def _client_setup(ctx, agg, cfg, y, tr_rows, va_rows, cols):
+    """A client's set-up sums; the targets' exponent, or None when the server
+    restarts the set-up (a client dropped out of it)."""
+    srv = cfg.server
+    y_exp = 0
+    if cfg.task == "regression":
+        # The sum of the targets travels as fixed-point integers (exact sums) at
+        # the exponent of the federation's largest |y|, learnt first.
+        agg.upload_ring(_exponent_onehot(y[tr_rows]), "yexp")
+        y_exp = int(ctx.recv(srv, "yexp"))
+        stats = [int(np.sum(_trees.quantise(y[tr_rows], y_exp)))]
+    else:
+        stats = np.bincount(y[tr_rows].astype(np.int64), minlength=cfg.n_classes)
+    agg.upload_ring(np.concatenate([[tr_rows.size, va_rows.size], stats]), "setup")
+    agg.upload_ring(cols.first_counts(), "bins")
+    while True:
+        req = ctx.recv(srv, "bins")
+        if req is None:
+            return y_exp
+        if isinstance(req, str):
+            if req != _RESTART:
+                raise ValueError(f"unknown set-up command {req!r} from the server")
+            return None
+        agg.upload_ring(cols.refine_counts([(r["feature"], r["bits"], r["prefixes"])
+                                              for r in req]), "bins")
 
 
 def _exponent_onehot(values):
@@ -473,44 +496,19 @@ def server(ctx, cfg, progress=None):
     cpu_start = time.thread_time()
     agg = server_aggregation(ctx, cfg.clients, cfg.secure_aggregation, cfg.min_clients)
     K = _n_outputs(cfg)
-    n_stats = 1 if cfg.task == "regression" else cfg.n_classes
-    y_exp = 0
-    if cfg.task == "regression":
-        y_exp = _max_exponent(agg.secure_sum_ring("yexp", _EXP_LEN))
-        agg.broadcast("yexp", y_exp)
-    setup = agg.secure_sum_ring("setup", 2 + n_stats)
-    n_train, n_val = int(setup[0]), int(setup[1])
-    if n_train < 2 * cfg.min_samples_leaf:
-        # Checked by the estimator before any message where it can be.
-        raise ValueError(f"{n_train} training rows are too few for min_samples_leaf="
-                         f"{cfg.min_samples_leaf}")
-    if cfg.task == "regression":
-        stats = _trees.dequantise(setup[2:], y_exp)
-    else:
-        stats = setup[2:]
-        if np.count_nonzero(stats) < 2:
-            raise ValueError("the training rows of the federation hold a single class")
-    baseline = _trees.baseline_from_sums(cfg.task, cfg.n_classes, n_train, stats)
-    loss_scale = 2.0 ** _loss_shift(y_exp) if cfg.task == "regression" else 1.0
-
     t0 = time.perf_counter()
     timings = {"binning": 0.0, "grow": 0.0, "best_splits": 0.0}
     n_rounds = {"binning": 0, "histograms": 0}
-    F = cfg.n_features
-    first = agg.secure_sum_ring("bins", F * ((1 << FIRST_BITS) + 1))
-    binner = BinningServer(first, F, cfg.max_bins)
-    n_rounds["binning"] += 1
     while True:
-        req = binner.request()
-        if not req:
-            agg.broadcast("bins", None)
+        # Every set-up sum must hold the same clients' rows (the edges, the
+        # baseline and the row counts describe one set of rows): when the set
+        # shrinks, the set-up starts again over the survivors.
+        s = _setup(agg, cfg, n_rounds)
+        if s is not None:
             break
-        agg.broadcast("bins", [{"feature": int(f), "bits": int(b), "prefixes": p}
-                                 for f, b, p in req])
-        binner.refine(agg.secure_sum_ring("bins", binner.size(req)))
-        n_rounds["binning"] += 1
-    edges = binner.edges()
-    has_missing = binner.n_missing > 0
+        n_rounds["setup_restarts"] = n_rounds.get("setup_restarts", 0) + 1
+    y_exp, n_train, n_val, baseline, edges, has_missing = s
+    loss_scale = 2.0 ** _loss_shift(y_exp) if cfg.task == "regression" else 1.0
     n_bins = np.array([e.size + 1 for e in edges], dtype=np.int64)
     packing = pack_bits(n_train)
     agg.broadcast("edges", {"edges": edges, "baseline": baseline, "pack_bits": packing})
@@ -572,6 +570,63 @@ def server(ctx, cfg, progress=None):
             "rounds": n_rounds, "timings": timings,
             "dropouts": list(getattr(agg, "dropouts", ())),
             "cpu_seconds": time.thread_time() - cpu_start}
+
+
+def _setup(agg, cfg, n_rounds):
+    """The set-up sums: ``(y_exp, n_train, n_val, baseline, edges, has_missing)``,
+    or None (the clients told to restart) when the clients of a set-up sum
+    differ from those of the first (a dropout)."""
+    members = None
+
+    def same_clients():
+        nonlocal members
+        if members is None:
+            members = agg.contributors
+        return agg.contributors == members
+
+    n_stats = 1 if cfg.task == "regression" else cfg.n_classes
+    y_exp = 0
+    if cfg.task == "regression":
+        y_exp = _max_exponent(agg.secure_sum_ring("yexp", _EXP_LEN))
+        same_clients()
+        agg.broadcast("yexp", y_exp)
+    setup = agg.secure_sum_ring("setup", 2 + n_stats)
+    # No decision on these sums before the first bin counts: the clients
+    # upload both without waiting for the server.
+    consistent = same_clients()
+    F = cfg.n_features
+    first = agg.secure_sum_ring("bins", F * ((1 << FIRST_BITS) + 1))
+    n_rounds["binning"] += 1
+    if not (same_clients() and consistent):
+        agg.broadcast("bins", _RESTART)
+        return None
+    n_train, n_val = int(setup[0]), int(setup[1])
+    if n_train < 2 * cfg.min_samples_leaf:
+        # Checked by the estimator before any message where it can be.
+        raise ValueError(f"{n_train} training rows are too few for min_samples_leaf="
+                         f"{cfg.min_samples_leaf}")
+    if cfg.task == "regression":
+        stats = _trees.dequantise(setup[2:], y_exp)
+    else:
+        stats = setup[2:]
+        if np.count_nonzero(stats) < 2:
+            raise ValueError("the training rows of the federation hold a single class")
+    baseline = _trees.baseline_from_sums(cfg.task, cfg.n_classes, n_train, stats)
+    binner = BinningServer(first, F, cfg.max_bins)
+    while True:
+        req = binner.request()
+        if not req:
+            agg.broadcast("bins", None)
+            break
+        agg.broadcast("bins", [{"feature": int(f), "bits": int(b), "prefixes": p}
+                                 for f, b, p in req])
+        counts = agg.secure_sum_ring("bins", binner.size(req))
+        n_rounds["binning"] += 1
+        if not same_clients():
+            agg.broadcast("bins", _RESTART)
+            return None
+        binner.refine(counts)
+    return y_exp, n_train, n_val, baseline, binner.edges(), binner.n_missing > 0
 
 
 def _grow(agg, cfg, K, T, packing, n_bins, has_missing, layout, h_exp, g_exp_fixed,
@@ -719,9 +774,52 @@ def _apply(t, X):
     return t["value"][node]
 
 
-def check_tree(t):
-    """Refuse a tree message with inconsistent arrays (from a deployment's server)."""
-    m = len(t["left"])
-    for key in ("right", "feature", "threshold", "missing_left", "value"):
-        check_array(t[key], sender="server", tag="model", shape=(m,))
+def check_tree(t, n_features=None, sender="server", tag="model"):
+    """Refuse a tree with inconsistent arrays (from a deployment's server, or a
+    saved model): arrays of one length, integer child and feature indices, every
+    child after its parent (prediction walks down and always ends), features
+    within ``n_features``, finite leaf values."""
+    from ..runtime.layout import LayoutMismatch
+
+    if not isinstance(t, dict) or any(k not in t for k in _TREE_KEYS):
+        raise LayoutMismatch(f"{tag!r} from {sender!r}: a tree needs the arrays "
+                             f"{list(_TREE_KEYS)}")
+    left = check_array(t["left"], sender=sender, tag=tag, shape=(None,), dtype="i")
+    m = left.size
+    if m < 1:
+        raise LayoutMismatch(f"{tag!r} from {sender!r}: a tree without nodes")
+    right = check_array(t["right"], sender=sender, tag=tag, shape=(m,), dtype="i")
+    feature = check_array(t["feature"], sender=sender, tag=tag, shape=(m,), dtype="i")
+    check_array(t["threshold"], sender=sender, tag=tag, shape=(m,))
+    check_array(t["missing_left"], sender=sender, tag=tag, shape=(m,), dtype="bi")
+    value = check_array(t["value"], sender=sender, tag=tag, shape=(m,))
+    problem = _trees.tree_structure_error(left, right)
+    if problem is not None:
+        raise LayoutMismatch(f"{tag!r} from {sender!r}: a tree with {problem}")
+    split = left >= 0
+    if n_features is not None and np.any(split & ((feature < 0) | (feature >= n_features))):
+        raise LayoutMismatch(f"{tag!r} from {sender!r}: a split on a column outside "
+                             f"0..{n_features - 1}")
+    if not np.all(np.isfinite(value[~split])):
+        raise LayoutMismatch(f"{tag!r} from {sender!r}: a leaf value is not finite")
     return t
+
+
+def check_model(trees, baseline, n_features, sender="server", tag="model"):
+    """Refuse a model (trees and baseline) whose parts do not fit together."""
+    from ..runtime.layout import LayoutMismatch
+
+    baseline = check_array(baseline, sender=sender, tag=tag, shape=(None,), finite=True)
+    if baseline.size < 1 or not isinstance(trees, (list, tuple)):
+        raise LayoutMismatch(f"{tag!r} from {sender!r}: a model needs a baseline and a "
+                             "list of iterations")
+    for iteration in trees:
+        if not isinstance(iteration, (list, tuple)) or len(iteration) != baseline.size:
+            raise LayoutMismatch(f"{tag!r} from {sender!r}: every iteration needs one "
+                                 f"tree per output ({baseline.size})")
+        for t in iteration:
+            check_tree(t, n_features, sender=sender, tag=tag)
+    return trees, baseline
+
+
+_TREE_KEYS = ("left", "right", "feature", "threshold", "missing_left", "value")

@@ -16,10 +16,13 @@ Extra messages, all ``plain`` and public::
     server -> clients  final_model  {model, classes, n_iter, history}
 """
 
+import logging
+
 import numpy as np
 
 from ..runtime.local import PartyLeft
 from ..runtime.party import ProtocolMismatch, check_agreement, public_params
+from .dropout import TooFewClients
 from .roles import client, model_layout, server
 
 __all__ = ["client_party", "server_party", "gather_setups", "PRIVATE_CONFIG_KEYS"]
@@ -27,33 +30,54 @@ __all__ = ["client_party", "server_party", "gather_setups", "PRIVATE_CONFIG_KEYS
 # Settings each party chooses for itself; everything else in the role
 # configuration must agree across parties.
 PRIVATE_CONFIG_KEYS = ("n_jobs", "verbose", "layout", "clients")
+_log = logging.getLogger("skfed.horizontal")
 
 
 def _public(cfg):
     return public_params({k: v for k, v in cfg.items() if k not in PRIVATE_CONFIG_KEYS})
 
 
-def gather_setups(ctx, clients, mine):
+def gather_setups(ctx, clients, mine, min_clients=None):
     """The server's side of every horizontal set-up, before any data-derived message.
 
     Each client must agree on the public settings ``mine`` and hold the same
-    columns. Returns the first client's set-up and the union of the labels
-    the clients declared (empty for tasks without labels).
+    columns. With ``min_clients`` set, a client that cannot be reached (never
+    started, or died before sending its set-up) is left out, as long as
+    ``min_clients`` clients are present; the protocol's dropout-tolerant sums
+    then record it among the dropouts when they find it absent too. Returns
+    the first present client's set-up, the union of the labels the present
+    clients declared (empty for tasks without labels) and the present clients.
     """
-    setups = ctx.gather(clients, "setup")
+    if min_clients is None:
+        setups, present = ctx.gather(clients, "setup"), list(clients)
+    else:
+        setups, present = [], []
+        for name in clients:
+            try:
+                setups.append(ctx.recv(name, "setup"))
+            except PartyLeft:
+                _log.warning("client %r did not send its set-up; the federation starts "
+                             "without it (min_clients=%d)", name, min_clients)
+                continue
+            present.append(name)
+        if len(present) < min_clients:
+            raise TooFewClients(
+                f"only {len(present)} of {len(clients)} clients sent their set-up "
+                f"({', '.join(map(repr, sorted(set(clients) - set(present))))} did not) "
+                f"and min_clients={min_clients}; the federation cannot start")
     first = setups[0]
     labels = set()
-    for name, s in zip(clients, setups):
+    for name, s in zip(present, setups):
         check_agreement(mine, s.get("params") if isinstance(s, dict) else None,
                         me=ctx.party, them=name)
         if (s["n_features"], s["feature_names"]) != (first["n_features"],
                                                      first["feature_names"]):
             raise ProtocolMismatch(
-                f"clients {clients[0]!r} and {name!r} hold different columns: "
+                f"clients {present[0]!r} and {name!r} hold different columns: "
                 f"{first['n_features']} {first['feature_names'] or ''} vs "
                 f"{s['n_features']} {s['feature_names'] or ''}")
         labels.update(s.get("labels") or ())
-    return first, labels
+    return first, labels, present
 
 
 def _n_outputs(task, labels):
@@ -78,10 +102,10 @@ def client_party(ctx, X, y, cfg, seed, feature_names):
 def server_party(ctx, cfg, progress=None):
     """The server in its own process: checks the clients agree, then serves."""
     clients = cfg["clients"]
-    first, labels = gather_setups(ctx, clients, _public(cfg))
+    first, labels, present = gather_setups(ctx, clients, _public(cfg), cfg.get("min_clients"))
     n_features = int(first["n_features"])
     n_outputs = _n_outputs(cfg["task"], labels)
-    ctx.broadcast(clients, "setup", n_outputs, kind="plain")
+    ctx.broadcast(present, "setup", n_outputs, kind="plain")
     cfg = dict(cfg, layout=model_layout(n_features, n_outputs, cfg["average"]))
     out = server(ctx, cfg, progress=progress)
     final = {"model": out["model"], "classes": out.get("classes"), "n_iter": out["n_iter"],

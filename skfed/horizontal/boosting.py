@@ -36,6 +36,8 @@ class _BaseFederatedBoosting(CallbackSupportMixin, BaseEstimator):
     """What the classifier and the regressor share."""
 
     _task = None
+    # What skfed.save keeps besides the fitted attributes: the model itself.
+    _saved_state = ("_trees", "_baseline")
     # ``parties`` is sample-aligned metadata, as for FederatedSGD*: with
     # metadata routing on, Pipeline and GridSearchCV slice it with the rows.
     __metadata_request__fit = {"parties": True}
@@ -206,6 +208,31 @@ class _BaseFederatedBoosting(CallbackSupportMixin, BaseEstimator):
             self.n_rounds_ = dict(out["rounds"])
             self.fit_timings_ = dict(out["timings"])
 
+    def _check_loaded(self):
+        """Refuse a loaded model whose trees, baseline, classes and columns do not
+        fit together (called by :func:`skfed.load`)."""
+        from ..runtime.layout import LayoutMismatch
+
+        where = dict(sender="the saved model", tag="trees")
+        missing = [k for k in ("_trees", "_baseline", "n_features_in_")
+                   if not hasattr(self, k)]
+        if missing:
+            raise LayoutMismatch(f"the saved model lacks {missing}")
+        self._trees, self._baseline = roles.check_model(
+            self._trees, self._baseline, int(self.n_features_in_), **where)
+        n_classes = len(getattr(self, "classes_", ()))
+        expected = 1 if self._task == "regression" or n_classes == 2 else n_classes
+        if self._baseline.size != expected:
+            raise LayoutMismatch(f"the saved model has {self._baseline.size} trees per "
+                                 f"iteration; its {n_classes or 'regression'} classes "
+                                 f"need {expected}")
+        if getattr(self, "n_trees_per_iteration_", expected) != expected:
+            raise LayoutMismatch(f"the saved model says n_trees_per_iteration_="
+                                 f"{self.n_trees_per_iteration_}, its baseline {expected}")
+        if getattr(self, "n_iter_", len(self._trees)) != len(self._trees):
+            raise LayoutMismatch(f"the saved model says n_iter_={self.n_iter_} but holds "
+                                 f"{len(self._trees)} iterations")
+
     # -- predict ------------------------------------------------------------------------
     def _raw_predict(self, X):
         check_is_fitted(self)
@@ -301,7 +328,9 @@ _ATTRS_DOC = """
     bin_edges_ : list of ndarray
         The edges the federation agreed on, per column.
     n_rounds_ : dict
-        Secure sums of the fit: ``binning`` and ``histograms`` rounds.
+        Secure sums of the fit: ``binning`` and ``histograms`` rounds; after
+        dropouts (``min_clients``), ``setup_restarts`` (set-ups run again
+        over the survivors) and ``restarts`` (iterations grown again).
     transcript_ : Transcript
         Every message of the fit.
     fit_timings_ : dict

@@ -227,7 +227,7 @@ def _client_party(ctx, X, cfg, client_role, feature_names):
 
 def _server_party(ctx, cfg, server_role):
     """The server in its own process: every client must hold the same columns."""
-    first, _ = gather_setups(ctx, cfg["clients"], _public(cfg))
+    first, _, _ = gather_setups(ctx, cfg["clients"], _public(cfg), cfg.get("min_clients"))
     out = server_role(ctx, dict(cfg, n_features=int(first["n_features"])))
     return dict(out, n_features=int(first["n_features"]),
                 feature_names=first["feature_names"])

@@ -229,6 +229,29 @@ def new_tree():
             "missing_left": [], "record": [], "value": [], "n_samples": [], "gain": []}
 
 
+def tree_structure_error(left, right):
+    """Why the child arrays of a tree do not describe a tree (None if they do).
+
+    A node is a leaf (``left == right == -1``) or has two distinct children
+    numbered after it: walking down from node 0 always ends at a leaf. Both
+    families' trees are numbered that way; a model read from a file or a
+    message is checked before anything walks it.
+    """
+    left, right = np.asarray(left), np.asarray(right)
+    if left.ndim != 1 or left.shape != right.shape or left.size < 1:
+        return "child arrays of different lengths (or none)"
+    if left.dtype.kind not in "iu" or right.dtype.kind not in "iu":
+        return "child indices that are not integers"
+    ids = np.arange(left.size)
+    split = left >= 0
+    leaf_ok = (left == -1) & (right == -1)
+    child_ok = ((left > ids) & (left < left.size) & (right > ids) & (right < left.size)
+                & (left != right))
+    if not np.all(np.where(split, child_ok, leaf_ok)):
+        return "child indices that do not form a tree (every child must come after its parent)"
+    return None
+
+
 def tree_apply(tree, go_left_own, host_bits, n_rows):
     """Leaf values of ``n_rows`` rows.
 

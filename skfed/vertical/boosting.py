@@ -20,6 +20,7 @@ from ..crypto.paillier import check_key_size
 from ..runtime import LocalRuntime
 from ..runtime.party import party_of
 from ..topology import VerticalTopology
+from ..trees.gbdt import tree_structure_error as _tree_structure_error
 from ..trees.outputs import BoostedClassifierOutputs, BoostedRegressorOutputs
 from . import _boosting_roles as roles
 
@@ -38,6 +39,9 @@ class _BaseVerticalBoosting(CallbackSupportMixin, BaseEstimator):
     """What the classifier and the regressor share."""
 
     _task = None
+    # What skfed.save keeps besides the fitted attributes: this party's part of
+    # the model (the label party's trees and baseline, a feature party's records).
+    _saved_state = ("_trees", "_baseline", "_records")
 
     _parameter_constraints: dict = {
         "topology": [VerticalTopology, None],
@@ -334,6 +338,79 @@ class _BaseVerticalBoosting(CallbackSupportMixin, BaseEstimator):
         for s in stages:
             raw = raw + s
             yield raw
+
+    def _check_loaded(self):
+        """Refuse a loaded model whose parts do not fit together (called by
+        :func:`skfed.load`): the trees, the records they point to, the columns."""
+        from ..runtime.layout import LayoutMismatch
+
+        topology = getattr(self, "topology_", None)
+        columns = getattr(self, "_columns", None)
+        if not isinstance(topology, VerticalTopology) or not isinstance(columns, dict):
+            raise LayoutMismatch("the saved model lacks its topology_ or its columns")
+        guest, hosts = topology.label_party, list(topology.feature_parties)
+        records = getattr(self, "_records", {})
+        if not isinstance(records, dict) or not set(records) <= set(hosts) & set(columns):
+            raise LayoutMismatch("the saved model holds records of parties that are not "
+                                 "its feature parties")
+        for party, recs in records.items():
+            n_cols = len(columns[party])
+            for rec in recs:
+                if (not isinstance(rec, (tuple, list)) or len(rec) != 3
+                        or not isinstance(rec[0], Integral) or not 0 <= rec[0] < n_cols
+                        or not isinstance(rec[1], Real) or np.isnan(rec[1])
+                        or not isinstance(rec[2], (bool, np.bool_))):
+                    raise LayoutMismatch(
+                        f"the saved model has a malformed split record of {party!r}: "
+                        f"{rec!r} (expected (column in 0..{n_cols - 1}, threshold, "
+                        "missing_left))")
+        if not hasattr(self, "_trees"):
+            return  # a feature party's model: its records only
+        baseline = np.asarray(getattr(self, "_baseline", None), dtype=np.float64)
+        if baseline.ndim != 1 or baseline.size < 1 or not np.all(np.isfinite(baseline)):
+            raise LayoutMismatch("the saved model has a malformed baseline")
+        if guest not in columns:
+            raise LayoutMismatch(f"the saved model lacks the columns of {guest!r}")
+        n_own = len(columns[guest])
+        if not isinstance(self._trees, list) or len(self._trees) != self.n_iter_:
+            raise LayoutMismatch(f"the saved model says n_iter_={self.n_iter_} but holds "
+                                 f"{len(self._trees) if isinstance(self._trees, list) else 0}"
+                                 " iterations")
+        for iteration in self._trees:
+            if not isinstance(iteration, list) or len(iteration) != baseline.size:
+                raise LayoutMismatch(f"the saved model needs one tree per output "
+                                     f"({baseline.size}) in every iteration")
+            for tree in iteration:
+                self._check_tree(tree, n_own, hosts, records, LayoutMismatch)
+
+    @staticmethod
+    def _check_tree(tree, n_own, hosts, records, error):
+        keys = ("left", "right", "owner", "feature", "threshold", "missing_left", "record",
+                "value")
+        if not isinstance(tree, dict) or any(k not in tree for k in keys):
+            raise error(f"a saved tree needs the arrays {list(keys)}")
+        arrays = {k: np.asarray(tree[k]) for k in keys}
+        m = arrays["left"].size
+        if any(a.shape != (m,) for a in arrays.values()):
+            raise error("a saved tree has arrays of different lengths")
+        problem = _tree_structure_error(arrays["left"], arrays["right"])
+        if problem is not None:
+            raise error(f"a saved tree has {problem}")
+        split = arrays["left"] >= 0
+        owner = arrays["owner"].astype(str)
+        own = split & (owner == "")
+        feature, record = arrays["feature"], arrays["record"]
+        if feature.dtype.kind not in "iu" or record.dtype.kind not in "iu":
+            raise error("a saved tree has feature or record indices that are not integers")
+        if np.any(own & ((feature < 0) | (feature >= n_own))):
+            raise error(f"a saved tree splits on a column outside 0..{n_own - 1}")
+        for i in np.flatnonzero(split & ~own):
+            if owner[i] not in hosts or record[i] < 0 or (
+                    owner[i] in records and record[i] >= len(records[owner[i]])):
+                raise error(f"a saved tree points to record {int(record[i])} of "
+                            f"{str(owner[i])!r}, which its feature parties do not hold")
+        if not np.all(np.isfinite(arrays["value"][~split].astype(np.float64))):
+            raise error("a saved tree has a leaf value that is not finite")
 
     @property
     def trees_(self):
