@@ -591,3 +591,28 @@ def test_transfer_setup_compares_normalised_settings(pki):
     finally:
         for est in ests.values():
             est.runtime.close()
+
+
+def test_a_cancelled_call_waits_for_the_abort_notice_behind_it():
+    # A failing party cancels the calls in flight before its abort notice
+    # lands: the error must name the party that failed and why, not the cancel.
+    from types import SimpleNamespace
+
+    from skfed.runtime.grpc import GrpcRuntime, PartyAborted, TransportError
+
+    fake = SimpleNamespace(_cond=threading.Condition(), _aborted=None)
+
+    def notice():
+        time.sleep(0.2)
+        with fake._cond:
+            fake._aborted = ("shop", "ValueError: no column 'spend'", "shop")
+            fake._cond.notify_all()
+
+    threading.Thread(target=notice).start()
+    err = GrpcRuntime._refused(fake, "shop", "party 'shop' refused Send: CANCELLED")
+    assert isinstance(err, PartyAborted)
+    assert err.party == "shop" and "no column 'spend'" in str(err)
+    # No notice at all: the transport's own error, after the grace period.
+    fake._aborted = None
+    err = GrpcRuntime._refused(fake, "shop", "party 'shop' refused Send: CANCELLED")
+    assert type(err) is TransportError and "CANCELLED" in str(err)

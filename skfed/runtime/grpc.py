@@ -96,6 +96,9 @@ _GRPC_MESSAGE_LIMIT = 4 * CHUNK_BYTES
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 28
 DEFAULT_MAX_PEER_BYTES = 1 << 30
 _PING_DEADLINE = 5.0
+# A party that fails cancels the calls in flight as it shuts down; its abort
+# notice can arrive a moment after the cancellation.
+_ABORT_GRACE = 2.0
 
 
 def _require_grpc():
@@ -580,7 +583,7 @@ class GrpcRuntime:
                     raise PartyUnreachable(
                         peer, f"party {peer!r} at {self.addresses[peer]} did not accept "
                         f"{method} within {deadline:.0f} s") from None
-                raise TransportError(
+                raise self._refused(
                     peer, f"party {peer!r} refused {method} from {self.party!r}: "
                     f"{code.name}: {exc.details()}") from None
 
@@ -602,6 +605,18 @@ class GrpcRuntime:
                 yield bytes(view[i:i + CHUNK_BYTES])
 
         self._call(to, "Send", chunks, header, self.timeout)
+
+    def _refused(self, peer, message):
+        """The error for a call ``peer`` refused with an unexpected status: the
+        :class:`PartyAborted` of an abort notice arriving within
+        ``_ABORT_GRACE`` (a failing party cancels calls in flight before its
+        notice lands, and the user needs the party that failed and why), else
+        a :class:`TransportError` with ``message``."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._aborted is not None, timeout=_ABORT_GRACE)
+            if self._aborted is not None:
+                return PartyAborted(*self._aborted)
+        return TransportError(peer, message)
 
     def _peer_failed(self, peer, exc):
         """The PartyAborted for a peer that answered ABORTED: it has failed."""
@@ -697,7 +712,7 @@ class GrpcRuntime:
                 raise self._peer_failed(peer, exc) from None
             if exc.code() not in (grpc.StatusCode.UNAVAILABLE,
                                   grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise TransportError(
+                raise self._refused(
                     peer, f"party {peer!r} refused a ping from {self.party!r}: "
                     f"{exc.code().name}: {exc.details()}") from None
             gone = time.monotonic() - self._last_alive[peer]
