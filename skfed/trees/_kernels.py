@@ -1,0 +1,231 @@
+"""Compiled kernels of histogram boosting (numba).
+
+Three loops a party of horizontal boosting runs every round, too branchy or
+too scattered for numpy to run at memory speed:
+
+* :func:`node_histograms`: a client's exact integer sums of the fixed-point
+  gradients, hessians and row counts per (node, bin slot), straight from its
+  binned rows, written into the layout of the upload (packed words included);
+* :func:`partition`: a split applied to a node's rows;
+* :func:`best_splits_compact`: the server's best split per node from compact
+  histograms, the same floats and the same tie-breaking as
+  :func:`skfed.trees.gbdt.best_splits` (which stays the reference).
+
+They are compiled with ``nogil=True`` so that the parties of an in-process
+run, which are threads, run them in parallel, and with ``cache=True`` so that
+later processes load the machine code instead of compiling it again (set
+``NUMBA_CACHE_DIR`` to a writable directory when the installed package is
+read-only; numba then caches there). No ``fastmath``: the split gains must be
+the IEEE operations of the reference, in the same order.
+"""
+
+import numpy as np
+from numba import njit
+
+from .gbdt import MIN_HESSIAN, PRECISION_BITS, dequantise
+
+__all__ = ["node_histograms", "partition", "best_splits_compact"]
+
+_OPTS = dict(nogil=True, cache=True)
+
+
+@njit(**_OPTS)
+def node_histograms(codes, train, rows_list, starts, outputs, gq, hq, words, pack, out):
+    """Sum the rows of several nodes into ``out`` (int64, ``(n_nodes, words, T)``).
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n_rows, F), int32
+        Every row's bin slot per column in the compact layout.
+    train : ndarray of shape (n_rows,), bool
+        Rows that count (held-out rows do not).
+    rows_list : ndarray of int64
+        The nodes' rows, concatenated; node ``j`` owns
+        ``rows_list[starts[j]:starts[j + 1]]``.
+    starts : ndarray of shape (n_nodes + 1,), int64
+    outputs : ndarray of shape (n_nodes,), int64
+        The output (tree of the iteration) of each node: the column of ``gq``, ``hq``.
+    gq, hq : ndarray of shape (n_rows, K), int64
+        Fixed-point gradients and hessians.
+    words : int
+        3: ``[g, h, count]``; 2: ``[g + count * 2**pack, h]``; 1:
+        ``[g + count * 2**pack]`` (constant hessians, rebuilt from the count).
+    pack : int
+        The count's shift in packed words (0 when ``words == 3``).
+    out : ndarray of shape (n_nodes, words, T), int64
+        Zeroed by the caller. Exact: every partial sum fits (see ``pack_bits``).
+    """
+    n_nodes = starts.shape[0] - 1
+    F = codes.shape[1]
+    one = np.int64(1) << np.int64(pack) if words < 3 else np.int64(1)
+    for j in range(n_nodes):
+        k = outputs[j]
+        o = out[j]
+        for i in range(starts[j], starts[j + 1]):
+            r = rows_list[i]
+            if not train[r]:
+                continue
+            g = gq[r, k]
+            c = codes[r]
+            if words == 1:
+                w = g + one
+                for f in range(F):
+                    o[0, c[f]] += w
+            elif words == 2:
+                w = g + one
+                h = hq[r, k]
+                for f in range(F):
+                    s = c[f]
+                    o[0, s] += w
+                    o[1, s] += h
+            else:
+                h = hq[r, k]
+                for f in range(F):
+                    s = c[f]
+                    o[0, s] += g
+                    o[1, s] += h
+                    o[2, s] += 1
+    return out
+
+
+@njit(**_OPTS)
+def partition(rows, column, b, missing_left, missing_bin):
+    """``(left, right)``: the rows whose bin in ``column`` is ``<= b`` (missing
+    values: left when ``missing_left``), and the others, both in their order."""
+    n = rows.shape[0]
+    left = np.empty(n, dtype=rows.dtype)
+    right = np.empty(n, dtype=rows.dtype)
+    nl = nr = 0
+    for i in range(n):
+        r = rows[i]
+        x = column[r]
+        go = missing_left if x == missing_bin else x <= b
+        if go:
+            left[nl] = r
+            nl += 1
+        else:
+            right[nr] = r
+            nr += 1
+    return left[:nl].copy(), right[:nr].copy()
+
+
+def best_splits_compact(hists, offsets, n_bins, has_missing, node_G, node_H,
+                        min_samples_leaf, l2, g_exp, h_exp):
+    """The best split of each node from its compact histograms.
+
+    The decision of :func:`skfed.trees.gbdt.best_splits` (the same gains, to
+    the bit, and the same ties), without the padded ``(feature, 256)``
+    scatter that it needs.
+
+    Parameters
+    ----------
+    hists : ndarray of shape (n_nodes, 3, T), int64
+        ``[sum g, sum h, count]`` per bin slot: per column its ``n_bins``
+        bins, then its missing-value slot, from ``offsets[f]``.
+    offsets, n_bins : ndarray of shape (n_features,), int64
+    has_missing : ndarray of shape (n_features,), bool
+    node_G, node_H : sequence of int
+        Fixed-point sums of the nodes.
+    min_samples_leaf, l2, g_exp, h_exp
+        As in :func:`~skfed.trees.gbdt.best_splits`.
+
+    Returns
+    -------
+    list of (gain, feature, bin, missing_left) or None, one per node.
+    """
+    hists = np.ascontiguousarray(hists, dtype=np.int64)
+    if hists.shape[0] == 0:
+        return []
+    G = dequantise(np.asarray(node_G, dtype=np.int64), g_exp)
+    H = dequantise(np.asarray(node_H, dtype=np.int64), h_exp)
+    l2 = float(l2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Only nodes with H >= 2 * MIN_HESSIAN are split; others get no candidate.
+        C = G * G / (H + l2)
+    gain, feat, b, ml = _best_splits_compact(
+        hists, np.asarray(offsets, dtype=np.int64), np.asarray(n_bins, dtype=np.int64),
+        np.asarray(has_missing, dtype=np.bool_), G, H, C, int(min_samples_leaf), l2,
+        2.0 ** (g_exp - PRECISION_BITS), 2.0 ** (h_exp - PRECISION_BITS))
+    return [None if not np.isfinite(g) else (float(g), int(f), int(t), bool(m))
+            for g, f, t, m in zip(gain.tolist(), feat.tolist(), b.tolist(), ml.tolist())]
+
+
+@njit(**_OPTS)
+def _best_splits_compact(hists, offsets, n_bins, has_missing, G, H, C, min_samples_leaf, l2,
+                         g_scale, h_scale):
+    """Best split per node from compact histograms (``(n_nodes, 3, T)`` int64:
+    per column its bins then the missing slot).
+
+    ``G``, ``H`` are the nodes' dequantised sums, ``C = G * G / (H + l2)``,
+    ``g_scale``, ``h_scale`` the powers of two of :func:`~skfed.trees.gbdt.dequantise`.
+    Returns ``gain`` (``-inf``: no valid split), ``feature``, ``bin``,
+    ``missing_left`` per node.
+
+    :func:`skfed.trees.gbdt.best_splits` operation for operation: cumulative
+    sums as float64 additions in bin order, the missing slot added after
+    them, the scale applied last, the gain as
+    ``(GL*GL/(HL+l2) + GR*GR/(HR+l2)) - C``, and the first maximum in the
+    canonical order (feature; missing right, then left; threshold).
+    """
+    n_nodes = hists.shape[0]
+    F = n_bins.shape[0]
+    gain_out = np.full(n_nodes, -np.inf)
+    feat_out = np.zeros(n_nodes, dtype=np.int64)
+    bin_out = np.zeros(n_nodes, dtype=np.int64)
+    ml_out = np.zeros(n_nodes, dtype=np.bool_)
+    for i in range(n_nodes):
+        hist = hists[i]
+        Gi, Hi, Ci = G[i], H[i], C[i]
+        best = -np.inf
+        for f in range(F):
+            o = offsets[f]
+            nb = n_bins[f]
+            miss_n = hist[2, o + nb]
+            total = miss_n
+            for b in range(nb):
+                total += hist[2, o + b]
+            for direction in range(2):
+                if direction == 0:
+                    stop = nb if has_missing[f] else nb - 1
+                    extra_n = 0
+                    extra_g = 0.0
+                    extra_h = 0.0
+                else:
+                    if not (has_missing[f] and miss_n > 0):
+                        continue
+                    stop = nb - 1
+                    extra_n = miss_n
+                    extra_g = float(hist[0, o + nb])
+                    extra_h = float(hist[1, o + nb])
+                cum_n = 0
+                cum_g = 0.0
+                cum_h = 0.0
+                prev_nl = 0
+                for b in range(stop):
+                    cum_n += hist[2, o + b]
+                    cum_g += float(hist[0, o + b])
+                    cum_h += float(hist[1, o + b])
+                    nl = cum_n + extra_n
+                    same = b > 0 and nl == prev_nl
+                    prev_nl = nl
+                    if same or nl < min_samples_leaf or total - nl < min_samples_leaf:
+                        continue
+                    if direction == 1:
+                        GL = (cum_g + extra_g) * g_scale
+                        HL = (cum_h + extra_h) * h_scale
+                    else:
+                        GL = cum_g * g_scale
+                        HL = cum_h * h_scale
+                    GR = Gi - GL
+                    HR = Hi - HL
+                    if not (HL >= MIN_HESSIAN and HR >= MIN_HESSIAN):
+                        continue
+                    gain = GL * GL / (HL + l2) + GR * GR / (HR + l2)
+                    gain = gain - Ci
+                    if gain > best:
+                        best = gain
+                        gain_out[i] = gain
+                        feat_out[i] = f
+                        bin_out[i] = b
+                        ml_out[i] = direction == 1
+    return gain_out, feat_out, bin_out, ml_out
