@@ -63,11 +63,22 @@ class _Mailroom:
         self.keep_payloads = keep_payloads
         self.timeout = timeout
         self.cond = threading.Condition()
+        # One condition per receiver over the same lock: a message wakes only
+        # the party it is for (with one shared condition every send woke
+        # every waiting thread, a measurable cost at thousands of rounds).
+        # Events that concern everyone (a failure, a party finished or
+        # dropped) go through notify_everyone().
+        self.inbox = {p: threading.Condition(self.cond) for p in self.parties}
         self.queues = defaultdict(deque)
         self.finished = set()
         self.dropped = set()
         self.failed = None
         self.drops = {}
+
+    def notify_everyone(self):
+        """Wake every waiting party (the lock must be held)."""
+        for c in self.inbox.values():
+            c.notify_all()
 
 
 class PartyContext:
@@ -114,7 +125,7 @@ class PartyContext:
             room.transcript.record(self.party, to, tag, kind, len(data),
                                    data if room.keep_payloads else None)
             room.queues[(self.party, to, tag)].append(data)
-            room.cond.notify_all()
+            room.inbox[to].notify_all()
 
     def broadcast(self, receivers, tag, payload, kind="plain"):
         """Send the same payload to every party in ``receivers``."""
@@ -159,7 +170,7 @@ class PartyContext:
                     raise ProtocolTimeout(
                         f"{self.party!r} waited {timeout:.0f} s for {tag!r} from {frm!r}"
                     )
-                room.cond.wait(min(remaining, 1.0))
+                room.inbox[self.party].wait(min(remaining, 1.0))
             data = room.queues[key].popleft()
         self.bytes_received += len(data)
         return decode(data)
@@ -241,7 +252,7 @@ class LocalRuntime:
             finally:
                 with room.cond:
                     room.finished.add(name)
-                    room.cond.notify_all()
+                    room.notify_everyone()
 
         threads = [threading.Thread(target=target, args=(n, f), name=f"skfed-{n}",
                                     daemon=True) for n, f in roles.items()]
