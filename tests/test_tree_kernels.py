@@ -85,7 +85,8 @@ def test_the_reference_cases_include_splits_and_no_splits():
     assert outcomes == {"none", "left", "right"}
 
 
-def _numpy_histograms(codes, train, rows_of, gq, hq, nodes, T):
+def _numpy_histograms(local, offsets, train, rows_of, gq, hq, nodes, T):
+    codes = local.astype(np.int64) + offsets  # slots in the compact layout
     out = np.zeros((len(nodes), 3, T), dtype=np.int64)
     for j, (k, v) in enumerate(nodes):
         rows = rows_of[k][v]
@@ -102,8 +103,9 @@ def _histograms_case(n_rows, seed):
     rng = np.random.default_rng(seed)
     n_bins = np.array([5, 17, 3, 255])
     offsets, T = roles._layout(n_bins)
-    codes = (np.stack([rng.integers(0, b + 1, size=n_rows) for b in n_bins], axis=1)
-             + offsets).astype(np.int32)
+    # Each column's slot: its bin, or n_bins (the missing slot).
+    local = np.asfortranarray(np.stack([rng.integers(0, b + 1, size=n_rows) for b in n_bins],
+                                       axis=1).astype(np.uint8))
     train = rng.random(n_rows) < 0.8
     rows_of = [{0: np.arange(n_rows), 1: np.sort(rng.choice(n_rows, n_rows // 3,
                                                             replace=False))},
@@ -111,14 +113,14 @@ def _histograms_case(n_rows, seed):
     gq = rng.integers(-2**26, 2**26, size=(n_rows, 2))
     hq = rng.integers(0, 2**26, size=(n_rows, 2))
     nodes = [(0, 0), (0, 1), (1, 4)]
-    return codes, train, rows_of, gq, hq, nodes, T
+    return local, offsets, train, rows_of, gq, hq, nodes, T
 
 
-def _kernel_histograms(codes, train, rows_of, gq, hq, nodes, T, words, pack):
+def _kernel_histograms(local, offsets, train, rows_of, gq, hq, nodes, T, words, pack):
     rows = [rows_of[k][v] for k, v in nodes]
     starts = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64)
     out = np.zeros((len(nodes), words, T), dtype=np.int64)
-    return _kernels.node_histograms(codes, train, np.concatenate(rows), starts,
+    return _kernels.node_histograms(local, offsets, train, np.concatenate(rows), starts,
                                     np.array([k for k, _ in nodes], dtype=np.int64), gq, hq,
                                     words, pack, out)
 
@@ -126,6 +128,7 @@ def _kernel_histograms(codes, train, rows_of, gq, hq, nodes, T, words, pack):
 def test_node_histograms_equal_numpy_sums():
     case = _histograms_case(3000, 0)
     expected = _numpy_histograms(*case)
+    assert expected[:, 2].sum() > 0
     np.testing.assert_array_equal(_kernel_histograms(*case, 3, 0), expected)
 
 
@@ -140,11 +143,35 @@ def test_node_histograms_write_the_packed_upload():
     np.testing.assert_array_equal(packed, roles._pack(expected, k))
     np.testing.assert_array_equal(roles._unpack(packed, k), expected)
     # Constant hessians (squared error): one word, the hessian rebuilt from the count.
-    codes, train, rows_of, gq, hq, nodes, T = case
+    local, offsets, train, rows_of, gq, hq, nodes, T = case
     hq = np.full_like(hq, 1 << gbdt.PRECISION_BITS)
-    expected = _numpy_histograms(codes, train, rows_of, gq, hq, nodes, T)
-    one = _kernel_histograms(codes, train, rows_of, gq, hq, nodes, T, 1, k)
+    expected = _numpy_histograms(local, offsets, train, rows_of, gq, hq, nodes, T)
+    one = _kernel_histograms(local, offsets, train, rows_of, gq, hq, nodes, T, 1, k)
     np.testing.assert_array_equal(roles._unpack(one, k, constant_hessian=True), expected)
+
+
+def test_client_histograms_from_binned_rows():
+    """The client's object: MISSING_BIN becomes each column's missing slot."""
+    rng = np.random.default_rng(3)
+    n_bins = np.array([4, 255, 2])
+    offsets, T = roles._layout(n_bins)
+    Xb = np.stack([rng.integers(0, b, size=200) for b in n_bins], axis=1).astype(np.uint8)
+    Xb[rng.random(Xb.shape) < 0.2] = MISSING_BIN
+    train = rng.random(200) < 0.9
+    hists = roles._ClientHistograms(Xb, n_bins, offsets, T, train, 0, "classification")
+    gq = rng.integers(-2**26, 2**26, size=(200, 1))
+    hq = rng.integers(0, 2**26, size=(200, 1))
+    rows_of = [{0: np.arange(200)}]
+    local = np.where(Xb == MISSING_BIN, n_bins, Xb)
+    np.testing.assert_array_equal(
+        hists.histograms(rows_of, gq, hq, [(0, 0)]),
+        _numpy_histograms(local, offsets, train, rows_of, gq, hq, [(0, 0)], T))
+    for f in range(3):
+        for ml in (False, True):
+            left, right = hists.partition(np.arange(200), f, 0, ml)
+            go = gbdt.left_mask(Xb[:, f], 0, ml)
+            np.testing.assert_array_equal(left, np.flatnonzero(go))
+            np.testing.assert_array_equal(right, np.flatnonzero(~go))
 
 
 def test_partition_equals_left_mask():

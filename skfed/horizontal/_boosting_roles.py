@@ -244,9 +244,8 @@ def client(ctx, X, y, cfg, seed):
     n_bins = np.array([e.size + 1 for e in edges], dtype=np.int64)
     offsets, T = _layout(n_bins)
     packing = int(setup["pack_bits"])
-    # Column-major: a split reads one column of a node's rows.
-    Xb = np.asfortranarray(apply_bins(X, edges))
-    hists = _ClientHistograms(Xb, n_bins, offsets, T, train, packing, cfg.task)
+    hists = _ClientHistograms(apply_bins(X, edges), n_bins, offsets, T, train, packing,
+                              cfg.task)
     loss = _trees.loss_for(cfg.task, y, cfg.n_classes)
     K = loss.n_outputs
     raw = np.tile(np.asarray(setup["baseline"], dtype=np.float64), (n, 1))
@@ -281,8 +280,7 @@ def client(ctx, X, y, cfg, seed):
             rows_of = [{0: np.arange(n)} for _ in range(K)]
         elif op == "expand":
             for k, v, f, b, ml, left, right in cmd["splits"]:
-                rows_of[k][left], rows_of[k][right] = _kernels.partition(
-                    rows_of[k][v], Xb[:, f], b, bool(ml), MISSING_BIN)
+                rows_of[k][left], rows_of[k][right] = hists.partition(rows_of[k][v], f, b, ml)
             # Written in the upload's layout (packed words), masked in place.
             agg.upload_ring(hists.histograms(rows_of, gq, hq, cmd["nodes"]), "hist")
         elif op == "leaves":
@@ -317,19 +315,28 @@ def _max_exponent(onehot):
 
 
 class _ClientHistograms:
-    """A client's node histograms, summed by a compiled kernel from its binned
-    rows straight into the words it uploads (:func:`skfed.trees._kernels.node_histograms`)."""
+    """A client's binned rows: node histograms summed by a compiled kernel
+    straight into the words it uploads (:func:`skfed.trees._kernels.node_histograms`),
+    and splits applied to a node's rows."""
 
     def __init__(self, Xb, n_bins, offsets, T, train, packing, task):
-        # Every row's bin slot per column in the compact layout (per column its
-        # bins then its missing slot); held-out rows are skipped by ``train``.
-        codes = np.where(Xb == MISSING_BIN, n_bins[None, :], Xb).astype(np.int32)
-        codes += offsets[None, :].astype(np.int32)
-        self.codes = np.ascontiguousarray(codes)
+        # Column-major uint8 (the kernels read one column of a node's rows):
+        # the slot within the column's histogram, n_bins[f] for a missing
+        # value (n_bins <= 255, so 255 stays the missing slot where it was).
+        n_bins = np.asarray(n_bins, dtype=np.int64)
+        self.codes = np.asfortranarray(np.where(Xb == MISSING_BIN, n_bins[None, :].astype(np.uint8),
+                                                Xb).astype(np.uint8))
+        self.n_bins = n_bins
+        self.offsets = np.asarray(offsets, dtype=np.int64)
         self.train = np.ascontiguousarray(train, dtype=np.bool_)
         self.T = T
         self.words = _words(packing, task)
         self.pack = int(packing)
+
+    def partition(self, rows, f, b, missing_left):
+        """The rows of a node split by ``bin <= b`` in column ``f``: (left, right)."""
+        return _kernels.partition(rows, self.codes[:, int(f)], int(b), bool(missing_left),
+                                  int(self.n_bins[int(f)]))
 
     def histograms(self, rows_of, gq, hq, nodes):
         """The upload of the requested nodes: int64 of shape (n_nodes, words, T)."""
@@ -339,8 +346,9 @@ class _ClientHistograms:
         outputs = np.array([int(k) for k, _ in nodes], dtype=np.int64)
         out = np.zeros((len(nodes), self.words, self.T), dtype=np.int64)
         return _kernels.node_histograms(
-            self.codes, self.train, np.concatenate(rows).astype(np.int64, copy=False), starts,
-            outputs, gq, hq, self.words, self.pack, out)
+            self.codes, self.offsets, self.train,
+            np.concatenate(rows).astype(np.int64, copy=False), starts, outputs, gq, hq,
+            self.words, self.pack, out)
 
 
 # -- server ---------------------------------------------------------------------------

@@ -30,13 +30,21 @@ _OPTS = dict(nogil=True, cache=True)
 
 
 @njit(**_OPTS)
-def node_histograms(codes, train, rows_list, starts, outputs, gq, hq, words, pack, out):
+def node_histograms(codes, offsets, train, rows_list, starts, outputs, gq, hq, words, pack,
+                    out):
     """Sum the rows of several nodes into ``out`` (int64, ``(n_nodes, words, T)``).
+
+    Column by column, as scikit-learn's histogram builder: one column's
+    histogram (a few KB) stays in the L1 cache while the node's rows are
+    read, with their gradients gathered once per node.
 
     Parameters
     ----------
-    codes : ndarray of shape (n_rows, F), int32
-        Every row's bin slot per column in the compact layout.
+    codes : ndarray of shape (n_rows, F), uint8, column-major
+        Every row's slot within its column's histogram: its bin, or
+        ``n_bins[f]`` for a missing value.
+    offsets : ndarray of shape (F,), int64
+        Where each column's slots start in the compact layout.
     train : ndarray of shape (n_rows,), bool
         Rows that count (held-out rows do not).
     rows_list : ndarray of int64
@@ -51,47 +59,59 @@ def node_histograms(codes, train, rows_list, starts, outputs, gq, hq, words, pac
         3: ``[g, h, count]``; 2: ``[g + count * 2**pack, h]``; 1:
         ``[g + count * 2**pack]`` (constant hessians, rebuilt from the count).
     pack : int
-        The count's shift in packed words (0 when ``words == 3``).
+        The count's shift in packed words (unused when ``words == 3``). A
+        row adds ``g + 2**pack``: the sum of those is the packed sum.
     out : ndarray of shape (n_nodes, words, T), int64
         Zeroed by the caller. Exact: every partial sum fits (see ``pack_bits``).
     """
     n_nodes = starts.shape[0] - 1
     F = codes.shape[1]
-    one = np.int64(1) << np.int64(pack) if words < 3 else np.int64(1)
+    one = (np.int64(1) << np.int64(pack)) if words < 3 else np.int64(0)
+    m_max = 0
+    for j in range(n_nodes):
+        m_max = max(m_max, starts[j + 1] - starts[j])
+    rows = np.empty(m_max, dtype=np.int64)
+    og = np.empty(m_max, dtype=np.int64)
+    oh = np.empty(m_max, dtype=np.int64)
     for j in range(n_nodes):
         k = outputs[j]
-        o = out[j]
+        m = 0
         for i in range(starts[j], starts[j + 1]):
             r = rows_list[i]
-            if not train[r]:
-                continue
-            g = gq[r, k]
-            c = codes[r]
+            if train[r]:
+                rows[m] = r
+                og[m] = gq[r, k] + one
+                oh[m] = hq[r, k]
+                m += 1
+        for f in range(F):
+            col = codes[:, f]
+            base = offsets[f]
+            o0 = out[j, 0, base:]
             if words == 1:
-                w = g + one
-                for f in range(F):
-                    o[0, c[f]] += w
+                for i in range(m):
+                    o0[col[rows[i]]] += og[i]
             elif words == 2:
-                w = g + one
-                h = hq[r, k]
-                for f in range(F):
-                    s = c[f]
-                    o[0, s] += w
-                    o[1, s] += h
+                o1 = out[j, 1, base:]
+                for i in range(m):
+                    s = col[rows[i]]
+                    o0[s] += og[i]
+                    o1[s] += oh[i]
             else:
-                h = hq[r, k]
-                for f in range(F):
-                    s = c[f]
-                    o[0, s] += g
-                    o[1, s] += h
-                    o[2, s] += 1
+                o1 = out[j, 1, base:]
+                o2 = out[j, 2, base:]
+                for i in range(m):
+                    s = col[rows[i]]
+                    o0[s] += og[i]
+                    o1[s] += oh[i]
+                    o2[s] += 1
     return out
 
 
 @njit(**_OPTS)
-def partition(rows, column, b, missing_left, missing_bin):
-    """``(left, right)``: the rows whose bin in ``column`` is ``<= b`` (missing
-    values: left when ``missing_left``), and the others, both in their order."""
+def partition(rows, column, b, missing_left, missing_code):
+    """``(left, right)``: the rows whose bin in ``column`` is ``<= b`` (values
+    ``missing_code``: left when ``missing_left``), and the others, both in
+    their order."""
     n = rows.shape[0]
     left = np.empty(n, dtype=rows.dtype)
     right = np.empty(n, dtype=rows.dtype)
@@ -99,7 +119,7 @@ def partition(rows, column, b, missing_left, missing_bin):
     for i in range(n):
         r = rows[i]
         x = column[r]
-        go = missing_left if x == missing_bin else x <= b
+        go = missing_left if x == missing_code else x <= b
         if go:
             left[nl] = r
             nl += 1
