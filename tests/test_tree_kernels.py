@@ -142,12 +142,16 @@ def test_node_histograms_write_the_packed_upload():
     packed = _kernel_histograms(*case, 2, k)
     np.testing.assert_array_equal(packed, roles._pack(expected, k))
     np.testing.assert_array_equal(roles._unpack(packed, k), expected)
+    np.testing.assert_array_equal(
+        _kernels.unpack_histograms(packed, k, 2, gbdt.PRECISION_BITS), expected)
     # Constant hessians (squared error): one word, the hessian rebuilt from the count.
     local, offsets, train, rows_of, gq, hq, nodes, T = case
     hq = np.full_like(hq, 1 << gbdt.PRECISION_BITS)
     expected = _numpy_histograms(local, offsets, train, rows_of, gq, hq, nodes, T)
     one = _kernel_histograms(local, offsets, train, rows_of, gq, hq, nodes, T, 1, k)
     np.testing.assert_array_equal(roles._unpack(one, k, constant_hessian=True), expected)
+    np.testing.assert_array_equal(
+        _kernels.unpack_histograms(one, k, 1, gbdt.PRECISION_BITS), expected)
 
 
 def test_client_histograms_from_binned_rows():

@@ -579,8 +579,10 @@ def _grow(agg, cfg, K, T, packing, n_bins, has_missing, layout, h_exp, g_exp_fix
     while nodes:
         agg.broadcast("cmd", {"op": "expand", "splits": splits, "nodes": nodes})
         words = _words(packing, cfg.task)
-        hists = _unpack(agg.secure_sum_ring("hist", len(nodes) * words * T).reshape(
-            len(nodes), words, T), packing, cfg.task == "regression")
+        hists = agg.secure_sum_ring("hist", len(nodes) * words * T).reshape(len(nodes), words, T)
+        if packing:
+            # _unpack, compiled (one pass).
+            hists = _kernels.unpack_histograms(hists, packing, words, _trees.PRECISION_BITS)
         n_rounds["histograms"] += 1
         if not same_clients():
             return None, None
@@ -602,11 +604,11 @@ def _grow(agg, cfg, K, T, packing, n_bins, has_missing, layout, h_exp, g_exp_fix
             if grown[k].splittable(v, h_exp):
                 evaluate.append((k, v))
         if evaluate:
-            H = np.stack([grown[k].nodes[v].hist for k, v in evaluate])
             # The decision of _trees.best_splits (its reference), compiled,
             # from the compact layout.
             best = _kernels.best_splits_compact(
-                H, layout.offsets, n_bins, has_missing,
+                [grown[k].nodes[v].hist for k, v in evaluate], layout.offsets, n_bins,
+                has_missing,
                 [grown[k].nodes[v].G for k, v in evaluate],
                 [grown[k].nodes[v].H for k, v in evaluate],
                 cfg.min_samples_leaf, cfg.l2_regularization, g_exp, h_exp)

@@ -24,7 +24,7 @@ from numba import njit
 
 from .gbdt import MIN_HESSIAN, PRECISION_BITS, dequantise
 
-__all__ = ["node_histograms", "partition", "best_splits_compact"]
+__all__ = ["node_histograms", "partition", "unpack_histograms", "best_splits_compact"]
 
 _OPTS = dict(nogil=True, cache=True)
 
@@ -139,7 +139,7 @@ def best_splits_compact(hists, offsets, n_bins, has_missing, node_G, node_H,
 
     Parameters
     ----------
-    hists : ndarray of shape (n_nodes, 3, T), int64
+    hists : sequence of n_nodes ndarrays of shape (3, T), int64
         ``[sum g, sum h, count]`` per bin slot: per column its ``n_bins``
         bins, then its missing-value slot, from ``offsets[f]``.
     offsets, n_bins : ndarray of shape (n_features,), int64
@@ -153,8 +153,8 @@ def best_splits_compact(hists, offsets, n_bins, has_missing, node_G, node_H,
     -------
     list of (gain, feature, bin, missing_left) or None, one per node.
     """
-    hists = np.ascontiguousarray(hists, dtype=np.int64)
-    if hists.shape[0] == 0:
+    n = len(hists)
+    if n == 0:
         return []
     G = dequantise(np.asarray(node_G, dtype=np.int64), g_exp)
     H = dequantise(np.asarray(node_H, dtype=np.int64), h_exp)
@@ -162,24 +162,31 @@ def best_splits_compact(hists, offsets, n_bins, has_missing, node_G, node_H,
     with np.errstate(divide="ignore", invalid="ignore"):
         # Only nodes with H >= 2 * MIN_HESSIAN are split; others get no candidate.
         C = G * G / (H + l2)
-    gain, feat, b, ml = _best_splits_compact(
-        hists, np.asarray(offsets, dtype=np.int64), np.asarray(n_bins, dtype=np.int64),
-        np.asarray(has_missing, dtype=np.bool_), G, H, C, int(min_samples_leaf), l2,
-        2.0 ** (g_exp - PRECISION_BITS), 2.0 ** (h_exp - PRECISION_BITS))
-    return [None if not np.isfinite(g) else (float(g), int(f), int(t), bool(m))
-            for g, f, t, m in zip(gain.tolist(), feat.tolist(), b.tolist(), ml.tolist())]
+    offsets = np.asarray(offsets, dtype=np.int64)
+    n_bins = np.asarray(n_bins, dtype=np.int64)
+    has_missing = np.asarray(has_missing, dtype=np.bool_)
+    g_scale, h_scale = 2.0 ** (g_exp - PRECISION_BITS), 2.0 ** (h_exp - PRECISION_BITS)
+    out = []
+    # One node per call: the nodes' histograms are separate arrays (stacking
+    # them would copy every histogram once more per round).
+    for i in range(n):
+        gain, f, b, ml = _best_split(np.ascontiguousarray(hists[i], dtype=np.int64), offsets,
+                                     n_bins, has_missing, G[i], H[i], C[i],
+                                     int(min_samples_leaf), l2, g_scale, h_scale)
+        out.append((float(gain), int(f), int(b), bool(ml)) if np.isfinite(gain) else None)
+    return out
 
 
 @njit(**_OPTS)
-def _best_splits_compact(hists, offsets, n_bins, has_missing, G, H, C, min_samples_leaf, l2,
-                         g_scale, h_scale):
-    """Best split per node from compact histograms (``(n_nodes, 3, T)`` int64:
+def _best_split(hist, offsets, n_bins, has_missing, Gi, Hi, Ci, min_samples_leaf, l2, g_scale,
+                h_scale):
+    """Best split of one node from its compact histogram (``(3, T)`` int64:
     per column its bins then the missing slot).
 
-    ``G``, ``H`` are the nodes' dequantised sums, ``C = G * G / (H + l2)``,
+    ``Gi``, ``Hi`` are the node's dequantised sums, ``Ci = Gi * Gi / (Hi + l2)``,
     ``g_scale``, ``h_scale`` the powers of two of :func:`~skfed.trees.gbdt.dequantise`.
-    Returns ``gain`` (``-inf``: no valid split), ``feature``, ``bin``,
-    ``missing_left`` per node.
+    Returns ``(gain, feature, bin, missing_left)``, gain ``-inf`` when no
+    candidate is valid.
 
     :func:`skfed.trees.gbdt.best_splits` operation for operation: cumulative
     sums as float64 additions in bin order, the missing slot added after
@@ -187,65 +194,82 @@ def _best_splits_compact(hists, offsets, n_bins, has_missing, G, H, C, min_sampl
     ``(GL*GL/(HL+l2) + GR*GR/(HR+l2)) - C``, and the first maximum in the
     canonical order (feature; missing right, then left; threshold).
     """
-    n_nodes = hists.shape[0]
     F = n_bins.shape[0]
-    gain_out = np.full(n_nodes, -np.inf)
-    feat_out = np.zeros(n_nodes, dtype=np.int64)
-    bin_out = np.zeros(n_nodes, dtype=np.int64)
-    ml_out = np.zeros(n_nodes, dtype=np.bool_)
-    for i in range(n_nodes):
-        hist = hists[i]
-        Gi, Hi, Ci = G[i], H[i], C[i]
-        best = -np.inf
-        for f in range(F):
-            o = offsets[f]
-            nb = n_bins[f]
-            miss_n = hist[2, o + nb]
-            total = miss_n
-            for b in range(nb):
-                total += hist[2, o + b]
-            for direction in range(2):
-                if direction == 0:
-                    stop = nb if has_missing[f] else nb - 1
-                    extra_n = 0
-                    extra_g = 0.0
-                    extra_h = 0.0
+    best = -np.inf
+    best_f = 0
+    best_b = 0
+    best_ml = False
+    for f in range(F):
+        o = offsets[f]
+        nb = n_bins[f]
+        miss_n = hist[2, o + nb]
+        total = miss_n
+        for b in range(nb):
+            total += hist[2, o + b]
+        for direction in range(2):
+            if direction == 0:
+                stop = nb if has_missing[f] else nb - 1
+                extra_n = 0
+                extra_g = 0.0
+                extra_h = 0.0
+            else:
+                if not (has_missing[f] and miss_n > 0):
+                    continue
+                stop = nb - 1
+                extra_n = miss_n
+                extra_g = float(hist[0, o + nb])
+                extra_h = float(hist[1, o + nb])
+            cum_n = 0
+            cum_g = 0.0
+            cum_h = 0.0
+            prev_nl = 0
+            for b in range(stop):
+                cum_n += hist[2, o + b]
+                cum_g += float(hist[0, o + b])
+                cum_h += float(hist[1, o + b])
+                nl = cum_n + extra_n
+                same = b > 0 and nl == prev_nl
+                prev_nl = nl
+                if same or nl < min_samples_leaf or total - nl < min_samples_leaf:
+                    continue
+                if direction == 1:
+                    GL = (cum_g + extra_g) * g_scale
+                    HL = (cum_h + extra_h) * h_scale
                 else:
-                    if not (has_missing[f] and miss_n > 0):
-                        continue
-                    stop = nb - 1
-                    extra_n = miss_n
-                    extra_g = float(hist[0, o + nb])
-                    extra_h = float(hist[1, o + nb])
-                cum_n = 0
-                cum_g = 0.0
-                cum_h = 0.0
-                prev_nl = 0
-                for b in range(stop):
-                    cum_n += hist[2, o + b]
-                    cum_g += float(hist[0, o + b])
-                    cum_h += float(hist[1, o + b])
-                    nl = cum_n + extra_n
-                    same = b > 0 and nl == prev_nl
-                    prev_nl = nl
-                    if same or nl < min_samples_leaf or total - nl < min_samples_leaf:
-                        continue
-                    if direction == 1:
-                        GL = (cum_g + extra_g) * g_scale
-                        HL = (cum_h + extra_h) * h_scale
-                    else:
-                        GL = cum_g * g_scale
-                        HL = cum_h * h_scale
-                    GR = Gi - GL
-                    HR = Hi - HL
-                    if not (HL >= MIN_HESSIAN and HR >= MIN_HESSIAN):
-                        continue
-                    gain = GL * GL / (HL + l2) + GR * GR / (HR + l2)
-                    gain = gain - Ci
-                    if gain > best:
-                        best = gain
-                        gain_out[i] = gain
-                        feat_out[i] = f
-                        bin_out[i] = b
-                        ml_out[i] = direction == 1
-    return gain_out, feat_out, bin_out, ml_out
+                    GL = cum_g * g_scale
+                    HL = cum_h * h_scale
+                GR = Gi - GL
+                HR = Hi - HL
+                if not (HL >= MIN_HESSIAN and HR >= MIN_HESSIAN):
+                    continue
+                gain = GL * GL / (HL + l2) + GR * GR / (HR + l2)
+                gain = gain - Ci
+                if gain > best:
+                    best = gain
+                    best_f = f
+                    best_b = b
+                    best_ml = direction == 1
+    return best, best_f, best_b, best_ml
+
+
+@njit(**_OPTS)
+def unpack_histograms(packed, pack, words, h_shift):
+    """Summed upload words ``(n, words, T)`` back to ``[g, h, count]`` (int64,
+    ``(n, 3, T)``) in one pass: the inverse of the packing rule of
+    ``node_histograms`` (``g`` is the low ``pack`` bits, signed; the count
+    the rest; with one word the hessian is the count ``<< h_shift``)."""
+    n, _, T = packed.shape
+    out = np.empty((n, 3, T), dtype=np.int64)
+    mask = (np.int64(1) << np.int64(pack)) - 1
+    half = np.int64(1) << np.int64(pack - 1)
+    full = np.int64(1) << np.int64(pack)
+    for i in range(n):
+        for t in range(T):
+            w = packed[i, 0, t]
+            low = w & mask
+            g = low - full if low >= half else low
+            count = (w - g) >> np.int64(pack)
+            out[i, 0, t] = g
+            out[i, 2, t] = count
+            out[i, 1, t] = count << np.int64(h_shift) if words == 1 else packed[i, 1, t]
+    return out
