@@ -114,8 +114,9 @@ class FixedPointRing:
 
 def ring_sum(arrays):
     """Sum uint64 arrays modulo 2**64 (numpy's unsigned wrap-around)."""
-    total = np.zeros_like(np.asarray(arrays[0], dtype=np.uint64))
-    for a in arrays:
+    # A copy of the first, not zeros plus the first: one pass fewer.
+    total = np.array(arrays[0], dtype=np.uint64, copy=True)
+    for a in arrays[1:]:
         total += np.asarray(a, dtype=np.uint64)  # wraps modulo 2**64 by definition
     return total
 
