@@ -1,6 +1,7 @@
 """The compiled kernels of histogram boosting against their numpy references."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -189,3 +190,19 @@ def test_partition_equals_left_mask():
             left, right = _kernels.partition(rows, column, b, ml, MISSING_BIN)
             np.testing.assert_array_equal(left, rows[go])
             np.testing.assert_array_equal(right, rows[~go])
+
+
+def test_kernels_compile_without_a_writable_cache(monkeypatch):
+    """numba refuses cache=True where no cache directory is writable (a read-only
+    install, no home): the kernels then compile without the cache."""
+    from numba.core import caching
+
+    def twice(x):
+        return 2 * x
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+    with pytest.raises(RuntimeError, match="no locator"):
+        from numba import njit
+
+        njit(cache=True)(twice)
+    assert _kernels._jit(twice)(21) == 42

@@ -13,10 +13,12 @@ too scattered for numpy to run at memory speed:
 
 They are compiled with ``nogil=True`` so that the parties of an in-process
 run, which are threads, run them in parallel, and with ``cache=True`` so that
-later processes load the machine code instead of compiling it again (set
-``NUMBA_CACHE_DIR`` to a writable directory when the installed package is
-read-only; numba then caches there). No ``fastmath``: the split gains must be
-the IEEE operations of the reference, in the same order.
+later processes load the machine code instead of compiling it again (about
+2 s in a fresh environment, 0.1 s from the cache). Numba caches beside this
+file, or, when the installed package is read-only, under the user's cache
+directory; ``NUMBA_CACHE_DIR`` chooses another place. Where none is
+writable the kernels are compiled in every process. No ``fastmath``: the
+split gains must be the IEEE operations of the reference, in the same order.
 """
 
 import numpy as np
@@ -26,10 +28,21 @@ from .gbdt import MIN_HESSIAN, PRECISION_BITS, dequantise
 
 __all__ = ["node_histograms", "partition", "unpack_histograms", "best_splits_compact"]
 
-_OPTS = dict(nogil=True, cache=True)
 
 
-@njit(**_OPTS)
+def _jit(fn):
+    """``njit(nogil=True, cache=True)``, or without the disk cache when numba
+    finds no writable place for it (a read-only install and no writable
+    ``NUMBA_CACHE_DIR`` or home directory): numba refuses such a function
+    outright, and every process then compiles the kernels on first use."""
+    try:
+        return njit(nogil=True, cache=True)(fn)
+    except RuntimeError:
+        return njit(nogil=True)(fn)
+
+
+
+@_jit
 def node_histograms(codes, offsets, train, rows_list, starts, outputs, gq, hq, words, pack,
                     out):
     """Sum the rows of several nodes into ``out`` (int64, ``(n_nodes, words, T)``).
@@ -107,7 +120,7 @@ def node_histograms(codes, offsets, train, rows_list, starts, outputs, gq, hq, w
     return out
 
 
-@njit(**_OPTS)
+@_jit
 def partition(rows, column, b, missing_left, missing_code):
     """``(left, right)``: the rows whose bin in ``column`` is ``<= b`` (values
     ``missing_code``: left when ``missing_left``), and the others, both in
@@ -177,7 +190,7 @@ def best_splits_compact(hists, offsets, n_bins, has_missing, node_G, node_H,
     return out
 
 
-@njit(**_OPTS)
+@_jit
 def _best_split(hist, offsets, n_bins, has_missing, Gi, Hi, Ci, min_samples_leaf, l2, g_scale,
                 h_scale):
     """Best split of one node from its compact histogram (``(3, T)`` int64:
@@ -252,7 +265,7 @@ def _best_split(hist, offsets, n_bins, has_missing, Gi, Hi, Ci, min_samples_leaf
     return best, best_f, best_b, best_ml
 
 
-@njit(**_OPTS)
+@_jit
 def unpack_histograms(packed, pack, words, h_shift):
     """Summed upload words ``(n, words, T)`` back to ``[g, h, count]`` (int64,
     ``(n, 3, T)``) in one pass: the inverse of the packing rule of
