@@ -206,3 +206,22 @@ def test_kernels_compile_without_a_writable_cache(monkeypatch):
 
         njit(cache=True)(twice)
     assert _kernels._jit(twice)(21) == 42
+
+
+def test_gradients_and_losses_together_equal_apart():
+    rng = np.random.default_rng(4)
+    n = 500
+    for task, k in (("classification", 3), ("classification", 2), ("regression", 0)):
+        y = rng.integers(0, k, size=n) if k else rng.normal(size=n)
+        loss = gbdt.loss_for(task, y, k)
+        raw = rng.normal(size=(n, loss.n_outputs)) * 3
+        raw[:20] = raw[:1]  # repeated rows, ties within rows
+        rows = [np.sort(rng.choice(n, 300, replace=False)), np.arange(0), np.arange(n)]
+        (g, h), losses = loss.gradients_and_losses(raw, rows)
+        g0, h0 = loss.gradients(raw)
+        assert np.array_equal(g.view(np.int64), g0.view(np.int64))
+        assert np.array_equal(h.view(np.int64), h0.view(np.int64))
+        assert losses[1] is None
+        for r, got in zip(rows, losses):
+            if len(r):
+                assert float(got).hex() == float(loss.loss(raw, r)).hex()

@@ -254,15 +254,19 @@ def client(ctx, X, y, cfg, seed):
     raw = np.tile(np.asarray(setup["baseline"], dtype=np.float64), (n, 1))
 
     def upload_scores():
-        t = loss.loss(raw, tr_rows) * tr_rows.size if tr_rows.size else 0.0
-        v = loss.loss(raw, va_rows) * va_rows.size if va_rows.size else 0.0
+        # The next iteration's gradients come from the same raw predictions:
+        # computed with the losses (one softmax normaliser for both).
+        nonlocal g, h
+        (g, h), (t, v) = loss.gradients_and_losses(raw, [tr_rows, va_rows])
+        t = t * tr_rows.size if t is not None else 0.0
+        v = v * va_rows.size if v is not None else 0.0
         # With the row counts: after a dropout the server divides by the
         # survivors' counts, summed with their losses.
         agg.upload(np.concatenate([np.array([t, v]) * loss_scale,
                                    [tr_rows.size, va_rows.size]]), "score")
 
-    upload_scores()
     g = h = gq = hq = None
+    upload_scores()
     rows_of = None
     while True:
         cmd = ctx.recv(srv, "cmd")
@@ -272,7 +276,8 @@ def client(ctx, X, y, cfg, seed):
             # own core in a deployment (the simulation shares the machine's).
             return dict(cmd["model"], cpu_seconds=time.thread_time() - cpu_start)
         if op == "exponent":
-            g, h = loss.gradients(raw)
+            if g is None:
+                g, h = loss.gradients(raw)
             agg.upload_ring(_exponent_onehot(g[tr_rows]), "exponent")
         elif op == "iteration":
             if g is None:
