@@ -149,31 +149,3 @@ def test_values_at_the_range_limit_raise():
     ring = FixedPointRing(n_summands=2)
     with pytest.raises(OverflowError):
         ring.encode(np.array([ring.max_abs]))
-
-
-def test_masks_expanded_ahead_are_the_same_masks_used_once():
-    names = ["a", "b", "c", "d"]
-    ahead = _clients(names)
-    # Twins with the same agreed secrets (the same pairwise masks), no announcements.
-    plain = [MaskingClient(n) for n in names]
-    for p, a in zip(plain, ahead):
-        p._key, p._pair_secrets, p._session = a._key, dict(a._pair_secrets), a._session
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 2**63, size=50, dtype=np.uint64)
-    a, p = ahead[1], plain[1]
-    # A prefix of a longer announced upload: the same mask as computed directly.
-    a.precompute(7, 80)
-    np.testing.assert_array_equal(a.mask(x, 7), p.mask(x, 7))
-    assert a._ahead is None  # consumed
-    # Announced for another round, or too short: discarded, masks still right.
-    a.precompute(8, 80)
-    np.testing.assert_array_equal(a.mask(x, 9), p.mask(x, 9))
-    assert a._ahead is None
-    a.precompute(10, 20)
-    np.testing.assert_array_equal(a.mask(x, 10), p.mask(x, 10))
-    # The masks of all clients expanded ahead still cancel.
-    for c in ahead:
-        c.precompute(11, 50)
-    xs = [rng.integers(0, 2**63, size=50, dtype=np.uint64) for _ in names]
-    np.testing.assert_array_equal(ring_sum([c.mask(v, 11) for c, v in zip(ahead, xs)]),
-                                  ring_sum(xs))

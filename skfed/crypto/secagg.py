@@ -33,8 +33,6 @@ secret-shared recovery of a dropped client's masks here; see
 
 import os
 import struct
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
@@ -157,21 +155,6 @@ def _zeros(nbytes):
     return memoryview(z)[:nbytes]
 
 
-_POOL = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool():
-    """The process's threads that expand announced masks ahead of time (AES and
-    numpy release the GIL, so they use cores the waiting parties leave idle)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
-                                       thread_name_prefix="skfed-masks")
-        return _POOL
-
-
 def new_session_id():
     """Fresh 32-byte session identifier (salt for every key derivation)."""
     return os.urandom(32)
@@ -219,8 +202,6 @@ class MaskingClient:
         self._pair_secrets = None
         self._session = None
         self._buf = None
-        # (round, size, future) of a combined mask expanded ahead of time.
-        self._ahead = None
 
     def public_bytes(self):
         return self._key.public_key().public_bytes_raw()
@@ -284,10 +265,6 @@ class MaskingClient:
             flat = encoded.reshape(-1)
         else:
             flat = encoded.ravel().copy()
-        ahead = self._take_ahead(round_index, flat.size)
-        if ahead is not None:
-            flat += ahead
-            return flat.reshape(encoded.shape)
         # One keystream buffer per client, reused across rounds: a fresh one
         # per call cost its page faults every round. (A client's masks are
         # drawn by its own party only.)
@@ -303,51 +280,6 @@ class MaskingClient:
             else:
                 flat -= m
         return flat.reshape(encoded.shape)
-
-    def precompute(self, round_index, size):
-        """Start expanding this client's combined mask of a future round.
-
-        The masks do not depend on the data, so a client that knows the
-        round and an upper bound on the size of its next upload can expand
-        them while it waits for the server; :meth:`mask` of that round then
-        adds the first ``size`` words (a keystream's prefix is the keystream
-        of a shorter vector, so the same mask). A combined mask is used at
-        most once: whatever :meth:`mask` is called next consumes or discards it.
-        """
-        self._check_agreed()
-        self._discard_ahead()
-        size = int(size)
-        if size > 0:
-            self._ahead = (int(round_index), size,
-                           _pool().submit(self._combined_mask, int(round_index), size))
-
-    def _combined_mask(self, round_index, size):
-        total = np.zeros(size, dtype=np.uint64)
-        buf = np.empty(size + 2, dtype=np.uint64)
-        for peer in self.peers:
-            m = self._pair_mask(peer, round_index, size, buf)
-            if self.name < peer:
-                total += m
-            else:
-                total -= m
-        return total
-
-    def _take_ahead(self, round_index, size):
-        ahead, self._ahead = self._ahead, None
-        if ahead is None:
-            return None
-        r, n, future = ahead
-        if r != round_index or n < size or future.cancel():
-            # Another round, too short, or not started yet (then expanding
-            # it here is as fast as waiting for a free worker).
-            future.cancel()
-            return None
-        return future.result()[:size]
-
-    def _discard_ahead(self):
-        if self._ahead is not None:
-            self._ahead[2].cancel()
-            self._ahead = None
 
     def seal(self, peer, plaintext, purpose):
         """Encrypt ``plaintext`` for ``peer`` (ChaCha20-Poly1305, pairwise key)."""

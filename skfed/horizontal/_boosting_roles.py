@@ -246,9 +246,6 @@ def client(ctx, X, y, cfg, seed):
     packing = int(setup["pack_bits"])
     hists = _ClientHistograms(apply_bins(X, edges), n_bins, offsets, T, train, packing,
                               cfg.task)
-    # An upload holds at most one histogram per tree of the iteration: its
-    # masks are expanded while this client waits for the server's command.
-    agg.expect(_n_outputs(cfg) * _words(packing, cfg.task) * T)
     loss = _trees.loss_for(cfg.task, y, cfg.n_classes)
     K = loss.n_outputs
     raw = np.tile(np.asarray(setup["baseline"], dtype=np.float64), (n, 1))

@@ -67,7 +67,6 @@ class ClientAggregation:
         self.masker = None
         self.public_key = self.private_key = None
         self.key_holder = self.clients[0]
-        self._expected = 0
 
     def setup(self):
         if self.protection is None:
@@ -107,20 +106,6 @@ class ClientAggregation:
     def prepare(self, tag):
         """Nothing to do ahead of an upload without dropout tolerance."""
 
-    def expect(self, size):
-        """Announce that the uploads from now on hold at most ``size`` values.
-
-        With masking, each upload then starts expanding the next one's masks
-        in the background (:meth:`~skfed.crypto.secagg.MaskingClient.precompute`),
-        while this client waits for the server: the masks leave the round's
-        critical path. A bound too small only forgoes that.
-        """
-        self._expected = int(size)
-
-    def _ahead(self):
-        if self.protection == "masking" and self._expected:
-            self.masker.precompute(self.index + 1, self._expected)
-
     def upload(self, values, tag, weight=None):
         """Send one protected vector; take part in decrypting the aggregate.
 
@@ -135,7 +120,6 @@ class ClientAggregation:
         encoded = self.ring.encode(values)
         if self.protection == "masking":
             ctx.send(self.server, tag, self.masker.mask(encoded, self.index), kind="masked")
-            self._ahead()
             return
         from ..crypto.paillier import PackedCiphertexts, pack_encrypt
 
@@ -169,7 +153,6 @@ class ClientAggregation:
         # copied above only when not already contiguous int64).
         self.ctx.send(self.server, tag, self.masker.mask(ints.view(np.uint64), self.index,
                                                          inplace=True), kind="masked")
-        self._ahead()
 
 
 def _check_ring_protection(protection):

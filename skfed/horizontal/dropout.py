@@ -108,9 +108,6 @@ class TolerantClientAggregation:
                           kind="ciphertext")
         self._prepared = tag
 
-    def expect(self, size):
-        """Masks expanded ahead of time: not with dropout recovery (no-op)."""
-
     def upload(self, values, tag, weight=None):
         """Send one protected vector (with ``weight`` appended) and help unmask the sum."""
         values = np.asarray(values, dtype=np.float64).ravel()
