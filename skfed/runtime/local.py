@@ -114,12 +114,14 @@ class PartyContext:
         transcript: ``"ciphertext"``, ``"masked"``, ``"public_key"`` or
         ``"plain"`` (only for values the protocol declares public).
         """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        self._deliver(to, tag, encode(payload), kind)
+
+    def _deliver(self, to, tag, data, kind):
         room = self._room
         if to not in room.parties or to == self.party:
             raise ValueError(f"{self.party!r} cannot send to {to!r}")
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        data = encode(payload)
         self.bytes_sent += len(data)
         with room.cond:
             room.transcript.record(self.party, to, tag, kind, len(data),
@@ -129,8 +131,12 @@ class PartyContext:
 
     def broadcast(self, receivers, tag, payload, kind="plain"):
         """Send the same payload to every party in ``receivers``."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        # Serialised once: every receiver gets the same bytes (immutable).
+        data = encode(payload)
         for to in receivers:
-            self.send(to, tag, payload, kind=kind)
+            self._deliver(to, tag, data, kind)
 
     def checkpoint(self, stage):
         """Mark that this party reached ``stage``; an injected drop may stop it here.
