@@ -30,15 +30,17 @@ __all__ = ["node_histograms", "partition", "unpack_histograms", "best_splits_com
 
 
 
-def _jit(fn):
-    """``njit(nogil=True, cache=True)``, or without the disk cache when numba
+def _jit(fn=None, *, nogil=True):
+    """``njit(nogil=nogil, cache=True)``, or without the disk cache when numba
     finds no writable place for it (a read-only install and no writable
     ``NUMBA_CACHE_DIR`` or home directory): numba refuses such a function
     outright, and every process then compiles the kernels on first use."""
+    if fn is None:
+        return lambda f: _jit(f, nogil=nogil)
     try:
-        return njit(nogil=True, cache=True)(fn)
+        return njit(nogil=nogil, cache=True)(fn)
     except RuntimeError:
-        return njit(nogil=True)(fn)
+        return njit(nogil=nogil)(fn)
 
 
 
@@ -120,7 +122,9 @@ def node_histograms(codes, offsets, train, rows_list, starts, outputs, gq, hq, w
     return out
 
 
-@_jit
+# Microseconds of work: keeping the GIL costs less than taking it back from
+# the other parties' threads afterwards.
+@_jit(nogil=False)
 def partition(rows, column, b, missing_left, missing_code):
     """``(left, right)``: the rows whose bin in ``column`` is ``<= b`` (values
     ``missing_code``: left when ``missing_left``), and the others, both in
