@@ -290,8 +290,11 @@ def client(ctx, X, y, cfg, seed):
             agg.upload_ring(hists.histograms(rows_of, gq, hq, cmd["nodes"]), "hist")
         elif op == "leaves":
             for k, nodes, values in cmd["leaves"]:
-                for v, value in zip(nodes, values):
-                    raw[rows_of[k][int(v)], int(k)] += float(value)
+                # Every row is in exactly one leaf of a tree: one update per tree.
+                rows = [rows_of[int(k)][int(v)] for v in nodes]
+                if rows:
+                    raw[np.concatenate(rows), int(k)] += np.repeat(
+                        np.asarray(values, dtype=np.float64), [r.size for r in rows])
             rows_of = None
             upload_scores()
         else:
