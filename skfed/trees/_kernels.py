@@ -30,17 +30,17 @@ __all__ = ["node_histograms", "partition", "unpack_histograms", "best_splits_com
 
 
 
-def _jit(fn=None, *, nogil=True):
-    """``njit(nogil=nogil, cache=True)``, or without the disk cache when numba
-    finds no writable place for it (a read-only install and no writable
-    ``NUMBA_CACHE_DIR`` or home directory): numba refuses such a function
-    outright, and every process then compiles the kernels on first use."""
+def _jit(fn=None, *, nogil=True, **options):
+    """``njit(nogil=nogil, cache=True, **options)``, or without the disk cache
+    when numba finds no writable place for it (a read-only install and no
+    writable ``NUMBA_CACHE_DIR`` or home directory): numba refuses such a
+    function outright, and every process then compiles the kernels on first use."""
     if fn is None:
-        return lambda f: _jit(f, nogil=nogil)
+        return lambda f: _jit(f, nogil=nogil, **options)
     try:
-        return njit(nogil=nogil, cache=True)(fn)
+        return njit(nogil=nogil, cache=True, **options)(fn)
     except RuntimeError:
-        return njit(nogil=nogil)(fn)
+        return njit(nogil=nogil, **options)(fn)
 
 
 
@@ -194,7 +194,9 @@ def best_splits_compact(hists, offsets, n_bins, has_missing, node_G, node_H,
     return out
 
 
-@_jit
+# error_model="numpy": the branch-free gain loop divides for invalid
+# candidates too (then discarded), which must not raise.
+@_jit(error_model="numpy")
 def _best_split(hist, offsets, n_bins, has_missing, Gi, Hi, Ci, min_samples_leaf, l2, g_scale,
                 h_scale):
     """Best split of one node from its compact histogram (``(3, T)`` int64:
@@ -216,6 +218,13 @@ def _best_split(hist, offsets, n_bins, has_missing, Gi, Hi, Ci, min_samples_leaf
     best_f = 0
     best_b = 0
     best_ml = False
+    B = 0
+    for f in range(F):
+        B = max(B, n_bins[f])
+    GL = np.empty(B)
+    HL = np.empty(B)
+    ok = np.empty(B, dtype=np.bool_)
+    gain = np.empty(B)
     for f in range(F):
         o = offsets[f]
         nb = n_bins[f]
@@ -236,6 +245,7 @@ def _best_split(hist, offsets, n_bins, has_missing, Gi, Hi, Ci, min_samples_leaf
                 extra_n = miss_n
                 extra_g = float(hist[0, o + nb])
                 extra_h = float(hist[1, o + nb])
+            # Serial: the cumulative sums, in bin order.
             cum_n = 0
             cum_g = 0.0
             cum_h = 0.0
@@ -245,24 +255,29 @@ def _best_split(hist, offsets, n_bins, has_missing, Gi, Hi, Ci, min_samples_leaf
                 cum_g += float(hist[0, o + b])
                 cum_h += float(hist[1, o + b])
                 nl = cum_n + extra_n
-                same = b > 0 and nl == prev_nl
+                ok[b] = not (b > 0 and nl == prev_nl) and nl >= min_samples_leaf \
+                    and total - nl >= min_samples_leaf
                 prev_nl = nl
-                if same or nl < min_samples_leaf or total - nl < min_samples_leaf:
-                    continue
                 if direction == 1:
-                    GL = (cum_g + extra_g) * g_scale
-                    HL = (cum_h + extra_h) * h_scale
+                    GL[b] = (cum_g + extra_g) * g_scale
+                    HL[b] = (cum_h + extra_h) * h_scale
                 else:
-                    GL = cum_g * g_scale
-                    HL = cum_h * h_scale
-                GR = Gi - GL
-                HR = Hi - HL
-                if not (HL >= MIN_HESSIAN and HR >= MIN_HESSIAN):
-                    continue
-                gain = GL * GL / (HL + l2) + GR * GR / (HR + l2)
-                gain = gain - Ci
-                if gain > best:
-                    best = gain
+                    GL[b] = cum_g * g_scale
+                    HL[b] = cum_h * h_scale
+            # Branch-free, so the compiler vectorises it (IEEE division is
+            # correctly rounded: the same floats as one at a time).
+            for b in range(stop):
+                gl = GL[b]
+                hl = HL[b]
+                gr = Gi - gl
+                hr = Hi - hl
+                g = gl * gl / (hl + l2) + gr * gr / (hr + l2)
+                g = g - Ci
+                valid = ok[b] and hl >= MIN_HESSIAN and hr >= MIN_HESSIAN
+                gain[b] = g if valid else -np.inf
+            for b in range(stop):
+                if gain[b] > best:
+                    best = gain[b]
                     best_f = f
                     best_b = b
                     best_ml = direction == 1
