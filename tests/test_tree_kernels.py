@@ -62,7 +62,7 @@ def _bits(result):
 def test_compiled_best_splits_equal_the_reference_to_the_bit(case):
     hists, offsets, n_bins, has_missing, G, H, msl, l2, g_exp, h_exp = case
     counts, GH = roles._Histograms(n_bins).padded(hists)
-    with np.errstate(invalid="ignore"):  # nodes with H == l2 == 0 (never split in a fit)
+    with np.errstate(divide="ignore", invalid="ignore"):  # H == l2 == 0: never split in a fit
         expected = gbdt.best_splits(counts, GH, G, H, n_bins, has_missing, msl, l2, g_exp,
                                     h_exp)
     got = _kernels.best_splits_compact(hists, offsets, n_bins, has_missing, G, H, msl, l2,
