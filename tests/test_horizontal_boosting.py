@@ -412,29 +412,3 @@ def test_party_command_with_a_deployment_file(tmp_path):
     ref = Clf(**params).fit(X, y, parties=np.where(np.arange(90) < 40, "north", "south"))
     for p in names:
         assert _load(tmp_path, p)["n_iter_"] == ref.n_iter_
-
-
-@pytest.mark.parametrize("n_rows", [40, 9000])
-def test_client_histograms_by_bincount_equal_the_sparse_product(monkeypatch, n_rows):
-    """Small nodes use np.bincount, large ones a sparse product: the same integers
-    (packed hessian-and-count column below 8192 rows, three columns above)."""
-    rng = np.random.default_rng(n_rows)
-    n_bins = np.array([5, 17, 3])
-    offsets, T = roles._layout(n_bins)
-    codes = np.stack([rng.integers(0, b + 1, size=n_rows) for b in n_bins], axis=1) + offsets
-    onehot = roles._OneHot(codes, T)
-    train = np.ones(n_rows, dtype=bool)
-    rows_of = [{0: np.arange(n_rows), 1: np.sort(rng.choice(n_rows, n_rows // 3,
-                                                            replace=False))}]
-    gq = rng.integers(-2**26, 2**26, size=(n_rows, 1))
-    hq = rng.integers(0, 2**26, size=(n_rows, 1))
-    args = (train, np.arange(n_rows), rows_of, gq, hq, [(0, 0), (0, 1)])
-    monkeypatch.setattr(roles, "_BINCOUNT_ROWS", 0)
-    sparse = onehot.histograms(*args)
-    monkeypatch.setattr(roles, "_BINCOUNT_ROWS", 10**9)
-    counted = onehot.histograms(*args)
-    np.testing.assert_array_equal(sparse, counted)
-    rows = rows_of[0][1]
-    expected = np.zeros(T, dtype=np.int64)
-    np.add.at(expected, codes[rows].ravel(), np.repeat(gq[rows, 0], 3))
-    np.testing.assert_array_equal(counted[1, 0], expected)

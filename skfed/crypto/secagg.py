@@ -114,8 +114,9 @@ class FixedPointRing:
 
 def ring_sum(arrays):
     """Sum uint64 arrays modulo 2**64 (numpy's unsigned wrap-around)."""
-    total = np.zeros_like(np.asarray(arrays[0], dtype=np.uint64))
-    for a in arrays:
+    # A copy of the first, not zeros plus the first: one pass fewer.
+    total = np.array(arrays[0], dtype=np.uint64, copy=True)
+    for a in arrays[1:]:
         total += np.asarray(a, dtype=np.uint64)  # wraps modulo 2**64 by definition
     return total
 
@@ -135,9 +136,23 @@ def keystream(key, size, out=None):
     return out[:n // 8]
 
 
+# The plaintext of every keystream: zeros, shared read-only by all threads and
+# only ever replaced by a larger one (never written), so no lock is needed.
+_ZEROS = np.zeros(0, dtype=np.uint8)
+# Streams longer than this get a zero buffer of their own (not kept).
+_ZEROS_KEPT = 1 << 26
+
+
 def _zeros(nbytes):
-    # Calloc'ed, so the zero pages cost next to nothing until read.
-    return memoryview(np.zeros(nbytes, dtype=np.uint8))
+    global _ZEROS
+    z = _ZEROS
+    if z.size < nbytes:
+        # Calloc'ed, so the zero pages cost next to nothing until read.
+        z = np.zeros(max(nbytes, 2 * z.size), dtype=np.uint8)
+        z.flags.writeable = False
+        if nbytes <= _ZEROS_KEPT:
+            _ZEROS = z
+    return memoryview(z)[:nbytes]
 
 
 def new_session_id():
@@ -186,6 +201,7 @@ class MaskingClient:
         self._key = X25519PrivateKey.generate()
         self._pair_secrets = None
         self._session = None
+        self._buf = None
 
     def public_bytes(self):
         return self._key.public_key().public_bytes_raw()
@@ -249,7 +265,14 @@ class MaskingClient:
             flat = encoded.reshape(-1)
         else:
             flat = encoded.ravel().copy()
-        buf = np.empty(flat.size + 2, dtype=np.uint64)
+        # One keystream buffer per client, reused across rounds: a fresh one
+        # per call cost its page faults every round. (A client's masks are
+        # drawn by its own party only.)
+        buf = self._buf
+        if buf is None or buf.size < flat.size + 2:
+            buf = np.empty(flat.size + 2, dtype=np.uint64)
+            if flat.size <= _ZEROS_KEPT // 8:
+                self._buf = buf
         for peer in self.peers:
             m = self._pair_mask(peer, round_index, flat.size, buf)
             if self.name < peer:

@@ -33,6 +33,7 @@ The protocol (``K`` outputs: 1, or one tree per class, grown together)::
     server -> clients   cmd iteration {fixed-point exponents}        plain
     per round, until every tree of the iteration is grown:
     server -> clients   cmd expand {splits to apply, nodes to sum}   plain
+                        (int64 arrays (n, 7) and (n, 2))
     client -> server    [sum g | sum h | count] per (node, column,
                         bin) of every requested node, one vector     masked
     server              sums; siblings by subtraction; best splits
@@ -82,6 +83,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..runtime.layout import check_array
+from ..trees import _kernels
 from ..trees import gbdt as _trees
 from ..trees.binning import MISSING_BIN, apply_bins
 from ._fed_binning import FIRST_BITS, BinningServer, ClientColumns
@@ -96,9 +98,6 @@ _EXP_MIN, _EXP_LEN = -1074, 2100
 # split before the budget runs out: fewer rounds, about a quarter more bytes,
 # and in-process fits measured 1.5-2x slower (bytes, not rounds, dominate).
 _SPECULATE = False
-# Nodes with fewer training rows build their histograms with np.bincount,
-# larger ones with a sparse product (measured crossover: 200-300 rows).
-_BINCOUNT_ROWS = 256
 # The server's answer to a set-up sum whose clients differ from the first's.
 _RESTART = "restart"
 
@@ -142,7 +141,11 @@ def pack_bits(n_train):
 def _pack(hist, k, constant_hessian=False):
     """(n, 3, T) [g, h, count] -> (n, 2, T) [g + count * 2**k, h] (mod 2**64);
     (n, 1, T) without h when every hessian is the same (squared error: h is
-    the count times the fixed-point 1)."""
+    the count times the fixed-point 1).
+
+    The rule the clients' kernel follows row by row (``g + 2**k`` per row:
+    the sum of those is the packed sum); kept as its reference.
+    """
     if not k:
         return hist
     out = np.empty((hist.shape[0], 1 if constant_hessian else 2, hist.shape[2]),
@@ -238,26 +241,26 @@ def client(ctx, X, y, cfg, seed):
     n_bins = np.array([e.size + 1 for e in edges], dtype=np.int64)
     offsets, T = _layout(n_bins)
     packing = int(setup["pack_bits"])
-    Xb = apply_bins(X, edges)
-    codes = np.where(Xb == MISSING_BIN, n_bins[None, :], Xb).astype(np.int64) + offsets[None, :]
-    onehot = _OneHot(codes[train], T)
-    # The one-hot matrix holds the training rows only: positions within them.
-    train_pos = np.cumsum(train) - 1
-
+    hists = _ClientHistograms(apply_bins(X, edges), n_bins, offsets, T, train, packing,
+                              cfg.task)
     loss = _trees.loss_for(cfg.task, y, cfg.n_classes)
     K = loss.n_outputs
     raw = np.tile(np.asarray(setup["baseline"], dtype=np.float64), (n, 1))
 
     def upload_scores():
-        t = loss.loss(raw, tr_rows) * tr_rows.size if tr_rows.size else 0.0
-        v = loss.loss(raw, va_rows) * va_rows.size if va_rows.size else 0.0
+        # The next iteration's gradients come from the same raw predictions:
+        # computed with the losses (one softmax normaliser for both).
+        nonlocal g, h
+        (g, h), (t, v) = loss.gradients_and_losses(raw, [tr_rows, va_rows])
+        t = t * tr_rows.size if t is not None else 0.0
+        v = v * va_rows.size if v is not None else 0.0
         # With the row counts: after a dropout the server divides by the
         # survivors' counts, summed with their losses.
         agg.upload(np.concatenate([np.array([t, v]) * loss_scale,
                                    [tr_rows.size, va_rows.size]]), "score")
 
-    upload_scores()
     g = h = gq = hq = None
+    upload_scores()
     rows_of = None
     while True:
         cmd = ctx.recv(srv, "cmd")
@@ -267,7 +270,8 @@ def client(ctx, X, y, cfg, seed):
             # own core in a deployment (the simulation shares the machine's).
             return dict(cmd["model"], cpu_seconds=time.thread_time() - cpu_start)
         if op == "exponent":
-            g, h = loss.gradients(raw)
+            if g is None:
+                g, h = loss.gradients(raw)
             agg.upload_ring(_exponent_onehot(g[tr_rows]), "exponent")
         elif op == "iteration":
             if g is None:
@@ -277,16 +281,20 @@ def client(ctx, X, y, cfg, seed):
             g = h = None
             rows_of = [{0: np.arange(n)} for _ in range(K)]
         elif op == "expand":
-            for k, v, f, b, ml, left, right in cmd["splits"]:
-                rows = rows_of[k][v]
-                go = _trees.left_mask(Xb[rows, f], b, ml)
-                rows_of[k][left], rows_of[k][right] = rows[go], rows[~go]
-            hist = onehot.histograms(train, train_pos, rows_of, gq, hq, cmd["nodes"])
-            agg.upload_ring(_pack(hist, packing, cfg.task == "regression"), "hist")
+            splits = check_array(cmd["splits"], sender=srv, tag="cmd", shape=(None, 7),
+                                 dtype="i")
+            nodes = check_array(cmd["nodes"], sender=srv, tag="cmd", shape=(None, 2), dtype="i")
+            for k, v, f, b, ml, left, right in splits.tolist():
+                rows_of[k][left], rows_of[k][right] = hists.partition(rows_of[k][v], f, b, ml)
+            # Written in the upload's layout (packed words), masked in place.
+            agg.upload_ring(hists.histograms(rows_of, gq, hq, nodes.tolist()), "hist")
         elif op == "leaves":
             for k, nodes, values in cmd["leaves"]:
-                for v, value in zip(nodes, values):
-                    raw[rows_of[k][int(v)], int(k)] += float(value)
+                # Every row is in exactly one leaf of a tree: one update per tree.
+                rows = [rows_of[int(k)][int(v)] for v in nodes]
+                if rows:
+                    raw[np.concatenate(rows), int(k)] += np.repeat(
+                        np.asarray(values, dtype=np.float64), [r.size for r in rows])
             rows_of = None
             upload_scores()
         else:
@@ -341,57 +349,41 @@ def _max_exponent(onehot):
     return int(nz[-1] + _EXP_MIN) if nz.size else 0
 
 
-class _OneHot:
-    """A client's binned rows as a sparse one-hot matrix (rows x bin slots): a
-    node's histograms are one sparse product, 1.5-2.5x faster than
-    ``np.bincount`` over flattened (row, column) indices."""
+class _ClientHistograms:
+    """A client's binned rows: node histograms summed by a compiled kernel
+    straight into the words it uploads (:func:`skfed.trees._kernels.node_histograms`),
+    and splits applied to a node's rows."""
 
-    def __init__(self, codes, T):
-        import scipy.sparse as sp
-
-        n, F = codes.shape
+    def __init__(self, Xb, n_bins, offsets, T, train, packing, task):
+        # Column-major uint8 (the kernels read one column of a node's rows):
+        # the slot within the column's histogram, n_bins[f] for a missing
+        # value (n_bins <= 255, so 255 stays the missing slot where it was).
+        n_bins = np.asarray(n_bins, dtype=np.int64)
+        self.codes = np.asfortranarray(np.where(Xb == MISSING_BIN, n_bins[None, :].astype(np.uint8),
+                                                Xb).astype(np.uint8))
+        self.n_bins = n_bins
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.train = np.ascontiguousarray(train, dtype=np.bool_)
         self.T = T
-        self.codes = np.ascontiguousarray(codes, dtype=np.intp)
-        self.M = sp.csr_matrix((np.ones(n * F), codes.ravel(), np.arange(0, n * F + 1, F)),
-                               shape=(n, T))
+        self.words = _words(packing, task)
+        self.pack = int(packing)
 
-    def histograms(self, train, train_pos, rows_of, gq, hq, nodes):
-        """[sum g | sum h | count] per (node, bin slot) of the requested nodes,
-        over the training rows (int64, shape (n_nodes, 3, T))."""
-        out = np.empty((len(nodes), 3, self.T), dtype=np.int64)
-        for j, (k, v) in enumerate(nodes):
-            rows = rows_of[int(k)][int(v)]
-            rows = rows[train[rows]]
-            g = gq[rows, int(k)].astype(np.float64)
-            h = hq[rows, int(k)]
-            rows = train_pos[rows]
-            # The hessian sum and the count share a column when their sum stays
-            # an exact float (|h| <= 2**26 per row: a node of at most 8191 rows).
-            shift = _trees.PRECISION_BITS + rows.size.bit_length() + 1
-            packed = shift + rows.size.bit_length() <= 52
-            if packed:
-                W = np.column_stack([g, h.astype(np.float64) + 2.0 ** shift])
-            else:
-                W = np.column_stack([g, h.astype(np.float64), np.ones(rows.size)])
-            # Exact: every partial sum of these integers stays below 2**53.
-            # The sums are exact integers as floats: the cast is exact too.
-            if rows.size < _BINCOUNT_ROWS:
-                # Small nodes: bincount has none of the sparse product's fixed
-                # cost (about 0.2 ms a call, more than the whole count here).
-                idx = self.codes[rows].ravel()
-                F = self.codes.shape[1]
-                res = np.stack([np.bincount(idx, weights=np.repeat(W[:, c], F),
-                                            minlength=self.T)
-                                for c in range(W.shape[1])], axis=1).astype(np.int64)
-            else:
-                res = (self.M[rows].T @ W).astype(np.int64)
-            out[j, 0] = res[:, 0]
-            if packed:
-                out[j, 2] = res[:, 1] >> shift
-                out[j, 1] = res[:, 1] - (out[j, 2] << shift)
-            else:
-                out[j, 1], out[j, 2] = res[:, 1], res[:, 2]
-        return out
+    def partition(self, rows, f, b, missing_left):
+        """The rows of a node split by ``bin <= b`` in column ``f``: (left, right)."""
+        return _kernels.partition(rows, self.codes[:, int(f)], int(b), bool(missing_left),
+                                  int(self.n_bins[int(f)]))
+
+    def histograms(self, rows_of, gq, hq, nodes):
+        """The upload of the requested nodes: int64 of shape (n_nodes, words, T)."""
+        rows = [rows_of[int(k)][int(v)] for k, v in nodes]
+        starts = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([r.size for r in rows], out=starts[1:])
+        outputs = np.array([int(k) for k, _ in nodes], dtype=np.int64)
+        out = np.zeros((len(nodes), self.words, self.T), dtype=np.int64)
+        return _kernels.node_histograms(
+            self.codes, self.offsets, self.train,
+            np.concatenate(rows).astype(np.int64, copy=False), starts, outputs, gq, hq,
+            self.words, self.pack, out)
 
 
 # -- server ---------------------------------------------------------------------------
@@ -652,10 +644,16 @@ def _grow(agg, cfg, K, T, packing, n_bins, has_missing, layout, h_exp, g_exp_fix
     grown = [_Tree(cfg) for _ in range(K)]
     splits, nodes = [], [(k, 0) for k in range(K)]
     while nodes:
-        agg.broadcast("cmd", {"op": "expand", "splits": splits, "nodes": nodes})
+        # Integer arrays: every client decodes them every round (as lists of
+        # Python ints they cost each client 45 us of the interpreter lock).
+        agg.broadcast("cmd", {"op": "expand",
+                              "splits": np.array(splits, dtype=np.int64).reshape(-1, 7),
+                              "nodes": np.array(nodes, dtype=np.int64).reshape(-1, 2)})
         words = _words(packing, cfg.task)
-        hists = _unpack(agg.secure_sum_ring("hist", len(nodes) * words * T).reshape(
-            len(nodes), words, T), packing, cfg.task == "regression")
+        hists = agg.secure_sum_ring("hist", len(nodes) * words * T).reshape(len(nodes), words, T)
+        if packing:
+            # _unpack, compiled (one pass).
+            hists = _kernels.unpack_histograms(hists, packing, words, _trees.PRECISION_BITS)
         n_rounds["histograms"] += 1
         if not same_clients():
             return None, None
@@ -677,11 +675,13 @@ def _grow(agg, cfg, K, T, packing, n_bins, has_missing, layout, h_exp, g_exp_fix
             if grown[k].splittable(v, h_exp):
                 evaluate.append((k, v))
         if evaluate:
-            H = np.stack([grown[k].nodes[v].hist for k, v in evaluate])
-            counts, GH = layout.padded(H)
-            best = _trees.best_splits(
-                counts, GH, [grown[k].nodes[v].G for k, v in evaluate],
-                [grown[k].nodes[v].H for k, v in evaluate], n_bins, has_missing,
+            # The decision of _trees.best_splits (its reference), compiled,
+            # from the compact layout.
+            best = _kernels.best_splits_compact(
+                [grown[k].nodes[v].hist for k, v in evaluate], layout.offsets, n_bins,
+                has_missing,
+                [grown[k].nodes[v].G for k, v in evaluate],
+                [grown[k].nodes[v].H for k, v in evaluate],
                 cfg.min_samples_leaf, cfg.l2_regularization, g_exp, h_exp)
             for (k, v), b in zip(evaluate, best):
                 grown[k].nodes[v].best = b

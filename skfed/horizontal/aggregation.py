@@ -214,14 +214,22 @@ class ServerAggregation:
         """The clients' vectors of :meth:`ClientAggregation.upload_ring` summed
         modulo 2**64 (int64)."""
         self.index += 1
-        uploads = self.ctx.gather(self.clients, tag)
         masked = self.protection is not None
         if masked:
             _check_ring_protection(self.protection)
-        for c, u in zip(self.clients, uploads):
-            check_array(u, sender=c, tag=tag, shape=(size,), dtype="u" if masked else "i",
-                        exact_dtype="uint64" if masked else "int64")
-        return ring_sum(uploads).view(np.int64)
+        # Each vector is added as it arrives, while later clients still compute
+        # theirs (ring_sum's arithmetic, one vector at a time).
+        total = None
+        for c in self.clients:
+            u = check_array(self.ctx.recv(c, tag), sender=c, tag=tag, shape=(size,),
+                            dtype="u" if masked else "i",
+                            exact_dtype="uint64" if masked else "int64")
+            u = u.view(np.uint64)
+            if total is None:
+                total = u if u.flags.writeable else u.copy()
+            else:
+                total += u
+        return total.view(np.int64)
 
     def secure_sum(self, tag, size, weighted=False):
         """Receive every client's protected vector under ``tag``; return the sum.

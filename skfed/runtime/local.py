@@ -63,11 +63,22 @@ class _Mailroom:
         self.keep_payloads = keep_payloads
         self.timeout = timeout
         self.cond = threading.Condition()
+        # One condition per receiver over the same lock: a message wakes only
+        # the party it is for (with one shared condition every send woke
+        # every waiting thread, a measurable cost at thousands of rounds).
+        # Events that concern everyone (a failure, a party finished or
+        # dropped) go through notify_everyone().
+        self.inbox = {p: threading.Condition(self.cond) for p in self.parties}
         self.queues = defaultdict(deque)
         self.finished = set()
         self.dropped = set()
         self.failed = None
         self.drops = {}
+
+    def notify_everyone(self):
+        """Wake every waiting party (the lock must be held)."""
+        for c in self.inbox.values():
+            c.notify_all()
 
 
 class PartyContext:
@@ -103,23 +114,29 @@ class PartyContext:
         transcript: ``"ciphertext"``, ``"masked"``, ``"public_key"`` or
         ``"plain"`` (only for values the protocol declares public).
         """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        self._deliver(to, tag, encode(payload), kind)
+
+    def _deliver(self, to, tag, data, kind):
         room = self._room
         if to not in room.parties or to == self.party:
             raise ValueError(f"{self.party!r} cannot send to {to!r}")
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        data = encode(payload)
         self.bytes_sent += len(data)
         with room.cond:
             room.transcript.record(self.party, to, tag, kind, len(data),
                                    data if room.keep_payloads else None)
             room.queues[(self.party, to, tag)].append(data)
-            room.cond.notify_all()
+            room.inbox[to].notify_all()
 
     def broadcast(self, receivers, tag, payload, kind="plain"):
         """Send the same payload to every party in ``receivers``."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        # Serialised once: every receiver gets the same bytes (immutable).
+        data = encode(payload)
         for to in receivers:
-            self.send(to, tag, payload, kind=kind)
+            self._deliver(to, tag, data, kind)
 
     def checkpoint(self, stage):
         """Mark that this party reached ``stage``; an injected drop may stop it here.
@@ -159,7 +176,7 @@ class PartyContext:
                     raise ProtocolTimeout(
                         f"{self.party!r} waited {timeout:.0f} s for {tag!r} from {frm!r}"
                     )
-                room.cond.wait(min(remaining, 1.0))
+                room.inbox[self.party].wait(min(remaining, 1.0))
             data = room.queues[key].popleft()
         self.bytes_received += len(data)
         return decode(data)
@@ -241,7 +258,7 @@ class LocalRuntime:
             finally:
                 with room.cond:
                     room.finished.add(name)
-                    room.cond.notify_all()
+                    room.notify_everyone()
 
         threads = [threading.Thread(target=target, args=(n, f), name=f"skfed-{n}",
                                     daemon=True) for n, f in roles.items()]

@@ -116,9 +116,11 @@ def _encode_array(arr, out):
     if dtype.str not in _DTYPES:
         raise WireFormatError(f"cannot send numpy arrays of dtype {arr.dtype}")
     descr = dtype.str.encode("ascii")
-    raw = np.ascontiguousarray(arr, dtype=dtype).tobytes()
+    # A view of the array's bytes: encode() joins the parts, the only copy.
+    raw = memoryview(np.ascontiguousarray(arr, dtype=dtype).reshape(-1).view(np.uint8))
     out.append(_ARRAY + struct.pack(">B", len(descr)) + descr + shape
-               + struct.pack(">Q", len(raw)) + raw)
+               + struct.pack(">Q", raw.nbytes))
+    out.append(raw)
 
 
 def encode(obj):

@@ -64,7 +64,15 @@ def dequantise(ints, exponent):
 
 # -- losses -------------------------------------------------------------------
 
-class _SquaredError:
+class _Loss:
+    def gradients_and_losses(self, raw, row_sets):
+        """``gradients(raw)`` and ``loss(raw, rows)`` of each non-empty ``rows`` of
+        ``row_sets`` (``None`` for an empty one), the same floats as apart."""
+        return self.gradients(raw), [self.loss(raw, rows) if len(rows) else None
+                                     for rows in row_sets]
+
+
+class _SquaredError(_Loss):
     """Half squared error, as HistGradientBoostingRegressor: g = p - y, h = 1."""
 
     n_outputs = 1
@@ -86,7 +94,7 @@ class _SquaredError:
         return float(np.mean(0.5 * (raw[rows, 0] - self.y[rows, 0]) ** 2))
 
 
-class _BinaryLogLoss:
+class _BinaryLogLoss(_Loss):
     """Log-loss on the logit: g = p - y in [-1, 1], h = p (1 - p) <= 1/4."""
 
     n_outputs = 1
@@ -111,7 +119,7 @@ class _BinaryLogLoss:
         return float(np.mean(np.logaddexp(0, r) - y * r))
 
 
-class _MultinomialLoss:
+class _MultinomialLoss(_Loss):
     """Softmax cross-entropy, one tree per class per iteration (as scikit-learn)."""
 
     hessian_exponent = -2
@@ -135,6 +143,15 @@ class _MultinomialLoss:
     def loss(self, raw, rows):
         r = raw[rows]
         return float(np.mean(logsumexp(r, axis=1) - np.sum(self.Y[rows] * r, axis=1)))
+
+    def gradients_and_losses(self, raw, row_sets):
+        # One log-normaliser for the gradients and the losses: logsumexp works
+        # row by row, so its rows are those of logsumexp(raw[rows]) to the bit.
+        lse = logsumexp(raw, axis=1, keepdims=True)
+        p = np.exp(raw - lse)
+        losses = [float(np.mean(lse[rows, 0] - np.sum(self.Y[rows] * raw[rows], axis=1)))
+                  if len(rows) else None for rows in row_sets]
+        return (p - self.Y, p * (1 - p)), losses
 
 
 def loss_for(task, y, n_classes):
