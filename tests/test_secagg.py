@@ -80,6 +80,20 @@ def test_masks_depend_on_round_pair_and_session():
     assert (a.pair_mask("b", 1, 4096) >> np.uint64(32)).max() > 2**31
 
 
+def test_the_streams_of_different_rounds_never_overlap():
+    # One key per pair, the round as the CTR nonce: were the round added to
+    # the block counter instead, round r + 1 would be round r shifted by a
+    # block (two uint64 words) and the sum would reveal differences of updates.
+    a, _ = _clients(["a", "b"])
+    words = {r: a.pair_mask("b", r, 512) for r in range(4)}
+    blocks = {r: {bytes(w[i:i + 2]) for i in range(0, w.size, 2)} for r, w in words.items()}
+    for r in range(3):
+        assert not blocks[r] & blocks[r + 1]
+    assert np.array_equal(a.pair_mask("b", 3, 8), words[3][:8])  # a prefix, same stream
+    with pytest.raises(OverflowError):
+        a.pair_mask("b", 2**64, 2)
+
+
 def test_single_masked_vector_reveals_nothing_obvious():
     a, b = _clients(["a", "b"])
     ring = FixedPointRing(n_summands=2)
