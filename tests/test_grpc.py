@@ -593,7 +593,7 @@ def test_transfer_setup_compares_normalised_settings(pki):
             est.runtime.close()
 
 
-def test_a_cancelled_call_waits_for_the_abort_notice_behind_it():
+def test_a_cancelled_call_waits_for_the_abort_notice_behind_it(monkeypatch):
     # A failing party cancels the calls in flight before its abort notice
     # lands: the error must name the party that failed and why, not the cancel.
     from types import SimpleNamespace
@@ -613,6 +613,7 @@ def test_a_cancelled_call_waits_for_the_abort_notice_behind_it():
     assert isinstance(err, PartyAborted)
     assert err.party == "shop" and "no column 'spend'" in str(err)
     # No notice at all: the transport's own error, after the grace period.
+    monkeypatch.setattr("skfed.runtime.grpc._ABORT_GRACE", 0.1)
     fake._aborted = None
     err = GrpcRuntime._refused(fake, "shop", "party 'shop' refused Send: CANCELLED")
     assert type(err) is TransportError and "CANCELLED" in str(err)
