@@ -6,8 +6,6 @@ stopped answering; the in-process run with that drop injected must give the
 same model.
 """
 
-import signal
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from skfed.horizontal import FederatedSGDRegressor
 from skfed.runtime import LocalRuntime
 from skfed.runtime.certs import make_test_pki
 
-from .test_grpc import PROCESS_LIMIT, _finish, _load, _spawn, _write_config, _write_csv
+from .test_grpc import _load, _write_config, _write_csv, run_and_kill
 
 CLIENTS = [f"client{i}" for i in range(5)]
 VICTIM = "client3"
@@ -42,28 +40,7 @@ def test_sigkilled_client_leaves_the_others_to_finish(pki, tmp_path):
     params = {"n_rounds": 30, "random_state": 3, "min_clients": 3, "verbose": 1}
     config = _write_config(tmp_path / "federation.toml", "FederatedSGDRegressor", params,
                            {"target": "y"}, {"server": {}, **{c: {} for c in CLIENTS}}, pki)
-    log = open(tmp_path / "server.log", "w+")
-    procs = {"server": _spawn(config, "server", tmp_path, stdout=log)}
-    procs.update({c: _spawn(config, c, tmp_path, tmp_path / f"{c}.csv") for c in CLIENTS})
-    try:
-        for _ in range(PROCESS_LIMIT * 10):
-            if "round 3/" in (tmp_path / "server.log").read_text():
-                break
-            assert procs["server"].poll() is None, "the server stopped early"
-            time.sleep(0.05)
-        else:
-            pytest.fail("training never started")
-        procs[VICTIM].send_signal(signal.SIGKILL)
-        procs[VICTIM].wait()
-        outputs = _finish({p: procs[p] for p in procs if p != VICTIM})
-    finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-        log.close()
-    for role, (code, out, err) in outputs.items():
-        assert code == 0, f"{role} failed:\n{out}\n{err}"
-    assert procs[VICTIM].returncode == -signal.SIGKILL
+    run_and_kill(config, tmp_path, CLIENTS, VICTIM, 'round 3/')
 
     server = _load(tmp_path, "server")
     assert server["n_iter_"] == 30

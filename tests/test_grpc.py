@@ -120,6 +120,35 @@ def _check_ok(outputs):
         assert code == 0, f"{role} failed:\n{out}\n{err}"
 
 
+def run_and_kill(config, tmp_path, clients, victim, started):
+    """Run the server and ``clients`` as party processes; SIGKILL ``victim`` once
+    the server's log (``tmp_path/server.log``) shows ``started``, then let the
+    others finish. Checks every survivor exited 0 and the victim was killed."""
+    import signal
+
+    log = open(tmp_path / "server.log", "w+")
+    procs = {"server": _spawn(config, "server", tmp_path, stdout=log)}
+    procs.update({c: _spawn(config, c, tmp_path, tmp_path / f"{c}.csv") for c in clients})
+    try:
+        for _ in range(PROCESS_LIMIT * 10):
+            if started in (tmp_path / "server.log").read_text():
+                break
+            assert procs["server"].poll() is None, "the server stopped early"
+            time.sleep(0.05)
+        else:
+            pytest.fail("training never started")
+        procs[victim].send_signal(signal.SIGKILL)
+        procs[victim].wait()
+        outputs = _finish({p: procs[p] for p in procs if p != victim})
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+        log.close()
+    _check_ok(outputs)
+    assert procs[victim].returncode == -signal.SIGKILL
+
+
 def _load(tmp_path, role):
     return json.loads((tmp_path / f"{role}.json").read_text())
 

@@ -7,8 +7,6 @@ at which secure sum and step the dead client stopped answering; the
 in-process fit with that drop injected must give the same trees.
 """
 
-import signal
-import time
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ from skfed.runtime import LocalRuntime
 from skfed.runtime.certs import make_test_pki
 
 from .leaks import assert_no_leaks
-from .test_grpc import PROCESS_LIMIT, _finish, _spawn, _write_config, _write_csv
+from .test_grpc import _write_config, _write_csv, run_and_kill
 from .test_horizontal_boosting import as_reference
 
 CLIENTS = [f"client{i}" for i in range(5)]
@@ -50,28 +48,7 @@ def test_sigkilled_client_leaves_the_others_to_finish_the_trees(pki, tmp_path):
                            "FederatedHistGradientBoostingClassifier",
                            dict(PARAMS, verbose=1), {"target": "y"},
                            {"server": {}, **{c: {} for c in CLIENTS}}, pki)
-    log = open(tmp_path / "server.log", "w+")
-    procs = {"server": _spawn(config, "server", tmp_path, stdout=log)}
-    procs.update({c: _spawn(config, c, tmp_path, tmp_path / f"{c}.csv") for c in CLIENTS})
-    try:
-        for _ in range(PROCESS_LIMIT * 10):
-            if "iteration 3/" in (tmp_path / "server.log").read_text():
-                break
-            assert procs["server"].poll() is None, "the server stopped early"
-            time.sleep(0.05)
-        else:
-            pytest.fail("training never started")
-        procs[VICTIM].send_signal(signal.SIGKILL)
-        procs[VICTIM].wait()
-        outputs = _finish({p: procs[p] for p in procs if p != VICTIM})
-    finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-        log.close()
-    for role, (code, out, err) in outputs.items():
-        assert code == 0, f"{role} failed:\n{out}\n{err}"
-    assert procs[VICTIM].returncode == -signal.SIGKILL
+    run_and_kill(config, tmp_path, CLIENTS, VICTIM, 'iteration 3/')
 
     server = skfed.load(tmp_path / "server.json")
     assert server.n_iter_ == PARAMS["max_iter"]

@@ -43,6 +43,15 @@ def _fitted():
     ]
 
 
+def saved_and_loaded(est, tmp_path):
+    """``est`` through skfed.save and skfed.load (a JSON file in ``tmp_path``)."""
+    path = tmp_path / f"{type(est).__name__}.json"
+    skfed.save(est, path)
+    loaded = skfed.load(path)
+    assert type(loaded) is type(est)
+    return loaded
+
+
 @pytest.fixture(scope="module")
 def fitted():
     return _fitted()
@@ -50,10 +59,7 @@ def fitted():
 
 def test_loaded_models_predict_as_the_original(fitted, tmp_path):
     for est, X in fitted:
-        path = tmp_path / f"{type(est).__name__}.json"
-        skfed.save(est, path)
-        loaded = skfed.load(path)
-        assert type(loaded) is type(est)
+        loaded = saved_and_loaded(est, tmp_path)
         assert loaded.get_params() == est.get_params()
         assert as_reference(loaded) == as_reference(est)
         for a, b in zip(loaded.bin_edges_, est.bin_edges_):
@@ -68,7 +74,8 @@ def test_loaded_models_predict_as_the_original(fitted, tmp_path):
                                           est.decision_function(X_new))
             assert loaded.classes_.dtype == est.classes_.dtype
         # nothing of the fit's traffic is in the file
-        assert "transcript_" not in json.loads(path.read_text())["attributes"]
+        saved = json.loads((tmp_path / f"{type(est).__name__}.json").read_text())
+        assert "transcript_" not in saved["attributes"]
 
 
 def _tamper(doc, change):

@@ -20,6 +20,7 @@ from skfed import (
 from skfed.persistence import from_dict, to_dict
 
 from .test_deploy_workflow import _finish, _run_parties, _spawn, _vertical_files
+from .test_horizontal_boosting_persistence import saved_and_loaded
 
 TOPO = VerticalTopology({"bank": [0, 1], "shop": [2, 3]}, label_party="bank")
 PARAMS = dict(max_iter=3, max_leaf_nodes=5, min_samples_leaf=5, max_bins=16,
@@ -50,10 +51,7 @@ def fitted():
 
 def test_loaded_models_predict_as_the_original(fitted, tmp_path):
     for est, X in fitted:
-        path = tmp_path / f"{type(est).__name__}.json"
-        skfed.save(est, path)
-        loaded = skfed.load(path)
-        assert type(loaded) is type(est)
+        loaded = saved_and_loaded(est, tmp_path)
         assert _as_lists(loaded) == _as_lists(est)
         assert loaded._records == est._records
         X_new = X[::-1] * 0.9
