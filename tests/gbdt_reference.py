@@ -35,6 +35,14 @@ def reference_fit(X, y, edges, task, n_classes, lr, max_iter, max_leaf_nodes, ma
     predictions of every row (to continue a model, e.g. after a dropout).
     """
     n, F = X.shape
+    # A reference that quietly accepts what the protocols refuse would agree
+    # with them for the wrong reason: its own preconditions, checked.
+    assert len(edges) == F, f"{len(edges)} edge arrays for {F} columns"
+    for f, e in enumerate(edges):
+        assert np.all(np.diff(e) > 0) and np.isfinite(e).all(), f"column {f}: bad edges"
+    assert y.shape == (n,) and not np.isnan(y).any()
+    if task != "regression":
+        assert set(np.unique(y)) <= set(range(n_classes)), "labels must be 0..n_classes-1"
     miss = np.isnan(X)
     B = np.stack([np.searchsorted(edges[f], np.where(miss[:, f], 0, X[:, f]), side="left")
                   for f in range(F)], axis=1)
@@ -66,6 +74,8 @@ def reference_fit(X, y, edges, task, n_classes, lr, max_iter, max_leaf_nodes, ma
             p = np.exp(raw - logsumexp(raw, axis=1, keepdims=True))
             g, h, eg, eh = p - Y, p * (1 - p), 0, -2
         gq, hq = _q(g, eg), _q(h, eh)
+        # Sums of n fixed-point values convert to floats exactly below 2**53.
+        assert n * max(int(np.abs(gq).max()), int(np.abs(hq).max())) < 2**53
         it = []
         for k in range(K):
             tree = _ref_tree(X, B, miss, has_missing, edges, gq[:, k], hq[:, k], eg, eh,
@@ -134,6 +144,12 @@ def _ref_tree(X, B, miss, has_missing, edges, gq, hq, eg, eh, lr, max_leaf_nodes
         add(rows[left], depth + 1)
         add(rows[~left], depth + 1)
     out, leaves = [], []
+    # The grown tree partitions the rows into its leaves, within its limits.
+    leaf_rows = [rows for rows, _, split in nodes if split is None]
+    assert n_leaves == len(leaf_rows) <= limit
+    assert np.array_equal(np.sort(np.concatenate(leaf_rows)), np.arange(X.shape[0]))
+    assert all(rows.size >= msl for rows in leaf_rows) or len(leaf_rows) == 1
+    assert max_depth is None or all(d <= max_depth for _, d, _ in nodes)
     for rows, _, split in nodes:
         if split is None:
             value = -lr * _dq(gq[rows].sum(), eg) / (_dq(hq[rows].sum(), eh) + l2)
@@ -142,8 +158,6 @@ def _ref_tree(X, B, miss, has_missing, edges, gq, hq, eg, eh, lr, max_leaf_nodes
         else:
             out.append(("split",) + split)
     return {"nodes": out, "leaves": leaves}
-
-
 
 
 def reference_predict(trees, base, X):

@@ -54,6 +54,20 @@ def test_the_gbdt_reference_is_scikit_learns_histogram_boosting(task, n_classes)
     assert np.std(raw[:, 0]) > 0.1 * scale
 
 
+def test_the_gbdt_reference_refuses_what_the_protocols_refuse():
+    X, y = make_classification(n_samples=60, n_features=3, n_informative=2, n_redundant=0,
+                               random_state=0)
+    edges = bin_edges(X, 8)
+    args = ("classification", 2, 0.3, 2, 4, None, 5, 0.5)
+    reference_fit(X, y, edges, *args)   # the valid call the bad ones are built from
+    with pytest.raises(AssertionError, match="bad edges"):
+        reference_fit(X, y, [edges[0][::-1], *edges[1:]], *args)
+    with pytest.raises(AssertionError, match="edge arrays"):
+        reference_fit(X, y, edges[:2], *args)
+    with pytest.raises(AssertionError, match="labels"):
+        reference_fit(X, y + 1, edges, *args)
+
+
 def test_run_parties_returns_results_and_errors_by_party():
     def work(name):
         if name == "b":
