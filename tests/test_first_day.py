@@ -22,15 +22,6 @@ from skfed import (
 )
 
 
-@pytest.fixture
-def routing():
-    sklearn.set_config(enable_metadata_routing=True)
-    try:
-        yield
-    finally:
-        sklearn.set_config(enable_metadata_routing=False)
-
-
 def _split_data(n=160, seed=0):
     X, y = make_classification(n_samples=n, n_features=5, n_informative=3, n_redundant=0,
                                random_state=seed)
@@ -170,11 +161,8 @@ def test_compare_drops_a_string_party_column():
 def test_compare_with_parties(with_routing):
     X, y, parties = _split_data()
     pipe = make_pipeline(StandardScaler(), FederatedSGDClassifier(n_rounds=2, random_state=0))
-    sklearn.set_config(enable_metadata_routing=with_routing)
-    try:
+    with sklearn.config_context(enable_metadata_routing=with_routing):
         res = compare_with_centralised(pipe, X, y, cv=2, parties=parties)
-    finally:
-        sklearn.set_config(enable_metadata_routing=False)
     assert res["federated"]["test_score"].shape == (2,)
     assert np.all(res["federated"]["bytes_exchanged"] > 0)
 

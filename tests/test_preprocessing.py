@@ -30,15 +30,6 @@ from .threads import run_parties
 SCALERS = [FederatedStandardScaler, FederatedMinMaxScaler]
 
 
-@pytest.fixture
-def routing():
-    sklearn.set_config(enable_metadata_routing=True)
-    try:
-        yield
-    finally:
-        sklearn.set_config(enable_metadata_routing=False)
-
-
 def _exact_moments(column):
     """Correctly rounded mean and population variance, by rational arithmetic."""
     values = [Fraction(float(v)) for v in column if not np.isnan(v)]
@@ -506,12 +497,9 @@ def test_compare_with_centralised_twins_the_scaler(with_routing):
     twin = centralised_twin(pipe)
     assert type(twin[0]) is StandardScaler
     pooled = make_pipeline(StandardScaler(), clone(pipe[-1]))
-    sklearn.set_config(enable_metadata_routing=with_routing)
-    try:
+    with sklearn.config_context(enable_metadata_routing=with_routing):
         res = compare_with_centralised(pipe, X, y, cv=2, parties=parties)
         ref = compare_with_centralised(pooled, X, y, cv=2, parties=parties)
-    finally:
-        sklearn.set_config(enable_metadata_routing=False)
     # the same statistics as the pooled scaler's (to rounding): the same models
     np.testing.assert_allclose(res["federated"]["test_score"],
                                ref["federated"]["test_score"], atol=0.01)
