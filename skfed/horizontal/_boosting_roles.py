@@ -564,17 +564,26 @@ def server(ctx, cfg, progress=None):
             "cpu_seconds": time.thread_time() - cpu_start}
 
 
-def _setup(agg, cfg, n_rounds):
-    """The set-up sums: ``(y_exp, n_train, n_val, baseline, edges, has_missing)``,
-    or None (the clients told to restart) when the clients of a set-up sum
-    differ from those of the first (a dropout)."""
+def _same_clients(agg):
+    """A check that the last sum of ``agg`` held the clients of the first one it
+    was called after: the sums of a set-up, or of an iteration, must describe
+    one set of rows (a dropout changes the set)."""
     members = None
 
-    def same_clients():
+    def same():
         nonlocal members
         if members is None:
             members = agg.contributors
         return agg.contributors == members
+
+    return same
+
+
+def _setup(agg, cfg, n_rounds):
+    """The set-up sums: ``(y_exp, n_train, n_val, baseline, edges, has_missing)``,
+    or None (the clients told to restart) when the clients of a set-up sum
+    differ from those of the first (a dropout)."""
+    same_clients = _same_clients(agg)
 
     n_stats = 1 if cfg.task == "regression" else cfg.n_classes
     y_exp = 0
@@ -625,14 +634,7 @@ def _grow(agg, cfg, K, T, packing, n_bins, has_missing, layout, h_exp, g_exp_fix
           n_rounds, timings):
     """Grow the trees of one iteration; ``(None, None)`` when the clients of a
     sum differ from those of the iteration's first sum (a dropout)."""
-    members = None
-
-    def same_clients():
-        nonlocal members
-        now = agg.contributors
-        if members is None:
-            members = now
-        return now == members
+    same_clients = _same_clients(agg)
 
     if cfg.task == "regression":
         agg.broadcast("cmd", {"op": "exponent"})
